@@ -1,0 +1,35 @@
+# crmvalue: `make train` and `make test` set up everything they need on first use.
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+CONFIG ?= experiments/cdnow.yaml
+
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Create .venv (if missing) and install crmvalue with its dev tools
+
+train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on the bundled CDNOW data
+	$(BIN)/crmvalue train --config $(CONFIG)
+
+test: $(STAMP) ## Run the test suite
+	$(BIN)/python -m pytest
+
+mlflow-ui: $(STAMP) ## Browse the runs at http://127.0.0.1:5000
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
+	rm -rf mlruns mlflow.db exports .pytest_cache
+	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
+
+.PHONY: help install train test mlflow-ui clean

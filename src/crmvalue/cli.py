@@ -1,0 +1,107 @@
+"""The ``crmvalue`` command: a thin Typer layer over :mod:`crmvalue.pipeline`."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from crmvalue.errors import CrmvalueError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Customer value prediction for CRM teams: RFM, BG/NBD + Gamma-Gamma CLV, value quadrants, MLflow.",
+)
+
+
+class TimeUnitChoice(str, Enum):
+    days = "days"
+    weeks = "weeks"
+
+
+@app.callback()
+def _root() -> None:
+    """crmvalue: customer value prediction for CRM teams."""
+
+
+@app.command()
+def train(
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (default: experiments/cdnow.yaml if present)"),
+    data: Optional[str] = typer.Option(None, "--data", help="transactions: a .csv/.parquet path, or 'cdnow' / 'cdnow_sample'"),
+    customer_col: Optional[str] = typer.Option(None, "--customer-col", help="customer id column"),
+    date_col: Optional[str] = typer.Option(None, "--date-col", help="timestamp column"),
+    amount_col: Optional[str] = typer.Option(None, "--amount-col", help="amount (revenue) column"),
+    date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
+    calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
+    observation_end: Optional[str] = typer.Option(None, "--observation-end", help="last day of observation"),
+    time_unit: Optional[TimeUnitChoice] = typer.Option(None, "--time-unit", help="time unit of recency and T"),
+    horizon_days: Optional[int] = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
+    penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for BG/NBD"),
+    out: Optional[Path] = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM."""
+    from crmvalue.config import DEFAULT_CONFIG, load_config
+    from crmvalue.pipeline import Progress, train as run_train
+
+    if config is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG
+    cfg = load_config(
+        config,
+        {
+            "data.source": data,
+            "data.customer_col": customer_col,
+            "data.date_col": date_col,
+            "data.amount_col": amount_col,
+            "data.date_format": date_format,
+            "calibration_end": calibration_end,
+            "observation_end": observation_end,
+            "time_unit": time_unit.value if time_unit else None,
+            "horizon_days": horizon_days,
+            "model.penalizer": penalizer,
+            "out": str(out) if out else None,
+            "tracking_uri": tracking_uri,
+        },
+    )
+    result = run_train(cfg, progress=Progress(enabled=not quiet))
+    m = result.metrics
+    q = result.quadrants["customers"]
+    lines = [
+        f"run id          {result.run_id}  (experiment '{cfg.name}')",
+        f"customers       {len(result.predictions):,}",
+        f"holdout         {result.calibration_end.date()} -> {result.observation_end.date()}: "
+        f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
+        f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
+        f"vs actual {m['holdout.actual_total']:,.0f}",
+        "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+        f"predictions     {result.output_path}",
+    ]
+    typer.echo("\n".join(lines))
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("crmvalue").setLevel(logging.INFO)
+    try:
+        app(standalone_mode=False)
+    except CrmvalueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise

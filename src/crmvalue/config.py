@@ -1,0 +1,106 @@
+"""The experiment config: one typed object, loaded from ``experiments/*.yaml``, overridden by CLI flags."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from crmvalue.errors import CrmvalueError
+
+DEFAULT_CONFIG = Path("experiments/cdnow.yaml")
+
+
+class _Strict(BaseModel):
+    # a misspelt key in a YAML file is an error, not a silently ignored setting
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(_Strict):
+    source: str = Field("cdnow", description="'cdnow', 'cdnow_sample', or a .csv/.parquet path")
+    customer_col: str = "customer_id"
+    date_col: str = "date"
+    amount_col: str = "amount"
+    quantity_col: str | None = None
+    date_format: str | None = Field(None, description="strftime format; default: ISO 8601, else inferred")
+
+
+class ModelConfig(_Strict):
+    penalizer: float = Field(0.0, ge=0, description="L2 penalty for BG/NBD; raise it if the fit does not converge")
+    gamma_gamma_penalizer: float = Field(0.0, ge=0)
+
+
+class ClvConfig(_Strict):
+    months: int = Field(12, gt=0, description="CLV horizon in months of 30 days (4.345 weeks), as lifetimes")
+    discount_rate: float = Field(0.01, ge=0, description="monthly discount rate")
+
+
+class QuadrantConfig(_Strict):
+    current_window_days: int = Field(365, gt=0, description="current value = revenue in this trailing window")
+    quantile: float = Field(0.5, gt=0, lt=1, description="high/low split quantile on each axis")
+    current_threshold: float | None = Field(None, description="absolute split for current value; overrides quantile")
+    potential_threshold: float | None = Field(None, description="absolute split for potential value (CLV)")
+
+
+class ExperimentConfig(_Strict):
+    name: str = Field("crmvalue", pattern=r"^[A-Za-z0-9_.-]+$")
+    data: DataConfig = DataConfig()
+    calibration_end: dt.date | None = Field(None, description="default: midpoint of the data's date span")
+    observation_end: dt.date | None = Field(None, description="default: the last transaction date")
+    time_unit: Literal["days", "weeks"] = "weeks"
+    horizon_days: int = Field(90, gt=0, description="horizon of expected_purchases")
+    model: ModelConfig = ModelConfig()
+    clv: ClvConfig = ClvConfig()
+    quadrants: QuadrantConfig = QuadrantConfig()
+    out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
+    models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
+    tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+
+    @model_validator(mode="after")
+    def _dates_in_order(self) -> "ExperimentConfig":
+        if self.calibration_end and self.observation_end and self.calibration_end >= self.observation_end:
+            raise ValueError(
+                f"calibration_end {self.calibration_end} must be before observation_end {self.observation_end}"
+            )
+        return self
+
+    @property
+    def output_path(self) -> Path:
+        return self.out if self.out is not None else Path("exports") / self.name / "predictions.csv"
+
+
+def load_config(path: Path | None = None, overrides: dict | None = None) -> ExperimentConfig:
+    """Read a YAML config (or the defaults when ``path`` is None) and apply dotted-key overrides.
+
+    ``overrides`` maps keys such as ``"data.source"`` or ``"horizon_days"`` to values; ``None``
+    values are skipped, so unset CLI flags leave the file's values alone.
+    """
+    raw: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise CrmvalueError(f"{path}: config file not found")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise CrmvalueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        if not isinstance(raw, dict):
+            raise CrmvalueError(f"{path}: expected a mapping of settings at the top level")
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "config"
+        source = f"{path}: " if path else ""
+        raise CrmvalueError(f"{source}{where}: {first['msg']}") from None
