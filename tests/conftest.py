@@ -1,0 +1,41 @@
+"""Shared fixtures: the bundled CDNOW data (read once per session) and small synthetic logs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from crmvalue.data import load_transactions
+
+
+@pytest.fixture(scope="session")
+def cdnow_sample() -> pd.DataFrame:
+    """CDNOW 1/10 sample: 2,357 customers, raw transactions (not the published summary CSV)."""
+    return load_transactions("cdnow_sample").frame
+
+
+@pytest.fixture(scope="session")
+def cdnow_master() -> pd.DataFrame:
+    return load_transactions("cdnow").frame
+
+
+def random_transactions(n_customers: int = 300, seed: int = 0, start: str = "2020-01-01", days: int = 365) -> pd.DataFrame:
+    """A log with same-day repeats, one-purchase customers and varied amounts, in canonical columns."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for cid in range(n_customers):
+        n = rng.choice([1, 1, 2, 3, 5, 8])
+        first = rng.integers(0, days // 2)
+        offsets = np.sort(np.concatenate([[first], rng.integers(first, days, size=n - 1)]))
+        if n > 2:  # a same-day repeat for some customers
+            offsets = np.append(offsets, offsets[-1])
+        for off in offsets:
+            rows.append((f"c{cid:04d}", pd.Timestamp(start) + pd.Timedelta(days=int(off), hours=int(rng.integers(0, 23))),
+                         float(np.round(rng.gamma(2.0, 20.0), 2))))
+    return pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
+
+
+@pytest.fixture
+def small_transactions() -> pd.DataFrame:
+    return random_transactions()
