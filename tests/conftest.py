@@ -39,3 +39,13 @@ def random_transactions(n_customers: int = 300, seed: int = 0, start: str = "202
 @pytest.fixture
 def small_transactions() -> pd.DataFrame:
     return random_transactions()
+
+
+def simulated_transactions(n_customers: int = 400, seed: int = 0) -> pd.DataFrame:
+    """Transactions drawn from BG/NBD (CDNOW-like rates, per day) and Gamma-Gamma, 2020-01-01..2021-12-31."""
+    from crmvalue.models import BetaGeoParams, GammaGammaParams
+    from crmvalue.simulate import simulate_transactions
+
+    return simulate_transactions(
+        n_customers, BetaGeoParams(0.25, 28.0, 0.8, 2.5), GammaGammaParams(6.0, 4.0, 15.0), seed=seed
+    )

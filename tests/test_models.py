@@ -184,3 +184,15 @@ def test_bgnbd_recovers_parameters_from_simulated_data():
         estimate, se = bg.params_.as_dict()[name], bg.standard_errors_[name]
         assert abs(estimate - value) < 3 * se, (name, estimate, value, se)
         assert abs(estimate - value) < 0.1 * value, (name, estimate, value)
+
+
+def test_a_boundary_fit_fails_clearly_and_the_named_remedy_works():
+    """200 simulated customers whose calibration data show no dropout: the MLE of (a, b) runs off to infinity."""
+    from conftest import simulated_transactions
+    from crmvalue.features import calibration_holdout_summary
+
+    s = calibration_holdout_summary(simulated_transactions(200, seed=6), "2020-12-31", "2021-12-31", "days")
+    with pytest.raises(CrmvalueError, match="--penalizer 0.001"):
+        BetaGeoModel().fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
+    penalized = BetaGeoModel(penalizer=0.001).fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
+    assert penalized.params_.r == pytest.approx(0.25, rel=0.2)  # the simulation's truth

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from crmvalue.models.bgnbd import BetaGeoParams
+from crmvalue.models.gamma_gamma import GammaGammaParams
 
 
 def simulate_bgnbd_summary(params: BetaGeoParams, T, seed: int | None = None) -> pd.DataFrame:
@@ -30,3 +31,53 @@ def simulate_bgnbd_summary(params: BetaGeoParams, T, seed: int | None = None) ->
     buyers = x > 0
     recency[buyers] = T[buyers] * rng.beta(x[buyers], n[buyers] - x[buyers] + 1)
     return pd.DataFrame({"frequency": x.astype(float), "recency": recency, "T": T})
+
+
+def simulate_transactions(
+    n_customers: int,
+    bgnbd: BetaGeoParams,
+    gamma_gamma: GammaGammaParams,
+    start: str = "2020-01-01",
+    end: str = "2021-12-31",
+    acquisition_days: int = 90,
+    seed: int | None = None,
+) -> pd.DataFrame:
+    """A transaction log (``customer_id, date, amount``) drawn from BG/NBD + Gamma-Gamma, in days.
+
+    Each customer's first purchase falls uniformly in the first ``acquisition_days`` days; their
+    repeat purchases follow the BG/NBD process up to ``end`` (rates per day), and every
+    purchase's amount is ``Gamma(p, nu)`` with the customer's ``nu ~ Gamma(q, v)``.
+    """
+    rng = np.random.default_rng(seed)
+    start_ts, end_ts = pd.Timestamp(start), pd.Timestamp(end)
+    first_day = rng.integers(0, acquisition_days, size=n_customers)
+    T = ((end_ts - start_ts).days - first_day).astype(float)
+    lam = rng.gamma(bgnbd.r, 1.0 / bgnbd.alpha, size=n_customers)
+    dropout_after = rng.geometric(rng.beta(bgnbd.a, bgnbd.b, size=n_customers))
+    n = rng.poisson(lam * T)
+    x = np.minimum(n, dropout_after)
+    # the first x of n uniform purchase times on (0, T]: sort each customer's draws, keep ranks < x
+    owner = np.repeat(np.arange(n_customers), n)
+    times = rng.uniform(0.0, 1.0, size=owner.size) * T[owner]
+    order = np.lexsort((times, owner))
+    owner, times = owner[order], times[order]
+    rank = np.arange(owner.size) - np.repeat(np.cumsum(n) - n, n)
+    keep = rank < x[owner]
+    customer = np.concatenate([np.arange(n_customers), owner[keep]])
+    offset = np.concatenate([np.zeros(n_customers), times[keep]])
+    nu = rng.gamma(gamma_gamma.q, 1.0 / gamma_gamma.v, size=n_customers)
+    amount = rng.gamma(gamma_gamma.p, 1.0 / nu[customer])
+    dates = start_ts + pd.to_timedelta(first_day[customer] + offset, unit="D")
+    width = len(str(n_customers))
+    log = pd.DataFrame(
+        {
+            "customer_id": _ids(customer, width),
+            "date": dates.floor("s"),
+            "amount": np.round(amount, 2),
+        }
+    )
+    return log.sort_values(["date", "customer_id"], kind="stable").reset_index(drop=True)
+
+
+def _ids(index: np.ndarray, width: int) -> np.ndarray:
+    return np.char.add("C", np.char.zfill(index.astype(str), width)).astype(object)

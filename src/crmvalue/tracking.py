@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import tempfile
-import warnings
 from pathlib import Path
 
 import mlflow
@@ -70,7 +69,7 @@ class ValueModelPyfunc(mlflow.pyfunc.PythonModel):
         data = json.loads(Path(context.artifacts["value_model"]).read_text())
         self.model_ = ValueModel.from_dict(data)
 
-    def predict(self, context, model_input, params=None):
+    def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
         frame = pd.DataFrame(model_input)
         return self.model_.predict(frame[SUMMARY_COLUMNS].astype("float64")).reset_index(drop=True)
 
@@ -83,16 +82,14 @@ def log_value_model(model: ValueModel, example: pd.DataFrame, name: str = "value
     with tempfile.TemporaryDirectory() as tmp:
         params_path = Path(tmp) / VALUE_MODEL_ARTIFACT
         params_path.write_text(json.dumps(model.to_dict(), indent=2))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # type-hint advice: the signature is explicit
-            info = mlflow.pyfunc.log_model(
-                name=name,
-                python_model=str(code),
-                artifacts={"value_model": str(params_path)},
-                signature=signature,
-                input_example=example.head(5),
-                pip_requirements=_requirements(),
-            )
+        info = mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(code),
+            artifacts={"value_model": str(params_path)},
+            signature=signature,
+            input_example=example.head(5),
+            pip_requirements=_requirements(),
+        )
     return info.model_uri
 
 
