@@ -25,6 +25,9 @@ train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on
 test: $(STAMP) ## Run the test suite
 	$(BIN)/python -m pytest
 
+bench: $(STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
+	$(BIN)/python bench/run.py --repeats 3
+
 mlflow-ui: $(STAMP) ## Browse the runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
@@ -32,4 +35,4 @@ clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
 	rm -rf mlruns mlflow.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
-.PHONY: help install train test mlflow-ui clean
+.PHONY: help install train test bench mlflow-ui clean

@@ -1,0 +1,193 @@
+"""`make bench`: crmvalue against the alternative a user would pick, measured in the same run.
+
+Each case runs in its own subprocess (so its peak RSS is its own), repeats its measurement,
+and reports the median. The table in bench/results.md is written by this script only.
+
+    python bench/run.py [--repeats N] [--out bench/results.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).with_name("crmvalue"))
+
+
+def _timed(fn, repeats: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), result
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _simulated_log(n_customers: int):
+    from crmvalue.models import BetaGeoParams, GammaGammaParams
+    from crmvalue.simulate import simulate_transactions
+
+    return simulate_transactions(
+        n_customers, BetaGeoParams(0.25, 28.0, 0.8, 2.5), GammaGammaParams(6.0, 4.0, 15.0), seed=1
+    )
+
+
+def _simulated_summary(n_customers: int):
+    import numpy as np
+
+    from crmvalue.models import BetaGeoParams
+    from crmvalue.simulate import simulate_bgnbd_summary
+
+    T = np.random.default_rng(1).uniform(26, 78, n_customers)
+    return simulate_bgnbd_summary(BetaGeoParams(0.25, 4.0, 0.8, 2.5), T, seed=2)
+
+
+# --- cases: each returns {"rows": str, "ours": s, "reference": s or None, "note": str} -------------
+
+
+def case_rfm(repeats: int) -> dict:
+    from lifetimes.utils import summary_data_from_transaction_data
+
+    from crmvalue.features import rfm_summary
+
+    tx = _simulated_log(300_000)
+    ours_t, ours = _timed(lambda: rfm_summary(tx, "2021-12-31", "days"), repeats)
+    ref_t, ref = _timed(
+        lambda: summary_data_from_transaction_data(tx, "customer_id", "date", "amount", observation_period_end="2021-12-31"),
+        repeats,
+    )
+    same = bool((ours.sort_index().to_numpy() - ref.sort_index().to_numpy()).__abs__().max() < 1e-9)
+    return {"rows": f"{len(tx):,} transactions, {len(ours):,} customers", "ours": ours_t, "reference": ref_t,
+            "note": "identical output" if same else "OUTPUT DIFFERS"}
+
+
+def case_fit(repeats: int) -> dict:
+    from lifetimes import BetaGeoFitter
+
+    from crmvalue.models import BetaGeoModel
+
+    s = _simulated_summary(1_000_000)
+    ours_t, ours = _timed(lambda: BetaGeoModel().fit(s["frequency"], s["recency"], s["T"]), repeats)
+    ref_t, ref = _timed(lambda: BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"]), max(1, repeats - 2))
+    worst = max(abs(ours.params_.as_dict()[k] / v - 1) for k, v in ref.params_.items())
+    return {"rows": "1,000,000 customers", "ours": ours_t, "reference": ref_t,
+            "note": f"compressed to {ours.n_patterns_:,} patterns; largest relative parameter difference {worst:.1e}"}
+
+
+def case_score(repeats: int) -> dict:
+    import numpy as np
+    import pandas as pd
+    from lifetimes import BetaGeoFitter, GammaGammaFitter
+
+    from crmvalue.models import BetaGeoParams, GammaGammaParams, ValueModel
+
+    s = _simulated_summary(1_000_000)
+    s["monetary_value"] = np.where(s["frequency"] > 0, 30.0 + 10 * np.random.default_rng(3).random(len(s)), 0.0)
+    bg, gg = BetaGeoParams(0.25, 4.0, 0.8, 2.5), GammaGammaParams(6.0, 4.0, 15.0)
+    model = ValueModel(bg, gg, "weeks", 90, 12, 0.01)
+    lbg = BetaGeoFitter()
+    lbg.params_ = pd.Series(bg.as_dict())
+    lbg.predict = lbg.conditional_expected_number_of_purchases_up_to_time
+    lgg = GammaGammaFitter()
+    lgg.params_ = pd.Series(gg.as_dict())
+
+    def reference():
+        x, r, T, m = s["frequency"], s["recency"], s["T"], s["monetary_value"]
+        return pd.DataFrame({
+            "p_alive": lbg.conditional_probability_alive(x, r, T),
+            "expected_purchases": lbg.conditional_expected_number_of_purchases_up_to_time(90 / 7, x, r, T),
+            "expected_avg_value": lgg.conditional_expected_average_profit(x, m),
+            "clv": lgg.customer_lifetime_value(lbg, x, r, T, m, time=12, discount_rate=0.01, freq="W"),
+        })
+
+    ours_t, ours = _timed(lambda: model.predict(s), repeats)
+    ref_t, ref = _timed(reference, repeats)
+    rel = float(np.nanmax(np.abs(ours.to_numpy() - ref.to_numpy()) / np.maximum(np.abs(ref.to_numpy()), 1e-12)))
+    return {"rows": "1,000,000 customers", "ours": ours_t, "reference": ref_t,
+            "note": f"p_alive, expected_purchases, expected_avg_value, clv; largest relative difference {rel:.1e}"}
+
+
+def case_train(repeats: int) -> dict:
+    times = []
+    for _ in range(repeats):
+        with tempfile.TemporaryDirectory() as tmp:
+            env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+            start = time.perf_counter()
+            subprocess.run([CLI, "train", "--config", str(ROOT / "experiments" / "cdnow.yaml"), "--quiet"],
+                           cwd=tmp, env=env, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return {"rows": "69,659 transactions, 23,570 customers", "ours": statistics.median(times), "reference": None,
+            "note": f"fresh MLflow SQLite store each time; target <= 30 s; runs {', '.join(f'{t:.1f}' for t in times)} s",
+            "peak_mb": peak}
+
+
+CASES = {
+    "rfm": ("RFM summary (pandas path)", "`lifetimes.utils.summary_data_from_transaction_data`", case_rfm),
+    "fit": ("BG/NBD fit", "lifetimes `BetaGeoFitter.fit` on raw rows", case_fit),
+    "score": ("scoring: p_alive, expected purchases, spend, CLV", "lifetimes' methods one after another", case_score),
+    "train": ("`crmvalue train` on CDNOW master, end to end (`make train`)", "—", case_train),
+}
+
+
+def run_case(name: str, repeats: int) -> None:
+    warnings.simplefilter("ignore")
+    result = CASES[name][2](repeats)
+    result.setdefault("peak_mb", _peak_mb())
+    print(json.dumps(result))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.md")
+    parser.add_argument("--case", choices=list(CASES))
+    args = parser.parse_args()
+    if args.case:
+        run_case(args.case, args.repeats)
+        return
+
+    rows = []
+    for name, (work, reference, _) in CASES.items():
+        print(f"bench: {work} ...", file=sys.stderr, flush=True)
+        out = subprocess.run([sys.executable, __file__, "--case", name, "--repeats", str(args.repeats)],
+                             check=True, capture_output=True, text=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        ratio = f"{r['reference'] / r['ours']:.1f}× faster" if r["reference"] else "—"
+        ref_time = f"{r['reference']:.2f} s" if r["reference"] else "—"
+        rows.append(f"| {work} | {r['rows']} | {r['ours']:.2f} s | {reference} | {ref_time} | {ratio} | "
+                    f"{r['peak_mb']:,.0f} MB | {r['note']} |")
+        print(f"  {rows[-1]}", file=sys.stderr, flush=True)
+
+    header = [
+        "# Benchmarks",
+        "",
+        f"Generated by `make bench` (`bench/run.py --repeats {args.repeats}`) on {platform.machine()}, "
+        f"{os.cpu_count()} cores, Python {platform.python_version()}, {time.strftime('%Y-%m-%d')}. "
+        "Times are medians over the repeats; the reference is measured in the same run. "
+        "Peak memory is the peak RSS of the process running the case, data generation included.",
+        "",
+        "| work | rows | crmvalue | reference | reference time | ratio | peak memory | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    args.out.write_text("\n".join(header + rows) + "\n")
+    print(f"bench: wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
