@@ -138,6 +138,16 @@ def test_parquet_export(tmp_path):
     assert list(frame.columns) == EXPORT_COLUMNS and (frame["run_id"] == result.run_id).all()
 
 
+def test_spend_that_grows_with_frequency_is_warned_about(tmp_path, caplog):
+    tx = simulated_transactions(n_customers=300, seed=7)
+    purchases = tx.groupby("customer_id")["date"].transform("size")
+    tx["amount"] = tx["amount"] * purchases**1.5  # heavy buyers spend more: Gamma-Gamma's assumption fails
+    with caplog.at_level("WARNING", logger="crmvalue"):
+        result = train(_config(tmp_path), data=tx)
+    assert result.metrics["gamma_gamma.frequency_spend_correlation"] > 0.3
+    assert any("independence assumption" in r.message for r in caplog.records)
+
+
 def test_tracking_uri_precedence(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert resolve_tracking_uri(None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"
@@ -167,6 +177,8 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     run = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(scores["run_id"][0])
     assert run.data.params["config.data.source"] == "tx.csv"
     assert run.info.status == "FINISHED"
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    assert client.get_experiment(run.info.experiment_id).name == "tx"  # --data alone: named after the file
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -47,15 +48,23 @@ def train(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
-    """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM."""
+    """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM.
+
+    With neither --config nor --data, runs experiments/cdnow.yaml. With --data alone, starts
+    from the built-in defaults and names the experiment after the file.
+    """
     from crmvalue.config import DEFAULT_CONFIG, load_config
     from crmvalue.pipeline import Progress, train as run_train
 
-    if config is None and DEFAULT_CONFIG.is_file():
-        config = DEFAULT_CONFIG
+    name = None
+    if config is None and data is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG  # the default experiment; your own --data starts from clean defaults
+    elif config is None and data is not None:
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data).stem) or "crmvalue"
     cfg = load_config(
         config,
         {
+            "name": name,
             "data.source": data,
             "data.customer_col": customer_col,
             "data.date_col": date_col,
