@@ -53,8 +53,11 @@ def _simulated_summary(n_customers: int):
     from crmvalue.models import BetaGeoParams
     from crmvalue.simulate import simulate_bgnbd_summary
 
-    T = np.random.default_rng(1).uniform(26, 78, n_customers)
-    return simulate_bgnbd_summary(BetaGeoParams(0.25, 4.0, 0.8, 2.5), T, seed=2)
+    # whole days, in weeks, as real data summarised by day are: that is what makes compression pay
+    T = np.random.default_rng(1).integers(182, 547, n_customers) / 7
+    summary = simulate_bgnbd_summary(BetaGeoParams(0.25, 4.0, 0.8, 2.5), T, seed=2)
+    summary["recency"] = np.floor(summary["recency"] * 7) / 7
+    return summary
 
 
 # --- cases: each returns {"rows": str, "ours": s, "reference": s or None, "note": str} -------------

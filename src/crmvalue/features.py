@@ -42,20 +42,64 @@ def _as_day(value) -> pd.Timestamp:
     return pd.Timestamp(value).normalize()
 
 
+@dataclass(frozen=True)
+class _PurchaseDays:
+    """Purchase days as parallel arrays, sorted by customer code, then day."""
+
+    ids: pd.Index  # customer ids, indexed by code, sorted; the input's dtype
+    customer: np.ndarray  # code of each purchase day
+    day: np.ndarray  # days since 1970-01-01, int64
+    amount: np.ndarray  # net amount of the day
+    rows_after_end: int
+
+
+def _purchase_day_arrays(transactions: pd.DataFrame, last_day: pd.Timestamp | None = None) -> _PurchaseDays:
+    """Net each customer-day with one sort of an int64 (customer, day) key and ``reduceat``.
+
+    Grouping by a composite integer key instead of by (string id, timestamp) is what makes
+    this several times faster than a pandas groupby at tens of millions of rows.
+    """
+    day = transactions["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+    amount = transactions["amount"].to_numpy(dtype=float)
+    ids = transactions["customer_id"]
+    rows_after_end = 0
+    if last_day is not None:
+        in_window = day <= np.datetime64(last_day.date(), "D").astype(np.int64)
+        rows_after_end = int(len(day) - in_window.sum())
+        if rows_after_end:
+            day, amount, ids = day[in_window], amount[in_window], ids[in_window]
+    codes, uniques = pd.factorize(ids, sort=True)
+    if len(day) == 0:
+        empty = np.array([], dtype=np.int64)
+        return _PurchaseDays(uniques, empty, empty, np.array([], dtype=float), rows_after_end)
+    first_day = day.min()
+    span = np.int64(day.max() - first_day + 1)
+    key = codes.astype(np.int64) * span + (day - first_day)
+    order = np.argsort(key, kind="stable")
+    key, amount = key[order], amount[order]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    net = np.add.reduceat(amount, starts)
+    lowest = np.minimum.reduceat(amount, starts)
+    key = key[starts]
+    # a day that holds a return and nets to <= 0 is not a purchase
+    keep = ~((lowest < 0) & (net <= 0))
+    key = key[keep]
+    return _PurchaseDays(uniques, key // span, key % span + first_day, net[keep], rows_after_end)
+
+
 def purchase_days(transactions: pd.DataFrame) -> pd.DataFrame:
     """Net amount per customer-day, without the days cancelled by returns.
 
     Returns a frame with ``customer_id``, ``day`` and ``amount``, sorted by customer and day.
     """
-    day = transactions["date"].dt.normalize()
-    net = (
-        transactions.assign(day=day)
-        .groupby(["customer_id", "day"], sort=True, observed=True)["amount"]
-        .agg(["sum", "min"])
-        .reset_index()
+    days = _purchase_day_arrays(transactions)
+    return pd.DataFrame(
+        {
+            "customer_id": days.ids[days.customer].to_numpy(),
+            "day": days.day.astype("datetime64[D]").astype("datetime64[ns]"),
+            "amount": days.amount,
+        }
     )
-    cancelled = (net["min"] < 0) & (net["sum"] <= 0)
-    return net.loc[~cancelled, ["customer_id", "day", "sum"]].rename(columns={"sum": "amount"}).reset_index(drop=True)
 
 
 def rfm_summary(
@@ -68,7 +112,7 @@ def rfm_summary(
     Transactions dated after the observation end (by calendar day) are ignored. Customers
     with no purchase day on or before it are absent from the result. Equal, on positive
     amounts, to ``lifetimes.utils.summary_data_from_transaction_data(..., freq="D",
-    freq_multiplier=1 or 7)``.
+    freq_multiplier=1 or 7)``. The index is the customer id, sorted.
     """
     summary, _ = rfm_summary_with_report(transactions, observation_end, time_unit)
     return summary
@@ -78,38 +122,38 @@ def rfm_summary_with_report(
     transactions: pd.DataFrame, observation_end, time_unit: TimeUnit = "days"
 ) -> tuple[pd.DataFrame, WindowReport]:
     end = _as_day(observation_end)
-    in_window = transactions["date"].dt.normalize() <= end
-    kept = transactions[in_window.to_numpy()]
-    days = purchase_days(kept)
+    days = _purchase_day_arrays(transactions, last_day=end)
     summary = _summarise_days(days, end, time_unit)
     report = WindowReport(
-        rows_after_observation_end=int((~in_window).sum()),
-        customers_without_purchase=int(kept["customer_id"].nunique() - len(summary)),
+        rows_after_observation_end=days.rows_after_end,
+        customers_without_purchase=len(days.ids) - len(summary),
     )
     return summary, report
 
 
-def _summarise_days(days: pd.DataFrame, end: pd.Timestamp, time_unit: TimeUnit) -> pd.DataFrame:
+def _summarise_days(days: _PurchaseDays, end: pd.Timestamp, time_unit: TimeUnit) -> pd.DataFrame:
     unit = DAYS_PER_UNIT[time_unit]
-    grouped = days.groupby("customer_id", sort=True)
-    first = grouped["day"].min()
-    last = grouped["day"].max()
-    count = grouped["day"].size()
-    total = grouped["amount"].sum()
-    # days are sorted within each customer, so the first row is the first purchase day
-    first_amount = grouped["amount"].first()
+    customer, day, amount = days.customer, days.day, days.amount
+    n = len(customer)
+    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if n else np.array([], dtype=np.int64)
+    count = np.diff(np.r_[starts, n])
+    first = day[starts]
+    last = day[np.r_[starts[1:], n] - 1] if n else first
+    repeat_amount = amount.copy()
+    repeat_amount[starts] = 0.0  # the first purchase day is not a repeat
+    repeat_total = np.add.reduceat(repeat_amount, starts) if n else np.array([], dtype=float)
     repeats = count - 1
-    with np.errstate(invalid="ignore", divide="ignore"):
-        monetary = np.where(repeats > 0, (total - first_amount) / repeats.where(repeats > 0, 1), 0.0)
+    monetary = np.divide(repeat_total, repeats, out=np.zeros(len(starts)), where=repeats > 0)
+    end_day = np.datetime64(end.date(), "D").astype(np.int64)
     summary = pd.DataFrame(
         {
             "frequency": repeats.astype("float64"),
-            "recency": (last - first).dt.days / unit,
-            "T": (end - first).dt.days / unit,
+            "recency": (last - first) / unit,
+            "T": (end_day - first) / unit,
             "monetary_value": monetary,
-        }
+        },
+        index=days.ids[customer[starts]].rename("customer_id"),
     )
-    summary.index.name = "customer_id"
     return summary
 
 
@@ -134,12 +178,12 @@ def calibration_holdout_summary(
         raise CrmvalueError(
             f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}"
         )
-    day = transactions["date"].dt.normalize()
-    cal = rfm_summary(transactions[(day <= cal_end).to_numpy()], cal_end, time_unit)
+    cal = rfm_summary(transactions, cal_end, time_unit)
     if cal.empty:
         raise CrmvalueError(f"no purchases on or before the calibration end {cal_end.date()}")
     cal.columns = [f"{c}_cal" for c in cal.columns]
 
+    day = transactions["date"].dt.normalize()
     holdout_rows = transactions[((day > cal_end) & (day <= obs_end)).to_numpy()]
     holdout_days = purchase_days(holdout_rows)
     cal["frequency_holdout"] = (
