@@ -16,11 +16,18 @@ Policies (also in the README):
 
 from __future__ import annotations
 
+import bz2
+import contextlib
+import csv
+import gzip
 import hashlib
+import io
+import lzma
+import zipfile
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -44,7 +51,8 @@ BUNDLED = {
     },
 }
 
-_CSV_SUFFIXES = {".csv", ".txt", ".tsv", ".gz", ".bz2", ".zip", ".xz"}
+_COMPRESSION_SUFFIXES = {".gz", ".bz2", ".zip", ".xz"}
+_CSV_SUFFIXES = {".csv", ".txt", ".tsv"} | _COMPRESSION_SUFFIXES
 _PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
@@ -106,8 +114,8 @@ def load_transactions(
         raise CrmvalueError(f"{path}: no such file")
     if path.is_dir():
         raise CrmvalueError(f"{path}: is a directory, expected a .csv or .parquet file")
-    raw = _read_file(path)
-    frame = _validate(raw, str(path), customer_col, date_col, amount_col, quantity_col, date_format, _file_line)
+    raw, where = _read_file(path)
+    frame = _validate(raw, str(path), customer_col, date_col, amount_col, quantity_col, date_format, where)
     return Transactions(frame, str(path), file_sha256(path))
 
 
@@ -130,22 +138,37 @@ def _load_bundled(name: str) -> Transactions:
         dtype=str,
         engine="c",
     )
-    frame = _validate(raw, f"{name} ({path.name})", "customer_id", "date", "amount", "quantity", "%Y%m%d", _file_line)
+    header_lines = 0 if spec["header"] is None else 1
+    frame = _validate(
+        raw,
+        f"{name} ({path.name})",
+        "customer_id",
+        "date",
+        "amount",
+        "quantity",
+        "%Y%m%d",
+        lambda i: f"line {i + 1 + header_lines}",
+    )
     return Transactions(frame, name, file_sha256(path))
 
 
-def _read_file(path: Path) -> pd.DataFrame:
+def _read_file(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
+    """The raw table (every CSV column as text) and how to name its data row ``i`` in a message."""
     suffix = path.suffix.lower()
     if suffix in _PARQUET_SUFFIXES:
         try:
             raw = pd.read_parquet(path)
         except Exception as exc:  # pyarrow raises several types for corrupt files
             raise CrmvalueError(f"{path}: cannot be read as Parquet ({_first_line(exc)})") from None
+        where = _parquet_row
     elif suffix in _CSV_SUFFIXES:
+        # data.tsv.gz is tab-separated too
+        inner = path.suffixes[-2].lower() if suffix in _COMPRESSION_SUFFIXES and len(path.suffixes) > 1 else suffix
+        sep = "\t" if inner == ".tsv" else ","
         try:
             raw = pd.read_csv(
                 path,
-                sep="\t" if suffix == ".tsv" else ",",
+                sep=sep,
                 dtype=str,
                 keep_default_na=False,
                 na_values=[""],
@@ -153,13 +176,22 @@ def _read_file(path: Path) -> pd.DataFrame:
             )
         except pd.errors.EmptyDataError:
             raise CrmvalueError(f"{path}: the file is empty") from None
-        except (UnicodeDecodeError, pd.errors.ParserError, ValueError, OSError) as exc:
+        except (
+            UnicodeDecodeError,
+            pd.errors.ParserError,
+            ValueError,
+            OSError,
+            EOFError,  # truncated .gz/.bz2/.xz
+            zipfile.BadZipFile,
+            lzma.LZMAError,
+        ) as exc:
             raise CrmvalueError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
+        where = _csv_line_locator(path, sep)
     else:
         raise CrmvalueError(f"{path}: unsupported format '{suffix or path.name}'; use .csv or .parquet")
     if raw.empty:
         raise CrmvalueError(f"{path}: the file has no data rows")
-    return raw
+    return raw, where
 
 
 def _first_line(exc: BaseException) -> str:
@@ -167,16 +199,73 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _file_line(i: int) -> str:
-    # data row i (0-based) is line i + 2 of a file with a header row
-    return f"line {i + 2}"
+def _parquet_row(i: int) -> str:
+    return f"row {i} (counting from 0)"
+
+
+def _csv_line_locator(path: Path, sep: str) -> Callable[[int], str]:
+    """Name data row ``i`` by the line of the file it starts on.
+
+    Only called on the error path, so it rereads the file: blank lines (which pandas skips)
+    and quoted fields holding line breaks make ``i + 2`` wrong.
+    """
+
+    def where(i: int) -> str:
+        try:
+            line = _csv_record_line(path, sep, i)
+        except Exception:  # the line number is a courtesy; never hide the real error behind it
+            line = None
+        return f"line {line}" if line is not None else f"data row {i + 1}"
+
+    return where
+
+
+@contextlib.contextmanager
+def _open_text(path: Path) -> Iterator[io.TextIOBase]:
+    suffix = path.suffix.lower()
+    text = {"encoding": "utf-8-sig", "errors": "replace", "newline": ""}
+    with contextlib.ExitStack() as stack:
+        if suffix == ".gz":
+            fh = stack.enter_context(gzip.open(path, "rt", **text))
+        elif suffix == ".bz2":
+            fh = stack.enter_context(bz2.open(path, "rt", **text))
+        elif suffix == ".xz":
+            fh = stack.enter_context(lzma.open(path, "rt", **text))
+        elif suffix == ".zip":
+            archive = stack.enter_context(zipfile.ZipFile(path))
+            (member,) = archive.namelist()  # pandas reads a zip of exactly one file
+            fh = stack.enter_context(io.TextIOWrapper(archive.open(member), **text))
+        else:
+            fh = stack.enter_context(open(path, **text))
+        yield fh
+
+
+def _csv_record_line(path: Path, sep: str, i: int) -> int | None:
+    """The 1-based line on which data record ``i`` starts, counting records as pandas does."""
+    with _open_text(path) as fh:
+        reader = csv.reader(fh, delimiter=sep, skipinitialspace=True)
+        end = 0  # the line the previous record ended on
+        record_no = -1  # -1 is the header
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if len(record) <= 1 and not "".join(record).strip():
+                continue  # a blank line: pandas skips it
+            if record_no == i:
+                return start
+            record_no += 1
+    return None
+
+
+def _shown(value) -> str:
+    """``repr`` for a message: ``12``, not numpy 2's ``np.int64(12)``."""
+    return repr(value.item() if isinstance(value, np.generic) else value)
 
 
 def _frame_row(df: pd.DataFrame) -> Callable[[int], str]:
     index = df.index
 
     def where(i: int) -> str:
-        return f"row {i} (index {index[i]!r})"
+        return f"row {i} (index {_shown(index[i])})"
 
     return where
 
@@ -201,6 +290,10 @@ def _validate(
             f"{source}: missing column {', '.join(repr(c) for c in missing)}; the columns are {have} "
             f"(set --customer-col/--date-col/--amount-col)"
         )
+    for c in wanted:
+        count = int((raw.columns == c).sum())
+        if count > 1:
+            raise CrmvalueError(f"{source}: column {c!r} appears {count} times; rename or drop the duplicates")
     out = pd.DataFrame(
         {
             "customer_id": _customer_ids(raw[customer_col], source, customer_col, where),
@@ -228,14 +321,17 @@ def _customer_ids(col: pd.Series, source: str, name: str, where: Callable[[int],
             i = col.index.get_loc(odd)
             raise CrmvalueError(
                 f"{source}: column '{name}' mixes id types ({', '.join(sorted({t.__name__ for t in types.unique()}))}); "
-                f"first {type(col.iloc[i]).__name__} at {where(i)}: {col.iloc[i]!r}. "
+                f"first {type(col.iloc[i]).__name__} at {where(i)}: {_shown(col.iloc[i])}. "
                 f"Convert the ids to one type so that e.g. '00012' and 12 are not merged or split by a guess"
             )
-    elif pd.api.types.is_float_dtype(col.dtype):
+        if kind == "floating":
+            # Python floats in an object column: the same rule as a float column, 12.0 -> "12"
+            col = col.astype("float64")
+    if pd.api.types.is_float_dtype(col.dtype):
         fractional = (col.to_numpy(dtype=float, na_value=0.0) % 1 != 0)
         if fractional.any():
             bad = _first_bad(fractional)
-            raise CrmvalueError(f"{source}: column '{name}' has a non-integer id at {where(bad)}: {col.iloc[bad]!r}")
+            raise CrmvalueError(f"{source}: column '{name}' has a non-integer id at {where(bad)}: {_shown(col.iloc[bad])}")
         col = col.astype("Int64")
     if missing.any():
         bad = _first_bad(missing)
@@ -256,7 +352,8 @@ def _timestamps(
     else:
         text = col.astype("string").str.strip()
         if date_format:
-            parsed = pd.to_datetime(text, format=date_format, errors="coerce")
+            # utc=True: a %z format over several offsets raises without it instead of coercing
+            parsed = pd.to_datetime(text, format=date_format, errors="coerce", utc=True)
         else:
             parsed = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
             if parsed.isna().sum() > text.isna().sum():
