@@ -103,4 +103,5 @@ def load_config(path: Path | None = None, overrides: dict | None = None) -> Expe
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         source = f"{path}: " if path else ""
-        raise CrmvalueError(f"{source}{where}: {first['msg']}") from None
+        message = first["msg"].removeprefix("Value error, ")
+        raise CrmvalueError(f"{source}{where}: {message}") from None

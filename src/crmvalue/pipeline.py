@@ -65,15 +65,17 @@ class Progress:
         self.timings: dict[str, float] = {}
 
     @contextlib.contextmanager
-    def stage(self, key: str, text: str):
+    def stage(self, key: str, text: str, announce: bool = True):
+        """Time a stage. ``announce=False`` prints its line only once it succeeds, so that an input
+        error raised inside it is the only line the user sees."""
         start = time.perf_counter()
-        if self.enabled:
+        if self.enabled and announce:
             print(f"… {text}", file=self.stream, flush=True)
         yield
         elapsed = time.perf_counter() - start
         self.timings[key] = elapsed
         if self.enabled:
-            print(f"  done in {elapsed:.1f}s", file=self.stream, flush=True)
+            print(f"  {'done' if announce else text} in {elapsed:.1f}s", file=self.stream, flush=True)
 
 
 @dataclass
@@ -90,8 +92,11 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def resolve_dates(config: ExperimentConfig, transactions: pd.DataFrame) -> tuple[pd.Timestamp, pd.Timestamp]:
+def resolve_dates(
+    config: ExperimentConfig, transactions: pd.DataFrame, source: str | None = None
+) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Observation end defaults to the last transaction day; calibration end to the span's midpoint."""
+    where = f"{source}: " if source else ""
     first = transactions["date"].min().normalize()
     obs_end = pd.Timestamp(config.observation_end) if config.observation_end else transactions["date"].max().normalize()
     if config.calibration_end:
@@ -100,10 +105,12 @@ def resolve_dates(config: ExperimentConfig, transactions: pd.DataFrame) -> tuple
         cal_end = first + (obs_end - first) / 2
         cal_end = cal_end.normalize()
     if cal_end >= obs_end:
-        raise CrmvalueError(f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}")
-    if (transactions["date"].dt.normalize() <= cal_end).sum() == 0:
         raise CrmvalueError(
-            f"no transactions on or before the calibration end {cal_end.date()}; "
+            f"{where}calibration end {cal_end.date()} must be before observation end {obs_end.date()}"
+        )
+    if first > cal_end:
+        raise CrmvalueError(
+            f"{where}no transactions on or before the calibration end {cal_end.date()}; "
             f"the data starts on {first.date()}"
         )
     return cal_end, obs_end
@@ -118,7 +125,7 @@ def train(
     progress = progress or Progress(enabled=False)
     cfg = config
 
-    with progress.stage("load", f"loading transactions from {'a DataFrame' if data is not None else cfg.data.source}"):
+    with progress.stage("load", f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}", announce=False):
         tx = load_transactions(
             data if data is not None else cfg.data.source,
             customer_col=cfg.data.customer_col,
@@ -128,7 +135,7 @@ def train(
             date_format=cfg.data.date_format,
         )
         frame = tx.frame
-        cal_end, obs_end = resolve_dates(cfg, frame)
+        cal_end, obs_end = resolve_dates(cfg, frame, tx.source)
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
         split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
