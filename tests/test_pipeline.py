@@ -52,7 +52,8 @@ def test_run_has_named_params_metrics_and_tags(trained):
     run = _client(cfg).get_run(result.run_id)
     for name in ("bgnbd.r", "bgnbd.alpha", "bgnbd.a", "bgnbd.b", "gamma_gamma.p", "gamma_gamma.q", "gamma_gamma.v"):
         assert float(run.data.params[name]) > 0
-    assert float(run.data.params["bgnbd.r"]) == pytest.approx(result.value_model.bgnbd.r)
+    assert float(run.data.params["bgnbd.r"]) == pytest.approx(result.value_model.purchase.r)
+    assert run.data.params["purchase_model"] == "bgnbd"
     assert run.data.params["config.data.customer_col"] == "customer_id"
     assert run.data.params["config.calibration_end"] == "2020-12-31"
     for name in ("bgnbd.log_likelihood", "holdout.mae", "holdout.rmse", "holdout.predicted_total", "holdout.actual_total",
@@ -146,6 +147,31 @@ def test_spend_that_grows_with_frequency_is_warned_about(tmp_path, caplog):
         result = train(_config(tmp_path), data=tx)
     assert result.metrics["gamma_gamma.frequency_spend_correlation"] > 0.3
     assert any("independence assumption" in r.message for r in caplog.records)
+
+
+def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
+    cfg = _config(tmp_path, **{"model.purchase_model": "auto", "model.penalizer": 0.001})
+    result = train(cfg, data=simulated_transactions(n_customers=400, seed=3))
+    client = _client(cfg)
+    parent = client.get_run(result.run_id)
+    experiment = parent.info.experiment_id
+    children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert sorted(c.data.tags["crmvalue.candidate"] for c in children) == ["bgnbd", "mbgnbd", "paretonbd"]
+    maes = {c.data.tags["crmvalue.candidate"]: c.data.metrics["holdout.mae"] for c in children}
+    winner = min(maes, key=maes.get)
+    assert parent.data.params["purchase_model"] == winner == result.evaluation.winner
+    assert "lowest holdout per-customer MAE" in parent.data.tags["crmvalue.selection"]
+    assert [c.data.tags["crmvalue.winner"] for c in children if c.data.tags["crmvalue.candidate"] == winner] == ["true"]
+    for child in children:
+        name = child.data.tags["crmvalue.candidate"]
+        m = child.data.metrics
+        for key in (f"{name}.log_likelihood", f"{name}.aic", f"{name}.bic", "holdout.rmse"):
+            assert key in m, (name, key)
+        first = next(k for k in m if k.startswith(f"{name}.se."))
+        param = first.rsplit(".", 1)[1]
+        assert m[f"{name}.ci95_lower.{param}"] < float(child.data.params[f"{name}.{param}"]) < m[f"{name}.ci95_upper.{param}"]
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {"plots/calibration_vs_holdout.png"}
+    assert parent.data.metrics["holdout.mae"] == pytest.approx(maes[winner])
 
 
 def test_tracking_uri_precedence(monkeypatch):

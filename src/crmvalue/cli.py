@@ -43,7 +43,8 @@ def train(
     observation_end: Optional[str] = typer.Option(None, "--observation-end", help="last day of observation"),
     time_unit: Optional[TimeUnitChoice] = typer.Option(None, "--time-unit", help="time unit of recency and T"),
     horizon_days: Optional[int] = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
-    penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for BG/NBD"),
+    model: Optional[str] = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
+    penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
     out: Optional[Path] = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
@@ -74,6 +75,7 @@ def train(
             "observation_end": observation_end,
             "time_unit": time_unit.value if time_unit else None,
             "horizon_days": horizon_days,
+            "model.purchase_model": model,
             "model.penalizer": penalizer,
             "out": str(out) if out else None,
             "tracking_uri": tracking_uri,
@@ -85,6 +87,7 @@ def train(
     lines = [
         f"run id          {result.run_id}  (experiment '{cfg.name}')",
         f"customers       {len(result.predictions):,}",
+        f"purchase model  {result.evaluation.reason}",
         f"holdout         {result.calibration_end.date()} -> {result.observation_end.date()}: "
         f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
         f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "

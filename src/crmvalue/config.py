@@ -28,7 +28,14 @@ class DataConfig(_Strict):
     date_format: str | None = Field(None, description="strftime format; default: ISO 8601, else inferred")
 
 
+PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
+
+
 class ModelConfig(_Strict):
+    purchase_model: Literal["bgnbd", "mbgnbd", "paretonbd", "auto"] = Field(
+        "bgnbd", description="'auto' fits every candidate and keeps the lowest holdout MAE"
+    )
+    candidates: list[PurchaseModelName] = Field(["bgnbd", "mbgnbd", "paretonbd"], min_length=1)
     penalizer: float = Field(0.0, ge=0, description="L2 penalty for BG/NBD; raise it if the fit does not converge")
     gamma_gamma_penalizer: float = Field(0.0, ge=0)
 

@@ -1,9 +1,15 @@
-"""Out-of-time evaluation of the value model on the holdout period, with a baseline beside it."""
+"""Out-of-time evaluation: purchase models fitted before the calibration end, scored after it, beside a baseline."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import numpy as np
 import pandas as pd
+
+from crmvalue.errors import CrmvalueError
+from crmvalue.models.base import PurchaseModel
+from crmvalue.models.gamma_gamma import GammaGammaModel, expected_average_value
 
 
 def holdout_metrics(actual_purchases, predicted_purchases, actual_revenue, predicted_revenue) -> dict[str, float]:
@@ -38,3 +44,87 @@ def conditional_expectations(frequency, actual, predicted, max_frequency: int = 
     frame = pd.DataFrame({"frequency": bucket, "actual": np.asarray(actual, float), "predicted": np.asarray(predicted, float)})
     table = frame.groupby("frequency").agg(customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean"))
     return table
+
+
+@dataclass(frozen=True)
+class CandidateResult:
+    """One purchase model fitted on the calibration period and scored on the holdout."""
+
+    name: str
+    model: PurchaseModel | None  # None when the fit failed
+    metrics: dict[str, float] = field(default_factory=dict)
+    conditional_expectations: pd.DataFrame | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Every candidate's out-of-time result, the chosen one and why, and the baseline beside them."""
+
+    candidates: dict[str, CandidateResult]
+    winner: str
+    reason: str
+    gamma_gamma: GammaGammaModel
+    baseline: dict[str, float]
+    holdout_customers: int
+    duration: float
+
+    @property
+    def best(self) -> CandidateResult:
+        return self.candidates[self.winner]
+
+
+SELECTION_CRITERION = "lowest holdout per-customer MAE of purchases"
+
+
+def evaluate_purchase_models(
+    split: pd.DataFrame,
+    candidates: list[str],
+    penalizer: float = 0.0,
+    gamma_gamma_penalizer: float = 0.0,
+) -> Evaluation:
+    """Fit each candidate on the calibration period, score the holdout, and choose by holdout MAE.
+
+    ``split`` is :func:`crmvalue.features.calibration_holdout_summary`. With one candidate its
+    failure is raised; with several, a candidate that fails is recorded and the others compete
+    (if all fail, the first failure is raised). The log-likelihood is reported beside the MAE
+    but does not choose: the models' likelihoods are not of nested models, and the holdout is
+    what the exported forecasts will be judged on.
+    """
+    from crmvalue.models import PURCHASE_MODELS
+
+    x, t_x, T_ = split["frequency_cal"], split["recency_cal"], split["T_cal"]
+    duration = float(split["duration_holdout"].iloc[0])
+    actual = split["frequency_holdout"].to_numpy()
+    revenue = split["revenue_holdout"]
+    gg = GammaGammaModel(gamma_gamma_penalizer).fit(x, split["monetary_value_cal"])
+    spend = expected_average_value(gg.params_, x, split["monetary_value_cal"])
+
+    results: dict[str, CandidateResult] = {}
+    for name in candidates:
+        try:
+            model = PURCHASE_MODELS[name](penalizer).fit(x, t_x, T_)
+        except CrmvalueError as exc:
+            if len(candidates) == 1:
+                raise
+            results[name] = CandidateResult(name, None, error=str(exc))
+            continue
+        predicted = model.conditional_expected_number_of_purchases_up_to_time(duration, x, t_x, T_)
+        metrics = {f"holdout.{k}": v for k, v in holdout_metrics(actual, predicted, revenue, predicted * spend).items()}
+        metrics.update({"log_likelihood": model.log_likelihood_, "aic": model.aic_, "bic": model.bic_})
+        results[name] = CandidateResult(name, model, metrics, conditional_expectations(x, actual, predicted))
+
+    fitted = [r for r in results.values() if r.model is not None]
+    if not fitted:
+        raise CrmvalueError(f"no purchase model could be fitted: {next(iter(results.values())).error}")
+    best = min(fitted, key=lambda r: r.metrics["holdout.mae"])
+    others = ", ".join(f"{r.name} {r.metrics['holdout.mae']:.4f}" for r in fitted if r is not best)
+    failed = ", ".join(f"{r.name} failed" for r in results.values() if r.model is None)
+    reason = f"{best.name}: {SELECTION_CRITERION} {best.metrics['holdout.mae']:.4f}"
+    if others or failed:
+        reason += f" (against {', '.join(filter(None, [others, failed]))})"
+
+    naive = naive_rate_forecast(x, T_, duration)
+    naive_spend = split["monetary_value_cal"].where(x > 0, 0.0).to_numpy()
+    baseline = {f"baseline.naive_rate.holdout.{k}": v for k, v in holdout_metrics(actual, naive, revenue, naive * naive_spend).items()}
+    return Evaluation(results, best.name, reason, gg, baseline, len(split), duration)

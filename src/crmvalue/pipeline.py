@@ -28,12 +28,10 @@ from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
 from crmvalue.data import Transactions, load_transactions
 from crmvalue.errors import CrmvalueError
-from crmvalue.evaluation import conditional_expectations, holdout_metrics, naive_rate_forecast
+from crmvalue.evaluation import Evaluation, evaluate_purchase_models
 from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
 from crmvalue.io import atomic_copy, atomic_write_text, write_table
-from crmvalue.models import BetaGeoModel, GammaGammaModel, ValueModel
-from crmvalue.models.bgnbd import expected_purchases
-from crmvalue.models.gamma_gamma import expected_average_value
+from crmvalue.models import PURCHASE_MODELS, GammaGammaModel, PurchaseModel, ValueModel
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 
 log = logging.getLogger("crmvalue")
@@ -87,6 +85,7 @@ class TrainResult:
     metrics: dict[str, float]
     value_model: ValueModel
     model_uri: str
+    evaluation: Evaluation
     calibration_end: pd.Timestamp
     observation_end: pd.Timestamp
     timings: dict[str, float] = field(default_factory=dict)
@@ -154,12 +153,23 @@ def train(
         current = revenue_in_window(frame, obs_end, cfg.quadrants.current_window_days)
         current = current.reindex(summary.index, fill_value=0.0).astype("float64")
 
-    with progress.stage("evaluate", f"evaluating out of time: fit to {cal_end.date()}, score to {obs_end.date()}"):
-        evaluation = _evaluate(cfg, split)
-        metrics = dict(evaluation.metrics)
+    candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
+    with progress.stage("evaluate", f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}"):
+        evaluation = evaluate_purchase_models(split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer)
+        best = evaluation.best
+        metrics = {f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")}
+        metrics.update(evaluation.baseline)
+        for result in evaluation.candidates.values():
+            if result.model is not None:
+                metrics[f"{result.name}.log_likelihood"] = result.metrics["log_likelihood"]
+        metrics.update({"holdout.customers": float(evaluation.holdout_customers), "holdout.duration": evaluation.duration})
+        if len(candidates) > 1:
+            log.info("model selection: %s", evaluation.reason)
 
-    with progress.stage("fit", f"fitting BG/NBD and Gamma-Gamma on all data to {obs_end.date()}"):
-        bg = BetaGeoModel(cfg.model.penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
+    with progress.stage("fit", f"fitting {best.model.params_.label} and Gamma-Gamma on all data to {obs_end.date()}"):
+        purchase = PURCHASE_MODELS[evaluation.winner](cfg.model.penalizer).fit(
+            summary["frequency"], summary["recency"], summary["T"]
+        )
         gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(summary["frequency"], summary["monetary_value"])
         if abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING:
             log.warning(
@@ -167,11 +177,11 @@ def train(
                 gg.frequency_spend_correlation_,
                 SPEND_CORRELATION_WARNING,
             )
-        value_model = ValueModel(bg.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate)
+        value_model = ValueModel(purchase.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate)
         metrics.update(
             {
                 "gamma_gamma.frequency_spend_correlation": gg.frequency_spend_correlation_,
-                "final.bgnbd.log_likelihood": bg.log_likelihood_,
+                f"final.{purchase.name}.log_likelihood": purchase.log_likelihood_,
             }
         )
 
@@ -193,8 +203,8 @@ def train(
         predictions = predictions.reset_index()
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
-        run_id, model_uri = _log_run(cfg, tx, evaluation, predictions, quadrants, metrics, value_model, bg, gg, thresholds,
-                                     cal_end, obs_end, progress)
+        run_id, model_uri = _log_run(cfg, tx, evaluation, predictions, quadrants, metrics, value_model, purchase, gg,
+                                     thresholds, cal_end, obs_end, progress)
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -205,40 +215,11 @@ def train(
         metrics=metrics,
         value_model=value_model,
         model_uri=model_uri,
+        evaluation=evaluation,
         calibration_end=cal_end,
         observation_end=obs_end,
         timings=dict(progress.timings),
     )
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The calibration-period fit scored on the holdout."""
-
-    metrics: dict[str, float]
-    conditional_expectations: pd.DataFrame
-    bgnbd: BetaGeoModel
-    gamma_gamma: GammaGammaModel
-
-
-def _evaluate(cfg: ExperimentConfig, split: pd.DataFrame) -> Evaluation:
-    """Fit on the calibration period only and score the holdout, with the naive-rate baseline beside it."""
-    x, t_x, T_ = split["frequency_cal"], split["recency_cal"], split["T_cal"]
-    duration = float(split["duration_holdout"].iloc[0])
-    bg = BetaGeoModel(cfg.model.penalizer).fit(x, t_x, T_)
-    gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(x, split["monetary_value_cal"])
-    predicted = expected_purchases(bg.params_, duration, x, t_x, T_)
-    spend = expected_average_value(gg.params_, x, split["monetary_value_cal"])
-    actual = split["frequency_holdout"].to_numpy()
-    metrics = {f"holdout.{k}": v for k, v in holdout_metrics(actual, predicted, split["revenue_holdout"], predicted * spend).items()}
-    naive = naive_rate_forecast(x, T_, duration)
-    naive_spend = split["monetary_value_cal"].where(x > 0, 0.0).to_numpy()
-    for k, v in holdout_metrics(actual, naive, split["revenue_holdout"], naive * naive_spend).items():
-        metrics[f"baseline.naive_rate.holdout.{k}"] = v
-    metrics["bgnbd.log_likelihood"] = bg.log_likelihood_
-    metrics["holdout.customers"] = float(len(split))
-    metrics["holdout.duration"] = duration
-    return Evaluation(metrics, conditional_expectations(x, actual, predicted), bg, gg)
 
 
 def _check_finite(predictions: pd.DataFrame) -> None:
@@ -252,8 +233,8 @@ def _check_finite(predictions: pd.DataFrame) -> None:
         )
 
 
-def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadrants, metrics, value_model, bg, gg, thresholds,
-             cal_end, obs_end, progress) -> tuple[str, str]:
+def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadrants, metrics, value_model,
+             purchase: PurchaseModel, gg: GammaGammaModel, thresholds, cal_end, obs_end, progress) -> tuple[str, str]:
     import mlflow
 
     from crmvalue import plots
@@ -279,15 +260,17 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
                 "crmvalue.version": __version__,
             }
         )
+        mlflow.set_tag("crmvalue.selection", evaluation.reason)
         params = flatten(resolved, "config.")
-        params.update({f"bgnbd.{k}": repr(v) for k, v in value_model.bgnbd.as_dict().items()})
-        params.update({f"gamma_gamma.{k}": repr(v) for k, v in value_model.gamma_gamma.as_dict().items()})
-        params.update({f"evaluation.bgnbd.{k}": repr(v) for k, v in evaluation.bgnbd.params_.as_dict().items()})
+        params["purchase_model"] = purchase.name
+        params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
+        params.update({f"gamma_gamma.{k}": repr(v) for k, v in gg.params_.as_dict().items()})
+        params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in evaluation.best.model.params_.as_dict().items()})
         params["quadrants.current_threshold_used"] = repr(thresholds[0])
         params["quadrants.potential_threshold_used"] = repr(thresholds[1])
         mlflow.log_params(params)
         metrics = dict(metrics)
-        metrics.update({f"bgnbd.se.{k}": float(v) for k, v in bg.standard_errors_.items()})
+        metrics.update({f"{purchase.name}.se.{k}": float(v) for k, v in purchase.standard_errors_.items()})
         metrics.update({f"gamma_gamma.se.{k}": float(v) for k, v in gg.standard_errors_.items()})
         metrics.update(
             {
@@ -304,20 +287,22 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
         mlflow.log_artifact(str(staged))
         quadrants.to_csv(tmp / "quadrant_summary.csv")
         mlflow.log_artifact(str(tmp / "quadrant_summary.csv"))
-        evaluation.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
+        evaluation.best.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
         mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         mlflow.log_artifact(str(tmp / "config.yaml"))
 
         figures = {
             "plots/quadrants.png": plots.quadrant_scatter(predictions, *thresholds),
-            "plots/calibration_vs_holdout.png": plots.calibration_vs_holdout(evaluation.conditional_expectations),
+            "plots/calibration_vs_holdout.png": plots.calibration_vs_holdout(evaluation.best.conditional_expectations),
             "plots/p_alive_distribution.png": plots.p_alive_distribution(predictions["p_alive"]),
         }
         for name, fig in figures.items():
             mlflow.log_figure(fig, name)
             plots.plt.close(fig)
 
+        if len(evaluation.candidates) > 1:
+            _log_candidates(evaluation, tmp)
         model_uri = log_value_model(value_model, predictions)
         mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
 
@@ -326,3 +311,28 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
         atomic_write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
         atomic_copy(staged, out_path)
     return run_id, model_uri
+
+
+def _log_candidates(evaluation: Evaluation, tmp: Path) -> None:
+    """One nested child run per candidate: its calibration fit, uncertainty, fit criteria and holdout metrics."""
+    import mlflow
+
+    from crmvalue import plots
+
+    for name, result in evaluation.candidates.items():
+        with mlflow.start_run(run_name=name, nested=True):
+            mlflow.set_tags({"crmvalue.candidate": name, "crmvalue.winner": str(name == evaluation.winner).lower()})
+            if result.model is None:
+                mlflow.set_tag("crmvalue.error", result.error or "")
+                continue
+            model = result.model
+            mlflow.log_params({f"{name}.{k}": repr(v) for k, v in model.params_.as_dict().items()})
+            child = {f"{name}.{k}": v for k, v in result.metrics.items() if not k.startswith("holdout.")}
+            child.update({k: v for k, v in result.metrics.items() if k.startswith("holdout.")})
+            child.update({f"{name}.se.{k}": float(v) for k, v in model.standard_errors_.items()})
+            child.update({f"{name}.ci95_lower.{k}": float(v) for k, v in model.confidence_intervals_["lower"].items()})
+            child.update({f"{name}.ci95_upper.{k}": float(v) for k, v in model.confidence_intervals_["upper"].items()})
+            mlflow.log_metrics(child)
+            figure = plots.calibration_vs_holdout(result.conditional_expectations)
+            mlflow.log_figure(figure, "plots/calibration_vs_holdout.png")
+            plots.plt.close(figure)

@@ -10,29 +10,38 @@ http://brucehardie.com/notes/021/.
 
 from __future__ import annotations
 
-import contextlib
-import io
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
-import pandas as pd
 from scipy.special import expit, gammaln, hyp2f1
 
-from crmvalue.errors import CrmvalueError
-from crmvalue.features import compress_rfm
+from crmvalue.models.base import PurchaseModel, PurchaseParams
 
 
 @dataclass(frozen=True)
-class BetaGeoParams:
+class BetaGeoParams(PurchaseParams):
     """BG/NBD parameters: purchase rate ~ Gamma(r, alpha), dropout p ~ Beta(a, b)."""
 
+    name: ClassVar[str] = "bgnbd"
+    label: ClassVar[str] = "BG/NBD"
     r: float
     alpha: float
     a: float
     b: float
 
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
+    def p_alive(self, frequency, recency, T) -> np.ndarray:
+        return p_alive(self, frequency, recency, T)
+
+    def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:
+        return expected_purchases(self, t, frequency, recency, T)
+
+    def expected_purchases_unconditional(self, t) -> np.ndarray:
+        """E[X(t)] for a new customer: the conditional expectation at x = t_x = T = 0."""
+        return expected_purchases(self, t, 0.0, 0.0, 0.0)
+
+    def per_customer_log_likelihood(self, frequency, recency, T) -> np.ndarray:
+        return _log_likelihood_terms(self, frequency, recency, T)
 
 
 def p_alive(params: BetaGeoParams, frequency, recency, T) -> np.ndarray:
@@ -70,67 +79,23 @@ def expected_purchases(params: BetaGeoParams, t, frequency, recency, T) -> np.nd
 
 def log_likelihood(params: BetaGeoParams, frequency, recency, T, weights=None) -> float:
     """Total BG/NBD log-likelihood, Fader-Hardie-Lee (2005) eq. (6), in the data's time unit."""
+    return params.log_likelihood(frequency, recency, T, weights)
+
+
+def _log_likelihood_terms(params: BetaGeoParams, frequency, recency, T) -> np.ndarray:
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     x = np.asarray(frequency, float)
     t_x = np.asarray(recency, float)
     T_ = np.asarray(T, float)
-    w = np.ones_like(x) if weights is None else np.asarray(weights, float)
     a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
     a2 = gammaln(a + b) + gammaln(b + x) - gammaln(b) - gammaln(a + b + x)
     a3 = -(r + x) * np.log(alpha + T_)
     a4 = np.where(x > 0, np.log(a) - np.log(b + np.maximum(x, 1) - 1) - (r + x) * np.log(alpha + t_x), -np.inf)
-    return float(np.sum(w * (a1 + a2 + np.logaddexp(a3, a4))))
+    return a1 + a2 + np.logaddexp(a3, a4)
 
 
-class BetaGeoModel:
-    """BG/NBD fitted by ``lifetimes.BetaGeoFitter`` on the compressed (x, t_x, T) matrix.
+class BetaGeoModel(PurchaseModel):
+    """BG/NBD fitted by ``lifetimes.BetaGeoFitter`` on the compressed (x, t_x, T) matrix."""
 
-    Follows the scikit-learn estimator contract: ``__init__`` stores its arguments, ``fit``
-    returns ``self``, learned state ends in ``_``.
-
-    Parameters
-    ----------
-    penalizer : float
-        L2 penalty on the parameters, passed to lifetimes as ``penalizer_coef``. Raise it
-        (e.g. 0.001) when the fit does not converge.
-    """
-
-    def __init__(self, penalizer: float = 0.0):
-        self.penalizer = penalizer
-
-    def fit(self, frequency, recency, T) -> "BetaGeoModel":
-        from lifetimes import BetaGeoFitter
-        from lifetimes.utils import ConvergenceError
-
-        rows = compress_rfm(frequency, recency, T)
-        if len(rows) == 0:
-            raise CrmvalueError("BG/NBD: no customers to fit")
-        if rows["frequency"].max() == 0:
-            raise CrmvalueError("BG/NBD: no customer has a repeat purchase, so the model cannot be fitted")
-        fitter = BetaGeoFitter(penalizer_coef=self.penalizer)
-        try:
-            # lifetimes prints the optimiser state on failure; the error below says it better
-            with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
-                fitter.fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"])
-        except ConvergenceError:
-            raise CrmvalueError(
-                f"BG/NBD did not converge (penalizer={self.penalizer}); "
-                "set a larger penalizer, e.g. --penalizer 0.001 or model.penalizer in the config"
-            ) from None
-        p = fitter.params_
-        self.params_ = BetaGeoParams(float(p["r"]), float(p["alpha"]), float(p["a"]), float(p["b"]))
-        if not all(np.isfinite(v) and v > 0 for v in self.params_.as_dict().values()):
-            raise CrmvalueError(f"BG/NBD gave invalid parameters {self.params_}; set a larger penalizer")
-        self.standard_errors_ = pd.Series(fitter.standard_errors_, dtype=float)
-        self.n_customers_ = int(rows["weights"].sum())
-        self.n_patterns_ = len(rows)
-        self.log_likelihood_ = log_likelihood(
-            self.params_, rows["frequency"], rows["recency"], rows["T"], rows["weights"]
-        )
-        return self
-
-    def conditional_probability_alive(self, frequency, recency, T) -> np.ndarray:
-        return p_alive(self.params_, frequency, recency, T)
-
-    def conditional_expected_number_of_purchases_up_to_time(self, t, frequency, recency, T) -> np.ndarray:
-        return expected_purchases(self.params_, t, frequency, recency, T)
+    params_class = BetaGeoParams
+    fitter_name = "BetaGeoFitter"

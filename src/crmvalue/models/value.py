@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS, TimeUnit
-from crmvalue.models.bgnbd import BetaGeoParams, expected_purchases, p_alive
+from crmvalue.models.base import PurchaseParams
 from crmvalue.models.gamma_gamma import GammaGammaParams, expected_average_value
 
 # lifetimes' month in each time unit (utils._customer_lifetime_value: 30 days, 4.345 weeks)
@@ -23,7 +23,7 @@ _CHUNK = 1_000_000  # customers per block in the CLV grid, to bound memory at an
 
 
 def customer_lifetime_value(
-    bgnbd: BetaGeoParams,
+    purchase: PurchaseParams,
     frequency,
     recency,
     T,
@@ -46,16 +46,16 @@ def customer_lifetime_value(
     out = np.empty_like(x)
     for start in range(0, len(x), _CHUNK):
         block = slice(start, start + _CHUNK)
-        cumulative = expected_purchases(bgnbd, grid, x[block], t_x[block], T_[block])
+        cumulative = purchase.expected_purchases(grid, x[block], t_x[block], T_[block])
         out[block] = value[block] * (discount @ np.diff(cumulative, axis=0))
     return out
 
 
 @dataclass(frozen=True)
 class ValueModel:
-    """Fitted BG/NBD and Gamma-Gamma parameters with the horizons used to score."""
+    """Fitted purchase-model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma parameters, with the horizons used to score."""
 
-    bgnbd: BetaGeoParams
+    purchase: PurchaseParams
     gamma_gamma: GammaGammaParams
     time_unit: TimeUnit
     horizon_days: int
@@ -78,11 +78,11 @@ class ValueModel:
         spend = expected_average_value(self.gamma_gamma, x, summary["monetary_value"].to_numpy(float))
         out = pd.DataFrame(
             {
-                "p_alive": p_alive(self.bgnbd, x, t_x, T_),
-                "expected_purchases": expected_purchases(self.bgnbd, self.horizon, x, t_x, T_),
+                "p_alive": self.purchase.p_alive(x, t_x, T_),
+                "expected_purchases": self.purchase.expected_purchases(self.horizon, x, t_x, T_),
                 "expected_avg_value": spend,
                 "clv": customer_lifetime_value(
-                    self.bgnbd, x, t_x, T_, spend, self.clv_months, self.discount_rate, self.time_unit
+                    self.purchase, x, t_x, T_, spend, self.clv_months, self.discount_rate, self.time_unit
                 ),
             },
             index=summary.index,
@@ -91,7 +91,8 @@ class ValueModel:
 
     def to_dict(self) -> dict:
         return {
-            "bgnbd": self.bgnbd.as_dict(),
+            "purchase_model": self.purchase.name,
+            "purchase_params": self.purchase.as_dict(),
             "gamma_gamma": self.gamma_gamma.as_dict(),
             "time_unit": self.time_unit,
             "horizon_days": self.horizon_days,
@@ -102,10 +103,16 @@ class ValueModel:
     @classmethod
     def from_dict(cls, data: dict) -> "ValueModel":
         return cls(
-            bgnbd=BetaGeoParams(**data["bgnbd"]),
+            purchase=_purchase_params(data["purchase_model"], data["purchase_params"]),
             gamma_gamma=GammaGammaParams(**data["gamma_gamma"]),
             time_unit=data["time_unit"],
             horizon_days=int(data["horizon_days"]),
             clv_months=int(data["clv_months"]),
             discount_rate=float(data["discount_rate"]),
         )
+
+
+def _purchase_params(name: str, values: dict) -> PurchaseParams:
+    from crmvalue.models import PURCHASE_PARAMS
+
+    return PURCHASE_PARAMS[name](**values)
