@@ -174,6 +174,15 @@ def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
     assert parent.data.metrics["holdout.mae"] == pytest.approx(maes[winner])
 
 
+def test_intervals_are_appended_to_the_export(tmp_path):
+    cfg = _config(tmp_path, **{"intervals.enabled": True, "intervals.draws": 50})
+    train(cfg, data=simulated_transactions(n_customers=300, seed=3))
+    export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
+    assert list(export.columns) == EXPORT_COLUMNS + ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+    assert (export["expected_purchases_lower"] <= export["expected_purchases"] + 1e-12).all()
+    assert (export["clv"] <= export["clv_upper"] + 1e-12).all()
+
+
 def test_tracking_uri_precedence(monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     assert resolve_tracking_uri(None) == DEFAULT_TRACKING_URI == "sqlite:///mlflow.db"

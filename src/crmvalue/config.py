@@ -52,6 +52,13 @@ class QuadrantConfig(_Strict):
     potential_threshold: float | None = Field(None, description="absolute split for potential value (CLV)")
 
 
+class IntervalConfig(_Strict):
+    enabled: bool = Field(False, description="add 90% intervals for expected_purchases and clv to the export")
+    draws: int = Field(200, ge=20, description="parametric bootstrap draws")
+    level: float = Field(0.9, gt=0, lt=1)
+    seed: int = 0
+
+
 class ExperimentConfig(_Strict):
     name: str = Field("crmvalue", pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig = DataConfig()
@@ -62,6 +69,7 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = ModelConfig()
     clv: ClvConfig = ClvConfig()
     quadrants: QuadrantConfig = QuadrantConfig()
+    intervals: IntervalConfig = IntervalConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
     models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")

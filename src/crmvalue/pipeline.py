@@ -31,7 +31,8 @@ from crmvalue.errors import CrmvalueError
 from crmvalue.evaluation import Evaluation, evaluate_purchase_models
 from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
 from crmvalue.io import atomic_copy, atomic_write_text, write_table
-from crmvalue.models import PURCHASE_MODELS, GammaGammaModel, PurchaseModel, ValueModel
+from crmvalue.models import PREDICTION_COLUMNS, PURCHASE_MODELS, GammaGammaModel, PurchaseModel, ValueModel
+from crmvalue.models.uncertainty import bootstrap_intervals
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 
 log = logging.getLogger("crmvalue")
@@ -51,7 +52,13 @@ EXPORT_COLUMNS = [
     "quadrant",
     "run_id",
 ]
+INTERVAL_COLUMNS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
 SPEND_CORRELATION_WARNING = 0.3
+
+
+def export_columns(predictions: pd.DataFrame) -> list[str]:
+    """The backbone columns in their fixed order, then the optional interval columns."""
+    return EXPORT_COLUMNS + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
 
 
 class Progress:
@@ -185,7 +192,8 @@ def train(
             }
         )
 
-    with progress.stage("score", f"scoring {len(summary):,} customers and placing them in value quadrants"):
+    scoring = f"scoring {len(summary):,} customers" + (f" with {cfg.intervals.draws} bootstrap draws" if cfg.intervals.enabled else "")
+    with progress.stage("score", f"{scoring} and placing them in value quadrants"):
         scores = value_model.predict(summary)
         predictions = pd.concat([summary, scores], axis=1)
         predictions["current_value"] = current
@@ -198,6 +206,13 @@ def train(
             cfg.quadrants.potential_threshold,
         )
         predictions["quadrant"] = value_quadrant(predictions["current_value"], predictions["potential_value"], *thresholds)
+        if cfg.intervals.enabled:
+            predictions = predictions.join(
+                bootstrap_intervals(
+                    value_model, summary, purchase.log_param_covariance_, gg.log_param_covariance_,
+                    cfg.intervals.draws, cfg.intervals.level, cfg.intervals.seed,
+                )
+            )
         _check_finite(predictions)
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
@@ -210,7 +225,7 @@ def train(
     return TrainResult(
         run_id=run_id,
         output_path=cfg.output_path,
-        predictions=predictions[EXPORT_COLUMNS],
+        predictions=predictions[export_columns(predictions)],
         quadrants=quadrants,
         metrics=metrics,
         value_model=value_model,
@@ -223,7 +238,7 @@ def train(
 
 
 def _check_finite(predictions: pd.DataFrame) -> None:
-    numeric = predictions[["p_alive", "expected_purchases", "expected_avg_value", "clv"]].to_numpy()
+    numeric = predictions[[c for c in PREDICTION_COLUMNS + INTERVAL_COLUMNS if c in predictions]].to_numpy()
     bad = ~np.isfinite(numeric)
     if bad.any():
         row = int(np.flatnonzero(bad.any(axis=1))[0])
@@ -281,7 +296,7 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
         )
         mlflow.log_metrics(metrics)
 
-        export = predictions.assign(run_id=run_id)[EXPORT_COLUMNS]
+        export = predictions.assign(run_id=run_id)[export_columns(predictions)]
         staged = tmp / out_path.name
         write_table(export, staged)
         mlflow.log_artifact(str(staged))

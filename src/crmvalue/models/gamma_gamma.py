@@ -83,6 +83,8 @@ class GammaGammaModel:
                 f"Gamma-Gamma gave q={self.params_.q:.4g} <= 1, so mean spend is undefined; set a penalizer"
             )
         self.standard_errors_ = pd.Series(fitter.standard_errors_, dtype=float)
+        # asymptotic covariance of the log-parameters (lifetimes' autograd Hessian of the mean NLL)
+        self.log_param_covariance_ = np.linalg.inv(np.asarray(fitter._hessian_, float)) / rows["weights"].sum()
         self.n_customers_ = len(frame)
         self.frequency_spend_correlation_ = float(np.corrcoef(frame["frequency"], frame["monetary_value"])[0, 1])
         return self

@@ -39,10 +39,11 @@ class ParetoNBDParams(PurchaseParams):
         right-hand series has bounded coefficients, so heavy buyers do not overflow.
         """
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
-        if alpha >= beta:
-            low, high, B = beta, alpha, s + 1.0
-        else:
-            low, high, B = alpha, beta, r + x
+        # np.where, not if: parameters may be arrays of bootstrap draws
+        alpha_high = np.asarray(alpha) >= np.asarray(beta)
+        low = np.where(alpha_high, beta, alpha)
+        high = np.where(alpha_high, alpha, beta)
+        B = np.where(alpha_high, s + 1.0, r + x)
         A = r + s + x
 
         def log_term(t):

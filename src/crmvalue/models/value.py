@@ -22,6 +22,34 @@ PREDICTION_COLUMNS = ["p_alive", "expected_purchases", "expected_avg_value", "cl
 _CHUNK = 1_000_000  # customers per block in the CLV grid, to bound memory at any scale
 
 
+def discounted_purchases(
+    purchase: PurchaseParams,
+    frequency,
+    recency,
+    T,
+    months: int = 12,
+    discount_rate: float = 0.01,
+    time_unit: TimeUnit = "days",
+) -> np.ndarray:
+    """``sum_{m=1..months} (E[Y(m)] - E[Y(m-1)]) / (1 + d)^m``: expected purchases per month, discounted.
+
+    Evaluated on a months x customers grid (lifetimes loops over months); a month is 30 days
+    or 4.345 weeks, as in lifetimes. Parameters may be arrays of draws of shape (draws, 1).
+    """
+    x = np.asarray(frequency, float)
+    t_x = np.asarray(recency, float)
+    T_ = np.asarray(T, float)
+    leading = np.broadcast_shapes(np.shape(purchase.as_dict()[next(iter(purchase.as_dict()))]), x.shape)
+    grid = MONTH_LENGTH[time_unit] * np.arange(months + 1, dtype=float).reshape((-1,) + (1,) * len(leading))
+    discount = (1.0 + discount_rate) ** -np.arange(1, months + 1, dtype=float)
+    out = np.empty(leading)
+    for start in range(0, x.shape[-1], _CHUNK):
+        block = slice(start, start + _CHUNK)
+        cumulative = purchase.expected_purchases(grid, x[block], t_x[block], T_[block])
+        out[..., block] = np.tensordot(discount, np.diff(cumulative, axis=0), axes=1)
+    return out
+
+
 def customer_lifetime_value(
     purchase: PurchaseParams,
     frequency,
@@ -32,23 +60,23 @@ def customer_lifetime_value(
     discount_rate: float = 0.01,
     time_unit: TimeUnit = "days",
 ) -> np.ndarray:
-    """Discounted CLV as lifetimes defines it (``GammaGammaFitter.customer_lifetime_value``).
+    """Discounted CLV as lifetimes defines it (``GammaGammaFitter.customer_lifetime_value``):
+    ``E[M] * sum_{m=1..months} (E[Y(m)] - E[Y(m-1)]) / (1 + d)^m``."""
+    return np.asarray(expected_avg_value, float) * discounted_purchases(
+        purchase, frequency, recency, T, months, discount_rate, time_unit
+    )
 
-    ``sum_{m=1..months} E[M] * (E[Y(m)] - E[Y(m-1)]) / (1 + d)^m``, with a month of 30 days
-    (or 4.345 weeks), evaluated on a months x customers grid instead of lifetimes' loop.
+
+def unique_patterns(frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (x, t_x, T) rows and, for each customer, the index of theirs.
+
+    Purchase predictions depend on a customer only through (x, t_x, T), and daily data repeat
+    those patterns a lot (CDNOW: 23,570 customers, 11,104 patterns), so scoring patterns once
+    and expanding gives identical values for less work.
     """
-    x = np.asarray(frequency, float)
-    t_x = np.asarray(recency, float)
-    T_ = np.asarray(T, float)
-    value = np.asarray(expected_avg_value, float)
-    grid = MONTH_LENGTH[time_unit] * np.arange(months + 1, dtype=float)[:, None]
-    discount = (1.0 + discount_rate) ** -np.arange(1, months + 1, dtype=float)
-    out = np.empty_like(x)
-    for start in range(0, len(x), _CHUNK):
-        block = slice(start, start + _CHUNK)
-        cumulative = purchase.expected_purchases(grid, x[block], t_x[block], T_[block])
-        out[block] = value[block] * (discount @ np.diff(cumulative, axis=0))
-    return out
+    rows = np.column_stack([np.asarray(frequency, float), np.asarray(recency, float), np.asarray(T, float)])
+    unique, inverse = np.unique(rows, axis=0, return_inverse=True)
+    return unique[:, 0], unique[:, 1], unique[:, 2], inverse.reshape(-1)
 
 
 @dataclass(frozen=True)
@@ -76,18 +104,17 @@ class ValueModel:
         t_x = summary["recency"].to_numpy(float)
         T_ = summary["T"].to_numpy(float)
         spend = expected_average_value(self.gamma_gamma, x, summary["monetary_value"].to_numpy(float))
-        out = pd.DataFrame(
+        ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
+        discounted = discounted_purchases(self.purchase, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit)
+        return pd.DataFrame(
             {
-                "p_alive": self.purchase.p_alive(x, t_x, T_),
-                "expected_purchases": self.purchase.expected_purchases(self.horizon, x, t_x, T_),
+                "p_alive": self.purchase.p_alive(ux, ut, uT)[inverse],
+                "expected_purchases": self.purchase.expected_purchases(self.horizon, ux, ut, uT)[inverse],
                 "expected_avg_value": spend,
-                "clv": customer_lifetime_value(
-                    self.purchase, x, t_x, T_, spend, self.clv_months, self.discount_rate, self.time_unit
-                ),
+                "clv": spend * discounted[inverse],
             },
             index=summary.index,
         )
-        return out
 
     def to_dict(self) -> dict:
         return {
