@@ -22,6 +22,9 @@ install: $(STAMP) ## Create .venv (if missing) and install crmvalue with its dev
 train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on the bundled CDNOW data
 	$(BIN)/crmvalue train --config $(CONFIG)
 
+experiments: $(STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
+	@set -e; for config in experiments/*.yaml; do echo "== $$config"; $(BIN)/crmvalue train --config $$config; done
+
 test: $(STAMP) ## Run the test suite
 	$(BIN)/python -m pytest
 
@@ -35,4 +38,4 @@ clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
 	rm -rf mlruns mlflow.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
-.PHONY: help install train test bench mlflow-ui clean
+.PHONY: help install train experiments test bench mlflow-ui clean

@@ -191,7 +191,7 @@ def test_a_boundary_fit_fails_clearly_and_the_named_remedy_works():
     from conftest import simulated_transactions
     from crmvalue.features import calibration_holdout_summary
 
-    s = calibration_holdout_summary(simulated_transactions(200, seed=6), "2020-12-31", "2021-12-31", "days")
+    s = calibration_holdout_summary(simulated_transactions(200, seed=21), "2020-12-31", "2021-12-31", "days")
     with pytest.raises(CrmvalueError, match="--penalizer 0.001"):
         BetaGeoModel().fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
     penalized = BetaGeoModel(penalizer=0.001).fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])

@@ -157,10 +157,10 @@ def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
     experiment = parent.info.experiment_id
     children = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{result.run_id}'")
     assert sorted(c.data.tags["crmvalue.candidate"] for c in children) == ["bgnbd", "mbgnbd", "paretonbd"]
-    maes = {c.data.tags["crmvalue.candidate"]: c.data.metrics["holdout.mae"] for c in children}
-    winner = min(maes, key=maes.get)
+    rmses = {c.data.tags["crmvalue.candidate"]: c.data.metrics["holdout.rmse"] for c in children}
+    winner = min(rmses, key=rmses.get)
     assert parent.data.params["purchase_model"] == winner == result.evaluation.winner
-    assert "lowest holdout per-customer MAE" in parent.data.tags["crmvalue.selection"]
+    assert "lowest holdout per-customer RMSE" in parent.data.tags["crmvalue.selection"]
     assert [c.data.tags["crmvalue.winner"] for c in children if c.data.tags["crmvalue.candidate"] == winner] == ["true"]
     for child in children:
         name = child.data.tags["crmvalue.candidate"]
@@ -171,7 +171,7 @@ def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
         param = first.rsplit(".", 1)[1]
         assert m[f"{name}.ci95_lower.{param}"] < float(child.data.params[f"{name}.{param}"]) < m[f"{name}.ci95_upper.{param}"]
         assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {"plots/calibration_vs_holdout.png"}
-    assert parent.data.metrics["holdout.mae"] == pytest.approx(maes[winner])
+    assert parent.data.metrics["holdout.rmse"] == pytest.approx(rmses[winner])
 
 
 def test_intervals_are_appended_to_the_export(tmp_path):

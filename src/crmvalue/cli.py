@@ -100,6 +100,58 @@ def train(
     typer.echo("\n".join(lines))
 
 
+def _key_values(text: str, option: str) -> dict[str, float]:
+    values = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        try:
+            values[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise CrmvalueError(f"{option}: expected name=value pairs separated by commas, e.g. r=0.24,alpha=4.4; got {part!r}")
+    return values
+
+
+@app.command()
+def simulate(
+    customers: int = typer.Option(..., "--customers", min=1, help="number of customers"),
+    out: Path = typer.Option(..., "--out", help="transactions file to write (.csv or .parquet)"),
+    model: str = typer.Option("bgnbd", "--model", help="bgnbd or paretonbd"),
+    params: Optional[str] = typer.Option(
+        None, "--params",
+        help="purchase parameters, rates per --time-unit, e.g. r=0.24,alpha=4.4,a=0.79,b=2.43 (paretonbd: r,alpha,s,beta); "
+        "default: the published CDNOW fit",
+    ),
+    spend: str = typer.Option("p=6.25,q=3.74,v=15.44", "--spend", help="Gamma-Gamma spend parameters"),
+    time_unit: TimeUnitChoice = typer.Option(TimeUnitChoice.weeks, "--time-unit", help="unit of the rates in --params"),
+    start: str = typer.Option("1997-01-01", "--start", help="first day"),
+    end: str = typer.Option("1998-06-30", "--end", help="last day"),
+    acquisition_days: int = typer.Option(84, "--acquisition-days", min=1, help="first purchases fall in this many days"),
+    seed: int = typer.Option(0, "--seed", help="random seed"),
+) -> None:
+    """Draw a transaction log (customer_id, date, amount) from BG/NBD or Pareto/NBD with Gamma-Gamma spend."""
+    from pydantic import ValidationError
+
+    from crmvalue.config import SimulationConfig
+    from crmvalue.io import atomic_write_table
+    from crmvalue.simulate import simulate_from_config
+
+    try:
+        sim = SimulationConfig(
+            model=model, params=_key_values(params, "--params") if params else None, spend=_key_values(spend, "--spend"),
+            customers=customers, start=start, end=end, acquisition_days=acquisition_days,
+            time_unit=time_unit.value, seed=seed,
+        )
+    except ValidationError as exc:  # a bad model name or date
+        first = exc.errors()[0]
+        where = f"--{str(first['loc'][0]).replace('_', '-')}: " if first["loc"] else ""
+        raise CrmvalueError(where + first["msg"].removeprefix("Value error, ")) from None
+    log = simulate_from_config(sim)
+    atomic_write_table(log, out)
+    typer.echo(f"wrote {len(log):,} transactions for {customers:,} customers to {out}")
+
+
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)

@@ -19,8 +19,40 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class SimulationConfig(_Strict):
+    """Transactions drawn from known parameters (``data.source: simulated``)."""
+
+    model: Literal["bgnbd", "paretonbd"] = "bgnbd"
+    params: dict[str, float] | None = Field(
+        None, description="purchase-model parameters, rates per time_unit (default: the published CDNOW fit of the model)"
+    )
+    spend: dict[str, float] = Field({"p": 6.25, "q": 3.74, "v": 15.44}, description="Gamma-Gamma p, q, v")
+    customers: int = Field(10_000, gt=0)
+    start: dt.date = dt.date(1997, 1, 1)
+    end: dt.date = dt.date(1998, 6, 30)
+    acquisition_days: int = Field(84, gt=0, description="first purchases fall in this many days from start")
+    time_unit: Literal["days", "weeks"] = "weeks"
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _defaults_and_dates(self) -> "SimulationConfig":
+        if self.params is None:
+            self.params = dict(PUBLISHED_CDNOW[self.model])
+        if (self.end - self.start).days <= self.acquisition_days:
+            raise ValueError(f"end {self.end} must be more than acquisition_days ({self.acquisition_days}) after start {self.start}")
+        return self
+
+
+# Fader, Hardie & Lee (2005), CDNOW sample, weeks
+PUBLISHED_CDNOW = {
+    "bgnbd": {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259},
+    "paretonbd": {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669},
+}
+
+
 class DataConfig(_Strict):
-    source: str = Field("cdnow", description="'cdnow', 'cdnow_sample', or a .csv/.parquet path")
+    source: str = Field("cdnow", description="'cdnow', 'cdnow_sample', 'simulated', or a .csv/.parquet path")
+    simulation: SimulationConfig = SimulationConfig()
     customer_col: str = "customer_id"
     date_col: str = "date"
     amount_col: str = "amount"
@@ -33,9 +65,12 @@ PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
 
 class ModelConfig(_Strict):
     purchase_model: Literal["bgnbd", "mbgnbd", "paretonbd", "auto"] = Field(
-        "bgnbd", description="'auto' fits every candidate and keeps the lowest holdout MAE"
+        "bgnbd", description="'auto' fits every candidate and keeps the lowest holdout error (selection_metric)"
     )
     candidates: list[PurchaseModelName] = Field(["bgnbd", "mbgnbd", "paretonbd"], min_length=1)
+    selection_metric: Literal["rmse", "mae"] = Field(
+        "rmse", description="holdout error that 'auto' minimises; MAE favours forecasts that are too low"
+    )
     penalizer: float = Field(0.0, ge=0, description="L2 penalty for BG/NBD; raise it if the fit does not converge")
     gamma_gamma_penalizer: float = Field(0.0, ge=0)
 

@@ -132,6 +132,11 @@ def train(
     cfg = config
 
     with progress.stage("load", f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}", announce=False):
+        data_is_simulated = data is None and cfg.data.source == "simulated"
+        if data_is_simulated:
+            from crmvalue.simulate import simulate_from_config
+
+            data = simulate_from_config(cfg.data.simulation)
         tx = load_transactions(
             data if data is not None else cfg.data.source,
             customer_col=cfg.data.customer_col,
@@ -162,7 +167,9 @@ def train(
 
     candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
     with progress.stage("evaluate", f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}"):
-        evaluation = evaluate_purchase_models(split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer)
+        evaluation = evaluate_purchase_models(
+            split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer, cfg.model.selection_metric
+        )
         best = evaluation.best
         metrics = {f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")}
         metrics.update(evaluation.baseline)
@@ -191,6 +198,10 @@ def train(
                 f"final.{purchase.name}.log_likelihood": purchase.log_likelihood_,
             }
         )
+        if data_is_simulated and cfg.data.simulation.model == purchase.name and cfg.time_unit == cfg.data.simulation.time_unit:
+            # the truth is known: how far the final fit landed from it
+            for name, value in purchase.params_.as_dict().items():
+                metrics[f"recovery.{name}.relative_error"] = value / cfg.data.simulation.params[name] - 1
 
     scoring = f"scoring {len(summary):,} customers" + (f" with {cfg.intervals.draws} bootstrap draws" if cfg.intervals.enabled else "")
     with progress.stage("score", f"{scoring} and placing them in value quadrants"):
