@@ -55,3 +55,89 @@ def p_alive_distribution(p_alive):
     ax.set_title("P(alive) at the observation end")
     fig.tight_layout()
     return fig
+
+
+# Model-fit diagnostics: each takes a table from crmvalue.diagnostics. The conditional
+# expectations figure of FHL (2005a) is calibration_vs_holdout above.
+
+
+def _frequency_labels(index) -> list[str]:
+    """Class labels with the pooled last class marked, e.g. 0, 1, ..., 7+."""
+    return [f"{int(f)}+" if i == len(index) - 1 else str(int(f)) for i, f in enumerate(index)]
+
+
+def period_transactions_plot(table: pd.DataFrame):
+    """Customers by calibration repeat transactions, observed against model (FHL 2005a).
+
+    ``table`` is :func:`crmvalue.diagnostics.period_transactions`.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    positions = np.arange(len(table))
+    width = 0.4
+    ax.bar(positions - width / 2, table["observed"], width, label="actual", color="#4477aa")
+    ax.bar(positions + width / 2, table["expected"], width, label="model", color="#ee6677")
+    ax.set_xticks(positions, _frequency_labels(table.index))
+    ax.set_xlabel("repeat transactions in calibration period")
+    ax.set_ylabel("customers")
+    ax.set_title("Frequency of repeat transactions")
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def tracking_plots(tracking: pd.DataFrame, calibration_period: float | None = None):
+    """Cumulative and incremental repeat transactions, actual against model (FHL 2005a).
+
+    ``tracking`` is :func:`crmvalue.diagnostics.repeat_transactions_tracking`; the dashed vertical
+    line is the calibration end (default ``tracking.attrs["calibration_period"]``).
+    """
+    if calibration_period is None:
+        calibration_period = tracking.attrs.get("calibration_period")
+    fig, (cumulative, incremental) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    period = tracking.index.to_numpy()
+    for ax, kind in ((cumulative, "cumulative"), (incremental, "incremental")):
+        ax.plot(period, tracking[f"actual_{kind}"], color="black", label="actual")
+        ax.plot(period, tracking[f"expected_{kind}"], color="#ee6677", ls="--", label="model")
+        if calibration_period is not None:
+            ax.axvline(calibration_period, color="grey", lw=0.8, ls=":")
+        ax.set_ylabel(f"{kind} repeat transactions")
+        ax.legend()
+    cumulative.set_title("Tracking repeat transactions (dotted line: end of calibration)")
+    incremental.set_xlabel(f"period ({tracking.index.name or 'period'})")
+    fig.tight_layout()
+    return fig
+
+
+def matrix_plot(matrix: pd.DataFrame, title: str = "", colorbar_label: str = ""):
+    """Heatmap of a frequency x recency matrix (P(alive) or expected purchases).
+
+    ``matrix`` is :func:`crmvalue.diagnostics.p_alive_matrix` or ``expected_purchases_matrix``:
+    rows recency, columns frequency. Impossible histories (NaN) are left blank.
+    """
+    fig, ax = plt.subplots(figsize=(7, 5.5))
+    image = ax.imshow(matrix.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="viridis",
+                      extent=(matrix.columns[0] - 0.5, matrix.columns[-1] + 0.5,
+                              matrix.index[0] - 0.5, matrix.index[-1] + 0.5))
+    fig.colorbar(image, ax=ax, label=colorbar_label)
+    ax.set_xlabel("frequency (repeat purchases)")
+    ax.set_ylabel("recency (time of last purchase)")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def spend_fit_plot(fit: pd.DataFrame):
+    """Observed average spend of repeat buyers against the Gamma-Gamma density (FHL 2005b).
+
+    ``fit`` is :func:`crmvalue.diagnostics.gamma_gamma_spend_fit`.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.bar(fit["left"], fit["observed_density"], width=fit["right"] - fit["left"], align="edge",
+           color="#4477aa", alpha=0.6, label="actual")
+    ax.plot((fit["left"] + fit["right"]) / 2, fit["model_density"], color="#ee6677", label="model")
+    ax.set_xlabel("average spend per repeat transaction")
+    ax.set_ylabel("density")
+    ax.set_title("Gamma-Gamma fit to average spend")
+    ax.legend()
+    fig.tight_layout()
+    return fig
