@@ -144,7 +144,7 @@ def test_tracking_on_a_tiny_log_equals_sums_by_hand(tiny_log, models, name):
     assert list(table.index) == [1, 2, 3, 4, 5]
     assert table["actual_incremental"].tolist() == [0, 1, 1, 0, 1]
     assert table["actual_cumulative"].tolist() == [0, 1, 2, 2, 3]
-    assert table.attrs == {"calibration_period": 2.0, "customers": 3}
+    assert table.attrs == {"calibration_period": 2.0, "customers": 3, "period_days": 7}
     assert table["period_end"].iloc[-1] == pd.Timestamp("2020-02-04")
     reference = models["pareto" if name == "pareto" else "mbgnbd" if name == "mbgnbd" else "bgnbd"]
     first_days = [0, 4, 9]  # A, B, D, in days after 2020-01-01
@@ -313,3 +313,65 @@ def test_diagnostic_figures(tiny_log, sample_summary, models):
     (ax,) = fig.axes
     assert len(ax.patches) == 25 and len(ax.lines) == 1
     plt.close(fig)
+
+
+# --------------------------------------------------------------------------- units, families, the bundle
+
+
+def test_weekly_tracking_of_a_model_fitted_in_days_equals_the_model_in_weeks(tiny_log):
+    """The BG/NBD in days has alpha * 7: tracked in weeks it must give the weekly model's figures."""
+    weeks = _crmvalue_bgnbd()
+    days = _crmvalue_bgnbd({**BG, "alpha": BG["alpha"] * 7})
+    by_week = diag.repeat_transactions_tracking(tiny_log, weeks, "2020-01-14", "2020-02-04", "weeks")
+    by_day = diag.repeat_transactions_tracking(tiny_log, days, "2020-01-14", "2020-02-04", "days", period_days=7)
+    pd.testing.assert_frame_equal(by_day, by_week, check_exact=False, rtol=1e-12)
+    assert by_day.attrs == by_week.attrs
+    with pytest.raises(CrmvalueError, match="at least one day"):
+        diag.repeat_transactions_tracking(tiny_log, days, "2020-01-14", "2020-02-04", "days", period_days=0)
+
+
+def test_crmvalue_models_name_their_family(cdnow_sample):
+    from crmvalue.models import PURCHASE_MODELS
+
+    split = rfm_summary(cdnow_sample, "1997-09-30", "weeks")
+    expected = {"bgnbd": "bg_nbd", "mbgnbd": "mbg_nbd", "paretonbd": "pareto_nbd"}
+    for name, cls in PURCHASE_MODELS.items():
+        model = cls().fit(split["frequency"], split["recency"], split["T"])
+        assert diag.model_family(model) == diag.model_family(model.params_) == expected[name]
+        # and so each gets its own P(X(t) = n): the MBG/NBD's differs from the BG/NBD's at n = 0
+        table = diag.period_transactions(model, split)
+        assert table["expected"].sum() == pytest.approx(2357)
+        assert table.loc[0, "expected"] == pytest.approx(1411, rel=0.03)  # every model fits the zeros closely
+
+
+def test_spend_fit_bins_can_stop_at_a_quantile(sample_summary):
+    s = sample_summary
+    fit = diag.gamma_gamma_spend_fit(GG, s["frequency"], s["monetary_value"], bins=10, upper_quantile=0.9)
+    buyers = s.loc[(s["frequency"] > 0) & (s["monetary_value"] > 0), "monetary_value"]
+    assert fit["right"].iloc[-1] == pytest.approx(np.quantile(buyers, 0.9), rel=1e-8)
+    assert fit["observed"].sum() == int((buyers <= fit["right"].iloc[-1]).sum())
+    with pytest.raises(CrmvalueError, match="upper_quantile"):
+        diag.gamma_gamma_spend_fit(GG, s["frequency"], s["monetary_value"], upper_quantile=0)
+
+
+def test_fit_diagnostics_bundle(cdnow_sample):
+    from crmvalue.features import calibration_holdout_summary
+
+    split = calibration_holdout_summary(cdnow_sample, "1997-09-30", "1998-06-30", "weeks")
+    model = BetaGeoModel().fit(split["frequency_cal"], split["recency_cal"], split["T_cal"])
+    tables = diag.fit_diagnostics(model, cdnow_sample, split, "1997-09-30", "1998-06-30", "weeks")
+    assert set(tables) == {"period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix"}
+    assert tables["tracking"].loc[78, "actual_cumulative"] == 4339
+    assert tables["tracking"].loc[78, "expected_cumulative"] == pytest.approx(4160.6, abs=0.05)
+    max_frequency, max_recency = diag.matrix_grid(split["frequency_cal"], split["T_cal"])
+    assert tables["p_alive_matrix"].shape == (max_recency + 1, max_frequency + 1)
+    assert max_recency == 39  # the oldest customer's age at the calibration end, in weeks
+    # the expected-purchases matrix is over the holdout's 39 weeks
+    cell = model.conditional_expected_number_of_purchases_up_to_time(39, 2, 30, 39)
+    assert tables["expected_purchases_matrix"].loc[30.0, 2] == pytest.approx(float(np.squeeze(cell)))
+    figures = plots.diagnostic_figures(tables, "weeks", 39)
+    assert set(figures) == {"plots/period_transactions.png", "plots/tracking.png", "plots/p_alive_matrix.png",
+                            "plots/expected_purchases_matrix.png"}
+    assert figures["plots/tracking.png"].axes[1].get_xlabel() == "week"
+    for fig in figures.values():
+        plt.close(fig)

@@ -74,7 +74,19 @@ def test_run_artifacts(trained):
     names = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"predictions.csv", "quadrant_summary.csv", "config.yaml", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
-    assert plots == {"plots/quadrants.png", "plots/calibration_vs_holdout.png", "plots/p_alive_distribution.png"}
+    assert plots == {f"plots/{name}.png" for name in (
+        "quadrants", "calibration_vs_holdout", "p_alive_distribution",  # the run's results
+        "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit",  # fit diagnostics
+    )}
+    tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
+    assert tables == {f"diagnostics/{name}.csv" for name in (
+        "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")}
+    # the tracking table is the calibration fit's, out of time: it ends at the observation end
+    tracking = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/tracking.csv", str(tmp / "dl")))
+    assert tracking["actual_cumulative"].iloc[-1] == tracking["actual_incremental"].sum() > 0
+    assert pd.Timestamp(tracking["period_end"].iloc[-1]) == pd.Timestamp("2021-12-31")
+    period = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/period_transactions.csv", str(tmp / "dl")))
+    assert period["observed"].sum() == pytest.approx(period["expected"].sum()) == result.evaluation.holdout_customers
     local = client.download_artifacts(result.run_id, "predictions.csv", str(tmp / "dl"))
     pd.testing.assert_frame_equal(pd.read_csv(local, dtype={"customer_id": str}), pd.read_csv(cfg.output_path, dtype={"customer_id": str}))
 
@@ -170,7 +182,10 @@ def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
         first = next(k for k in m if k.startswith(f"{name}.se."))
         param = first.rsplit(".", 1)[1]
         assert m[f"{name}.ci95_lower.{param}"] < float(child.data.params[f"{name}.{param}"]) < m[f"{name}.ci95_upper.{param}"]
-        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {"plots/calibration_vs_holdout.png"}
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {f"plots/{name}.png" for name in (
+            "calibration_vs_holdout", "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix")}
+        assert "diagnostics/conditional_expectations.csv" in {
+            a.path for a in client.list_artifacts(child.info.run_id, "diagnostics")}
     assert parent.data.metrics["holdout.rmse"] == pytest.approx(rmses[winner])
 
 

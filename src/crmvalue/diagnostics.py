@@ -77,11 +77,16 @@ def model_params(model) -> dict[str, float]:
 def model_family(model) -> ModelFamily:
     """Which purchase model the parameters belong to: ``bg_nbd``, ``mbg_nbd`` or ``pareto_nbd``.
 
-    The Pareto/NBD is recognised by its ``s, beta``; the MBG/NBD has the BG/NBD's parameter
-    names, so it is recognised by class (lifetimes' ``ModifiedBetaGeoFitter`` or a subclass).
+    crmvalue's models and parameter dataclasses name their family. For lifetimes' fitters the
+    Pareto/NBD is recognised by its ``s, beta``; the MBG/NBD has the BG/NBD's parameter names,
+    so it is recognised by class (``ModifiedBetaGeoFitter`` or a subclass).
     """
     from lifetimes import ModifiedBetaGeoFitter
 
+    params = getattr(model, "params_", model)
+    own = {"bgnbd": "bg_nbd", "mbgnbd": "mbg_nbd", "paretonbd": "pareto_nbd"}.get(getattr(params, "name", None))
+    if own is not None:  # crmvalue's parameter dataclasses carry their model's name
+        return own  # type: ignore[return-value]
     names = set(model_params(model))
     if {"r", "alpha", "s", "beta"} <= names:
         return "pareto_nbd"
@@ -215,6 +220,7 @@ def repeat_transactions_tracking(
     calibration_end,
     observation_end,
     time_unit: TimeUnit = "weeks",
+    period_days: int | None = None,
 ) -> pd.DataFrame:
     """Actual against expected repeat transactions per period, as tracked in FHL (2005a).
 
@@ -244,7 +250,10 @@ def repeat_transactions_tracking(
         Dates; only customers acquired by the calibration end are tracked, and transactions
         after the observation end are ignored.
     time_unit : {"weeks", "days"}
-        Length of a period, and the unit of the model's time.
+        The unit of the model's time.
+    period_days : int, optional
+        Length of a tracking period in days; default one ``time_unit`` (a day or a week). A
+        model fitted in days is tracked weekly with ``period_days=7``.
 
     Returns
     -------
@@ -252,12 +261,16 @@ def repeat_transactions_tracking(
         Indexed by ``period`` (1, 2, ...), with ``period_end`` (last day of the period),
         ``actual_incremental``, ``expected_incremental``, ``actual_cumulative`` and
         ``expected_cumulative``. ``attrs["calibration_period"]`` is the calibration end on the
-        period axis (39.0 for CDNOW in weeks), ``attrs["customers"]`` the number tracked.
+        period axis (39.0 for CDNOW in weeks), ``attrs["customers"]`` the number tracked and
+        ``attrs["period_days"]`` the period length.
     """
     cal_end, obs_end = pd.Timestamp(calibration_end).normalize(), pd.Timestamp(observation_end).normalize()
     if cal_end >= obs_end:
         raise CrmvalueError(f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}")
-    unit = int(DAYS_PER_UNIT[time_unit])
+    unit_days = float(DAYS_PER_UNIT[time_unit])
+    unit = int(period_days) if period_days is not None else int(unit_days)
+    if unit < 1:
+        raise CrmvalueError(f"a tracking period must be at least one day, got {period_days}")
     days = purchase_days(transactions)
     days = days[(days["day"] <= obs_end).to_numpy()]
     first = days.groupby("customer_id", sort=False)["day"].transform("min")
@@ -274,7 +287,7 @@ def repeat_transactions_tracking(
     actual = np.bincount(repeat_offset // unit, minlength=n_periods)[:n_periods]
 
     cohort_offset, cohort_size = np.unique((first[days["day"] == first] - start).dt.days.to_numpy(), return_counts=True)
-    age = np.maximum(period_end[:, None] - cohort_offset[None, :], 0) / unit
+    age = np.maximum(period_end[:, None] - cohort_offset[None, :], 0) / unit_days
     expected = expected_repeat_purchases(model, age) @ cohort_size
 
     table = pd.DataFrame(
@@ -289,6 +302,7 @@ def repeat_transactions_tracking(
     )
     table.attrs["calibration_period"] = ((cal_end - start).days + 1) / unit
     table.attrs["customers"] = int(cohort_size.sum())
+    table.attrs["period_days"] = unit
     return table
 
 
@@ -455,7 +469,7 @@ def _spend_cdf(p, q, v, spend, counts, weights) -> np.ndarray:
     return betainc(p * counts, q, u) @ (weights / weights.sum())
 
 
-def gamma_gamma_spend_fit(gg_params, frequency, monetary_value, bins=30) -> pd.DataFrame:
+def gamma_gamma_spend_fit(gg_params, frequency, monetary_value, bins=30, upper_quantile: float = 1.0) -> pd.DataFrame:
     """Observed distribution of repeat buyers' average spend against the Gamma-Gamma model.
 
     As in FHL (2005b). Only repeat buyers with positive ``m_x`` enter, as in the fit. The
@@ -470,6 +484,10 @@ def gamma_gamma_spend_fit(gg_params, frequency, monetary_value, bins=30) -> pd.D
         Per-customer ``x`` and ``m_x``.
     bins : int or sequence of float
         Number of equal-width bins from 0 to the largest ``m_x``, or the bin edges.
+    upper_quantile : float
+        With a number of bins, they end at this quantile of ``m_x`` instead of its maximum, so
+        a long right tail does not squash the rest into a few bins; buyers beyond it are outside
+        every bin (the densities are still per buyer, of all of them).
 
     Returns
     -------
@@ -483,7 +501,10 @@ def gamma_gamma_spend_fit(gg_params, frequency, monetary_value, bins=30) -> pd.D
     if x.size == 0:
         raise CrmvalueError("no repeat buyer with positive spend: nothing to compare the spend model with")
     if np.ndim(bins) == 0:
-        edges = np.linspace(0.0, m.max() * (1 + 1e-9), int(bins) + 1)
+        if not 0 < upper_quantile <= 1:
+            raise CrmvalueError(f"upper_quantile must be in (0, 1], got {upper_quantile}")
+        upper = m.max() if upper_quantile == 1 else np.quantile(m, upper_quantile)
+        edges = np.linspace(0.0, upper * (1 + 1e-9), int(bins) + 1)
     else:
         edges = np.asarray(bins, float)
     counts, weights = np.unique(x, return_counts=True)
@@ -502,3 +523,44 @@ def gamma_gamma_spend_fit(gg_params, frequency, monetary_value, bins=30) -> pd.D
         },
         index=pd.RangeIndex(len(observed), name="bin"),
     )
+
+
+# --------------------------------------------------------------------------- all of them
+
+
+def matrix_grid(frequency, T, max_frequency_cap: int = 60) -> tuple[int, int]:
+    """A frequency x recency grid that covers the customers: frequency to its 99th percentile
+    (at least 5, at most ``max_frequency_cap``), recency to the largest age ``T``."""
+    frequency = np.asarray(frequency, float)
+    max_frequency = int(np.clip(np.ceil(np.quantile(frequency, 0.99)) if frequency.size else 0, 5, max_frequency_cap))
+    max_recency = int(np.ceil(np.max(T))) if np.size(T) else 1
+    return max_frequency, max(max_recency, 1)
+
+
+def fit_diagnostics(
+    model,
+    transactions: pd.DataFrame,
+    split: pd.DataFrame,
+    calibration_end,
+    observation_end,
+    time_unit: TimeUnit,
+    tracking_period_days: int = 7,
+) -> dict[str, pd.DataFrame]:
+    """The tables behind the standard BTYD fit figures, for a model fitted on the calibration period.
+
+    Returns ``period_transactions`` (calibration repeat counts 0..7+), ``tracking`` (weekly by
+    default, over calibration and holdout), and the ``p_alive_matrix`` and
+    ``expected_purchases_matrix`` (over the holdout's length) at the calibration end, on a grid
+    from :func:`matrix_grid`. ``split`` is :func:`crmvalue.features.calibration_holdout_summary`.
+    The conditional expectations are :func:`crmvalue.evaluation.conditional_expectations`.
+    """
+    duration = float(split["duration_holdout"].iloc[0])
+    max_frequency, max_recency = matrix_grid(split["frequency_cal"], split["T_cal"])
+    return {
+        "period_transactions": period_transactions(model, split),
+        "tracking": repeat_transactions_tracking(
+            transactions, model, calibration_end, observation_end, time_unit, period_days=tracking_period_days
+        ),
+        "p_alive_matrix": p_alive_matrix(model, max_frequency, max_recency),
+        "expected_purchases_matrix": expected_purchases_matrix(model, duration, max_frequency, max_recency),
+    }

@@ -27,6 +27,7 @@ import yaml
 from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
 from crmvalue.data import Transactions, load_transactions
+from crmvalue.diagnostics import fit_diagnostics, gamma_gamma_spend_fit
 from crmvalue.errors import CrmvalueError
 from crmvalue.evaluation import Evaluation, evaluate_purchase_models
 from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
@@ -228,9 +229,20 @@ def train(
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
 
+    with progress.stage("diagnose", "computing the fit diagnostics"):
+        # before MLflow is touched, so a failure here leaves no half-logged run
+        diagnostics = {
+            name: fit_diagnostics(result.model, frame, split, cal_end, obs_end, cfg.time_unit)
+            for name, result in evaluation.candidates.items()
+            if result.model is not None
+        }
+        diagnostics[evaluation.winner]["spend_fit"] = gamma_gamma_spend_fit(
+            gg.params_, predictions["frequency"], predictions["monetary_value"], bins=40, upper_quantile=0.995
+        )
+
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
-        run_id, model_uri = _log_run(cfg, tx, evaluation, predictions, quadrants, metrics, value_model, purchase, gg,
-                                     thresholds, cal_end, obs_end, progress)
+        run_id, model_uri = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
+                                     purchase, gg, thresholds, cal_end, obs_end, progress)
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -259,8 +271,9 @@ def _check_finite(predictions: pd.DataFrame) -> None:
         )
 
 
-def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadrants, metrics, value_model,
-             purchase: PurchaseModel, gg: GammaGammaModel, thresholds, cal_end, obs_end, progress) -> tuple[str, str]:
+def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
+             predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
+             cal_end, obs_end, progress) -> tuple[str, str]:
     import mlflow
 
     from crmvalue import plots
@@ -323,12 +336,14 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
             "plots/calibration_vs_holdout.png": plots.calibration_vs_holdout(evaluation.best.conditional_expectations),
             "plots/p_alive_distribution.png": plots.p_alive_distribution(predictions["p_alive"]),
         }
-        for name, fig in figures.items():
-            mlflow.log_figure(fig, name)
-            plots.plt.close(fig)
+        _log_figures(figures)
+        # the winner's fit diagnostics, from its calibration-period fit (out of time), and the final spend fit
+        tables = diagnostics[evaluation.winner]
+        _log_tables(tables, tmp)
+        _log_figures(plots.diagnostic_figures(tables, cfg.time_unit, evaluation.duration))
 
         if len(evaluation.candidates) > 1:
-            _log_candidates(evaluation, tmp)
+            _log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
         model_uri = log_value_model(value_model, predictions)
         mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
 
@@ -339,8 +354,30 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, predictions, quadran
     return run_id, model_uri
 
 
-def _log_candidates(evaluation: Evaluation, tmp: Path) -> None:
-    """One nested child run per candidate: its calibration fit, uncertainty, fit criteria and holdout metrics."""
+def _log_figures(figures: dict) -> None:
+    import mlflow
+
+    from crmvalue import plots
+
+    for name, fig in figures.items():
+        mlflow.log_figure(fig, name)
+        plots.plt.close(fig)
+
+
+def _log_tables(tables: dict[str, pd.DataFrame], tmp: Path) -> None:
+    """Each diagnostic table as diagnostics/<name>.csv, so a figure's numbers can be read back."""
+    import mlflow
+
+    folder = tmp / "diagnostics"
+    folder.mkdir(exist_ok=True)
+    for name, table in tables.items():
+        table.to_csv(folder / f"{name}.csv")
+    mlflow.log_artifacts(str(folder), "diagnostics")
+
+
+def _log_candidates(evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]], time_unit: str,
+                    tmp: Path) -> None:
+    """One nested child run per candidate: its calibration fit, uncertainty, fit criteria, holdout metrics and figures."""
     import mlflow
 
     from crmvalue import plots
@@ -359,6 +396,10 @@ def _log_candidates(evaluation: Evaluation, tmp: Path) -> None:
             child.update({f"{name}.ci95_lower.{k}": float(v) for k, v in model.confidence_intervals_["lower"].items()})
             child.update({f"{name}.ci95_upper.{k}": float(v) for k, v in model.confidence_intervals_["upper"].items()})
             mlflow.log_metrics(child)
-            figure = plots.calibration_vs_holdout(result.conditional_expectations)
-            mlflow.log_figure(figure, "plots/calibration_vs_holdout.png")
-            plots.plt.close(figure)
+            tables = {k: v for k, v in diagnostics[name].items() if k != "spend_fit"}
+            tables["conditional_expectations"] = result.conditional_expectations
+            with tempfile.TemporaryDirectory(dir=tmp) as child_tmp:
+                _log_tables(tables, Path(child_tmp))
+            figures = plots.diagnostic_figures(tables, time_unit, evaluation.duration)
+            figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(result.conditional_expectations)
+            _log_figures(figures)

@@ -103,7 +103,8 @@ def tracking_plots(tracking: pd.DataFrame, calibration_period: float | None = No
         ax.set_ylabel(f"{kind} repeat transactions")
         ax.legend()
     cumulative.set_title("Tracking repeat transactions (dotted line: end of calibration)")
-    incremental.set_xlabel(f"period ({tracking.index.name or 'period'})")
+    days = tracking.attrs.get("period_days")
+    incremental.set_xlabel({7: "week", 1: "day"}.get(days, f"period of {days} days" if days else "period"))
     fig.tight_layout()
     return fig
 
@@ -141,3 +142,25 @@ def spend_fit_plot(fit: pd.DataFrame):
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def diagnostic_figures(tables: dict[str, pd.DataFrame], time_unit: str, horizon: float | None = None) -> dict[str, object]:
+    """Figures for the tables of :func:`crmvalue.diagnostics.fit_diagnostics` (and a spend fit),
+    keyed by artifact path. Tables that are absent are skipped."""
+    figures = {}
+    if "period_transactions" in tables:
+        figures["plots/period_transactions.png"] = period_transactions_plot(tables["period_transactions"])
+    if "tracking" in tables:
+        figures["plots/tracking.png"] = tracking_plots(tables["tracking"])
+    if "p_alive_matrix" in tables:
+        figures["plots/p_alive_matrix.png"] = matrix_plot(
+            tables["p_alive_matrix"], f"P(alive) by frequency and recency ({time_unit})", "P(alive)"
+        )
+    if "expected_purchases_matrix" in tables:
+        over = f" in the next {horizon:g} {time_unit}" if horizon is not None else ""
+        figures["plots/expected_purchases_matrix.png"] = matrix_plot(
+            tables["expected_purchases_matrix"], f"Expected purchases{over}", "expected purchases"
+        )
+    if "spend_fit" in tables:
+        figures["plots/spend_fit.png"] = spend_fit_plot(tables["spend_fit"])
+    return figures
