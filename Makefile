@@ -25,11 +25,14 @@ train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on
 experiments: $(STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
 	@set -e; for config in experiments/*.yaml; do echo "== $$config"; $(BIN)/crmvalue train --config $$config; done
 
-test: $(STAMP) ## Run the test suite
+test: $(STAMP) ## Run the test suite and execute the notebooks
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
 	$(BIN)/python bench/run.py --repeats 3
+
+strip: $(STAMP) ## Strip outputs from the notebooks before committing them (the tests fail otherwise)
+	$(BIN)/nbstripout notebooks/*.ipynb
 
 mlflow-ui: $(STAMP) ## Browse the runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
@@ -38,4 +41,4 @@ clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
 	rm -rf mlruns mlflow.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
-.PHONY: help install train experiments test bench mlflow-ui clean
+.PHONY: help install train experiments test bench strip mlflow-ui clean

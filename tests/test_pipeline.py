@@ -91,6 +91,25 @@ def test_run_artifacts(trained):
     pd.testing.assert_frame_equal(pd.read_csv(local, dtype={"customer_id": str}), pd.read_csv(cfg.output_path, dtype={"customer_id": str}))
 
 
+def test_artifacts_live_beside_the_sqlite_store(trained):
+    """Not in ./mlruns of whatever directory the run started in (a notebook's, a test's)."""
+    tmp, cfg, result = trained
+    client = _client(cfg)
+    experiment = client.get_experiment(client.get_run(result.run_id).info.experiment_id)
+    assert experiment.artifact_location == (tmp / "mlruns").resolve().as_uri()
+    assert list((tmp / "mlruns").rglob("predictions.csv"))
+
+
+def test_artifact_root_of_tracking_uris(tmp_path, monkeypatch):
+    from crmvalue.tracking import artifact_root
+
+    monkeypatch.chdir(tmp_path)
+    assert artifact_root("sqlite:///mlflow.db") == (tmp_path / "mlruns").as_uri()  # MLflow's own default
+    assert artifact_root(f"sqlite:///{tmp_path}/store/mlflow.db") == (tmp_path / "store" / "mlruns").as_uri()
+    assert artifact_root("postgresql://user@host/db") is None
+    assert artifact_root("http://127.0.0.1:5000") is None
+
+
 def test_export_schema(trained):
     tmp, cfg, result = trained
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})

@@ -277,11 +277,12 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
     import mlflow
 
     from crmvalue import plots
-    from crmvalue.tracking import flatten, git_commit, log_value_model, quiet_mlflow, resolve_tracking_uri
+    from crmvalue.tracking import flatten, git_commit, log_value_model, quiet_mlflow, resolve_tracking_uri, use_experiment
 
     quiet_mlflow()
-    mlflow.set_tracking_uri(resolve_tracking_uri(cfg.tracking_uri))
-    mlflow.set_experiment(cfg.name)
+    tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    use_experiment(cfg.name, tracking_uri)
     resolved = cfg.model_dump(mode="json")
     resolved["calibration_end"] = str(cal_end.date())
     resolved["observation_end"] = str(obs_end.date())
