@@ -196,3 +196,16 @@ def test_a_boundary_fit_fails_clearly_and_the_named_remedy_works():
         BetaGeoModel().fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
     penalized = BetaGeoModel(penalizer=0.001).fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
     assert penalized.params_.r == pytest.approx(0.25, rel=0.2)  # the simulation's truth
+
+
+def test_gamma_gamma_intervals_agree_with_lifetimes_standard_errors(sample_summary):
+    """The delta method from crmvalue's log-parameter covariance gives lifetimes' standard errors;
+    the 95% interval is exp(log θ ± 1.96 se/θ), so it brackets θ and is wider above it."""
+    s = sample_summary
+    gg = GammaGammaModel().fit(s["frequency"], s["monetary_value"])
+    values = np.array(list(gg.params_.as_dict().values()))
+    log_se = np.sqrt(np.diag(gg.log_param_covariance_))
+    np.testing.assert_allclose(values * log_se, gg.standard_errors_.to_numpy(), rtol=1e-6)
+    ci = gg.confidence_intervals_
+    assert (ci["lower"].to_numpy() < values).all() and (values < ci["upper"].to_numpy()).all()
+    assert ((ci["upper"].to_numpy() - values) > (values - ci["lower"].to_numpy())).all()

@@ -60,6 +60,11 @@ def test_run_has_named_params_metrics_and_tags(trained):
                  "baseline.naive_rate.holdout.mae"):
         assert np.isfinite(run.data.metrics[name]), name
     assert run.data.metrics["bgnbd.log_likelihood"] < 0
+    for name in ("bgnbd.r", "bgnbd.alpha", "bgnbd.a", "bgnbd.b", "gamma_gamma.p", "gamma_gamma.q", "gamma_gamma.v"):
+        model, param = name.split(".")
+        value = float(run.data.params[name])
+        assert run.data.metrics[f"{model}.ci95_lower.{param}"] < value < run.data.metrics[f"{model}.ci95_upper.{param}"]
+        assert run.data.metrics[f"{model}.se.{param}"] > 0
     assert run.data.metrics["holdout.actual_total"] == result.metrics["holdout.actual_total"] > 0
     tags = run.data.tags
     assert len(tags["crmvalue.data_sha256"]) == 64

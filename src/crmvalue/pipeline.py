@@ -312,6 +312,9 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
         metrics = dict(metrics)
         metrics.update({f"{purchase.name}.se.{k}": float(v) for k, v in purchase.standard_errors_.items()})
         metrics.update({f"gamma_gamma.se.{k}": float(v) for k, v in gg.standard_errors_.items()})
+        for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")):
+            for bound in ("lower", "upper"):
+                metrics.update({f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()})
         metrics.update(
             {
                 "data.transactions": float(len(tx.frame)),

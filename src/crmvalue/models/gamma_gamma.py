@@ -85,6 +85,12 @@ class GammaGammaModel:
         self.standard_errors_ = pd.Series(fitter.standard_errors_, dtype=float)
         # asymptotic covariance of the log-parameters (lifetimes' autograd Hessian of the mean NLL)
         self.log_param_covariance_ = np.linalg.inv(np.asarray(fitter._hessian_, float)) / rows["weights"].sum()
+        values = np.array(list(self.params_.as_dict().values()))
+        log_se = np.sqrt(np.diag(self.log_param_covariance_))
+        self.confidence_intervals_ = pd.DataFrame(  # 95%, in log-parameters as for the purchase models
+            {"lower": values * np.exp(-1.96 * log_se), "upper": values * np.exp(1.96 * log_se)},
+            index=list(self.params_.as_dict()),
+        )
         self.n_customers_ = len(frame)
         self.frequency_spend_correlation_ = float(np.corrcoef(frame["frequency"], frame["monetary_value"])[0, 1])
         return self
