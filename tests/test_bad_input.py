@@ -112,6 +112,16 @@ def _data(name: str, content: bytes | str | None, cal_end: str = CAL_END, obs_en
     return setup
 
 
+def _customers(table: str):
+    """Good transactions, and a customer attributes table for the churn model."""
+
+    def setup(tmp: Path) -> list[str]:
+        (tmp / "customers.csv").write_text(table)
+        return _data("tx.csv", csv_text())(tmp) + ["--customers", "customers.csv"]
+
+    return setup
+
+
 def _misnamed_column_via_config(tmp: Path) -> list[str]:
     (tmp / "tx.csv").write_text(csv_text(header="customer,date,amount"))
     (tmp / "experiment.yaml").write_text(
@@ -161,6 +171,11 @@ CLI_CASES = {
         _data("tx.csv", csv_text(), cal_end="2020-06-30"),
         ["no transactions on or before the calibration end 2020-06-30", "starts on 2021-01-04"],
         quiet=True,
+    ),
+    "customer-table-with-a-repeated-id": CliCase(
+        _customers("customer_id,segment\nA01,gold\nB02,silver\nA01,gold\n"),
+        ["customers.csv", "column 'customer_id' repeats the id 'A01' at line 4"],
+        file="customers.csv",
     ),
     "calibration-end-not-before-observation-end": CliCase(
         _data("tx.csv", csv_text(), cal_end=OBS_END, obs_end=OBS_END),

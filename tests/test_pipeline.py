@@ -14,6 +14,11 @@ import pytest
 
 from crmvalue.config import load_config
 from crmvalue.pipeline import EXPORT_COLUMNS, train
+
+# the exact order: the backbone's columns, churn after quadrant, run_id last
+EXPORT = ["customer_id", "frequency", "recency", "T", "monetary_value", "current_value", "p_alive",
+          "expected_purchases", "expected_avg_value", "clv", "potential_value", "quadrant",
+          "churn_probability", "churn_risk", "run_id"]
 from crmvalue.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
 
 from conftest import simulated_transactions
@@ -82,7 +87,10 @@ def test_run_artifacts(trained):
     assert plots == {f"plots/{name}.png" for name in (
         "quadrants", "calibration_vs_holdout", "p_alive_distribution",  # the run's results
         "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit",  # fit diagnostics
+        "churn_feature_importance", "churn_roc", "churn_precision_recall", "churn_reliability",  # the churn model
     )}
+    assert {a.path for a in client.list_artifacts(result.run_id, "churn")} == {
+        "churn/churn_calibration.json", "churn/feature_importance_gain.csv", "churn/test_scores.csv"}
     tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
     assert tables == {f"diagnostics/{name}.csv" for name in (
         "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")}
@@ -101,7 +109,7 @@ def test_artifacts_live_beside_the_sqlite_store(trained):
     tmp, cfg, result = trained
     client = _client(cfg)
     experiment = client.get_experiment(client.get_run(result.run_id).info.experiment_id)
-    assert experiment.artifact_location == (tmp / "mlruns").resolve().as_uri()
+    assert experiment.artifact_location == (tmp / "mlruns" / "synthetic").resolve().as_uri()
     assert list((tmp / "mlruns").rglob("predictions.csv"))
 
 
@@ -109,17 +117,44 @@ def test_artifact_root_of_tracking_uris(tmp_path, monkeypatch):
     from crmvalue.tracking import artifact_root
 
     monkeypatch.chdir(tmp_path)
-    assert artifact_root("sqlite:///mlflow.db") == (tmp_path / "mlruns").as_uri()  # MLflow's own default
-    assert artifact_root(f"sqlite:///{tmp_path}/store/mlflow.db") == (tmp_path / "store" / "mlruns").as_uri()
-    assert artifact_root("postgresql://user@host/db") is None
-    assert artifact_root("http://127.0.0.1:5000") is None
+    assert artifact_root("sqlite:///mlflow.db", "cdnow") == (tmp_path / "mlruns" / "cdnow").as_uri()
+    assert artifact_root(f"sqlite:///{tmp_path}/store/mlflow.db", "x") == (tmp_path / "store" / "mlruns" / "x").as_uri()
+    assert artifact_root("postgresql://user@host/db", "x") is None
+    assert artifact_root("http://127.0.0.1:5000", "x") is None
+
+
+def test_churn_metrics_and_the_lightgbm_model(trained, tmp_path):
+    tmp, cfg, result = trained
+    run = _client(cfg).get_run(result.run_id)
+    for metric in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_decile", "capture_top_decile"):
+        assert np.isfinite(run.data.metrics[f"churn.{metric}"]), metric
+        for baseline in ("bgnbd_p_alive", "bgnbd_no_purchase", "recency"):
+            assert np.isfinite(run.data.metrics[f"baseline.{baseline}.{metric}"]), (baseline, metric)
+    assert run.data.metrics["churn.brier_uncalibrated"] > 0
+    # the lightgbm flavour, with a signature and an input example, reloads and scores
+    import mlflow.lightgbm
+
+    mlflow.set_tracking_uri(cfg.tracking_uri)
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    churn_model = next(m for m in models if m.name == "churn_model" and m.source_run_id == result.run_id)
+    info = mlflow.models.get_model_info(churn_model.model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+    assert "lightgbm" in info.flavors
+    booster = mlflow.lightgbm.load_model(churn_model.model_uri)
+    example = result.churn.example
+    np.testing.assert_allclose(booster.predict(example), result.churn.model.raw_proba(example), rtol=1e-12)
+    # and the saved copy under models/<experiment>/ with its calibration
+    assert (Path(cfg.models_dir) / cfg.name / "churn_model.txt").is_file()
+    assert (Path(cfg.models_dir) / cfg.name / "churn_calibration.json").is_file()
 
 
 def test_export_schema(trained):
     tmp, cfg, result = trained
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
-    assert list(export.columns) == EXPORT_COLUMNS
+    assert list(export.columns) == EXPORT
     assert export["customer_id"].is_unique
+    assert export["churn_probability"].between(0, 1).all()
+    assert set(export["churn_risk"]) <= {"high", "medium", "low"}
     assert len(export) == 400
     assert (export["run_id"] == result.run_id).all()
     assert set(export["quadrant"]) <= {"A", "B", "C", "D"}
@@ -168,11 +203,12 @@ def test_a_failed_run_leaves_the_previous_file_and_no_partial_one(tmp_path, monk
     assert [r.info.status for r in runs] == ["FAILED"]
 
 
-def test_parquet_export(tmp_path):
-    cfg = _config(tmp_path, out=str(tmp_path / "scores.parquet"))
+def test_parquet_export_and_churn_turned_off(tmp_path):
+    cfg = _config(tmp_path, out=str(tmp_path / "scores.parquet"), **{"churn.enabled": False})
     result = train(cfg, data=simulated_transactions(n_customers=200, seed=7))
     frame = pd.read_parquet(tmp_path / "scores.parquet")
-    assert list(frame.columns) == EXPORT_COLUMNS and (frame["run_id"] == result.run_id).all()
+    assert list(frame.columns) == EXPORT_COLUMNS and (frame["run_id"] == result.run_id).all()  # no churn columns
+    assert result.churn is None and not any(k.startswith("churn.") for k in result.metrics)
 
 
 def test_spend_that_grows_with_frequency_is_warned_about(tmp_path, caplog):
@@ -217,7 +253,7 @@ def test_intervals_are_appended_to_the_export(tmp_path):
     cfg = _config(tmp_path, **{"intervals.enabled": True, "intervals.draws": 50})
     train(cfg, data=simulated_transactions(n_customers=300, seed=3))
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
-    assert list(export.columns) == EXPORT_COLUMNS + ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+    assert list(export.columns) == EXPORT + ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
     assert (export["expected_purchases_lower"] <= export["expected_purchases"] + 1e-12).all()
     assert (export["clv"] <= export["clv_upper"] + 1e-12).all()
 
@@ -246,7 +282,8 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     assert "building RFM features" in proc.stderr  # progress is shown
     assert "Traceback" not in proc.stderr
     scores = pd.read_csv(tmp_path / "out" / "scores.csv", dtype={"customer_id": str})
-    assert list(scores.columns) == EXPORT_COLUMNS and len(scores) == 250
+    assert list(scores.columns) == EXPORT and len(scores) == 250
+    assert "churn           out-of-time ROC AUC" in proc.stdout
     assert (tmp_path / "mlflow.db").is_file()
     run = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db").get_run(scores["run_id"][0])
     assert run.data.params["config.data.source"] == "tx.csv"

@@ -46,6 +46,9 @@ def train(
     model: Optional[str] = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
     penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
     intervals: bool = typer.Option(False, "--intervals", help="add bootstrap 90% intervals for expected_purchases and clv"),
+    churn: Optional[bool] = typer.Option(None, "--churn/--no-churn", help="fit the LightGBM churn model (default: on)"),
+    customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"),
+    customers_id_col: Optional[str] = typer.Option(None, "--customers-id-col", help="id column of --customers (default customer_id)"),
     out: Optional[Path] = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
@@ -79,6 +82,9 @@ def train(
             "model.purchase_model": model,
             "model.penalizer": penalizer,
             "intervals.enabled": True if intervals else None,
+            "churn.enabled": churn,
+            "churn.customers": str(customers) if customers else None,
+            "churn.customers_id_col": customers_id_col,
             "out": str(out) if out else None,
             "tracking_uri": tracking_uri,
         },
@@ -95,6 +101,16 @@ def train(
         f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
         f"vs actual {m['holdout.actual_total']:,.0f}",
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+    ]
+    if result.churn is not None:
+        risk = result.churn.scores["churn_risk"].value_counts()
+        lines.append(
+            f"churn           out-of-time ROC AUC {m['churn.roc_auc']:.3f}, Brier {m['churn.brier']:.4f} "
+            f"(BG/NBD no-purchase {m.get('baseline.bgnbd_no_purchase.roc_auc', float('nan')):.3f}, "
+            f"recency {m['baseline.recency.roc_auc']:.3f}); risk "
+            + ", ".join(f"{k} {int(risk.get(k, 0)):,}" for k in ("high", "medium", "low"))
+        )
+    lines += [
         f"predictions     {result.output_path}",
     ]
     typer.echo("\n".join(lines))

@@ -387,3 +387,51 @@ def _numbers(col: pd.Series, source: str, name: str, where: Callable[[int], str]
             f"{source}: column '{name}' has {int(bad.sum())} missing or non-numeric values; first at {where(i)}, which {what}"
         )
     return numbers
+
+
+def load_customer_attributes(source: str | Path | pd.DataFrame, id_col: str = "customer_id") -> pd.DataFrame:
+    """A customer table for the churn model: one row per id, every other column an attribute.
+
+    Ids follow the transactions' rules (text; ``"00012"`` and ``12`` stay distinct). A column
+    whose every value parses as a number becomes numeric; any other becomes a pandas
+    ``category``, which LightGBM splits on natively. Attributes are taken as known at every
+    cut-off, so they must not be recorded after the fact (a "churned on" date would leak the
+    label).
+
+    Returns a frame indexed by customer id.
+    """
+    if isinstance(source, pd.DataFrame):
+        raw, name, where = source, "customer table (DataFrame)", _frame_row(source)
+    else:
+        path = Path(source)
+        if not path.exists():
+            raise CrmvalueError(f"{path}: no such file")
+        if path.is_dir():
+            raise CrmvalueError(f"{path}: is a directory, expected a .csv or .parquet file")
+        raw, where = _read_file(path)
+        name = str(path)
+    if id_col not in raw.columns:
+        raise CrmvalueError(
+            f"{name}: no customer id column '{id_col}'; the columns are {', '.join(map(str, raw.columns))}"
+        )
+    ids = _customer_ids(raw[id_col].reset_index(drop=True), name, id_col, where)
+    duplicated = ids.duplicated().to_numpy()
+    if duplicated.any():
+        bad = _first_bad(duplicated)
+        raise CrmvalueError(f"{name}: column '{id_col}' repeats the id {_shown(ids.iloc[bad])} at {where(bad)}; one row per customer")
+    attributes = {}
+    for column in raw.columns:
+        if column == id_col:
+            continue
+        values = raw[column].reset_index(drop=True)
+        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+            attributes[str(column)] = values.astype(float)
+            continue
+        numbers = pd.to_numeric(values, errors="coerce")
+        if numbers.notna().sum() == values.notna().sum():
+            attributes[str(column)] = numbers.astype(float)
+        else:
+            attributes[str(column)] = values.astype(str).where(values.notna()).astype("category")
+    if not attributes:
+        raise CrmvalueError(f"{name}: no attribute columns besides '{id_col}'")
+    return pd.DataFrame(attributes, index=pd.Index(ids.to_numpy(), name="customer_id"))

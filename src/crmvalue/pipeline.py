@@ -19,6 +19,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -35,6 +36,9 @@ from crmvalue.io import atomic_copy, atomic_write_text, write_table
 from crmvalue.models import PREDICTION_COLUMNS, PURCHASE_MODELS, GammaGammaModel, PurchaseModel, ValueModel
 from crmvalue.models.uncertainty import bootstrap_intervals
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
+
+if TYPE_CHECKING:
+    from crmvalue.churn import ChurnClassifier, ChurnEvaluation
 
 log = logging.getLogger("crmvalue")
 
@@ -54,12 +58,17 @@ EXPORT_COLUMNS = [
     "run_id",
 ]
 INTERVAL_COLUMNS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+CHURN_COLUMNS = ["churn_probability", "churn_risk"]  # after quadrant, when the churn model is enabled
 SPEND_CORRELATION_WARNING = 0.3
 
 
 def export_columns(predictions: pd.DataFrame) -> list[str]:
-    """The backbone columns in their fixed order, then the optional interval columns."""
-    return EXPORT_COLUMNS + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
+    """The backbone columns in their fixed order, churn after quadrant, then the optional interval columns."""
+    columns = list(EXPORT_COLUMNS)
+    if all(c in predictions.columns for c in CHURN_COLUMNS):
+        at = columns.index("quadrant") + 1
+        columns[at:at] = CHURN_COLUMNS
+    return columns + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
 
 
 class Progress:
@@ -97,6 +106,7 @@ class TrainResult:
     calibration_end: pd.Timestamp
     observation_end: pd.Timestamp
     timings: dict[str, float] = field(default_factory=dict)
+    churn: "ChurnResult | None" = None
 
 
 def resolve_dates(
@@ -148,6 +158,11 @@ def train(
         )
         frame = tx.frame
         cal_end, obs_end = resolve_dates(cfg, frame, tx.source)
+        attributes = None
+        if cfg.churn.enabled and cfg.churn.customers is not None:
+            from crmvalue.data import load_customer_attributes
+
+            attributes = load_customer_attributes(cfg.churn.customers, cfg.churn.customers_id_col)
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
         split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
@@ -229,6 +244,17 @@ def train(
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
 
+    churn_result = None
+    if cfg.churn.enabled:
+        with progress.stage("churn", "training the LightGBM churn model on rolling cut-offs and testing it out of time"):
+            churn_result = _churn(cfg, frame, cal_end, obs_end, attributes)
+            scored = churn_result.scores.set_index("customer_id")
+            predictions["churn_probability"] = scored["churn_probability"].reindex(predictions["customer_id"]).to_numpy()
+            predictions["churn_risk"] = scored["churn_risk"].reindex(predictions["customer_id"]).to_numpy()
+            if predictions["churn_probability"].isna().any():
+                raise CrmvalueError("churn: some scored customers have no churn probability; please report this")
+            metrics.update(churn_result.evaluation.metrics)
+
     with progress.stage("diagnose", "computing the fit diagnostics"):
         # before MLflow is touched, so a failure here leaves no half-logged run
         diagnostics = {
@@ -242,7 +268,7 @@ def train(
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
         run_id, model_uri = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
-                                     purchase, gg, thresholds, cal_end, obs_end, progress)
+                                     purchase, gg, thresholds, cal_end, obs_end, progress, churn_result)
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -257,6 +283,7 @@ def train(
         calibration_end=cal_end,
         observation_end=obs_end,
         timings=dict(progress.timings),
+        churn=churn_result,
     )
 
 
@@ -273,7 +300,7 @@ def _check_finite(predictions: pd.DataFrame) -> None:
 
 def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
              predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
-             cal_end, obs_end, progress) -> tuple[str, str]:
+             cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None) -> tuple[str, str]:
     import mlflow
 
     from crmvalue import plots
@@ -348,12 +375,18 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
 
         if len(evaluation.candidates) > 1:
             _log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
+        if churn_result is not None:
+            _log_churn(churn_result, tmp)
         model_uri = log_value_model(value_model, predictions)
         mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
 
         # the run is complete: only now do the files a CRM or a later run reads appear, each in one rename
         model_dir = Path(cfg.models_dir) / cfg.name
         atomic_write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
+        if churn_result is not None:
+            atomic_write_text(model_dir / "churn_model.txt", churn_result.model.booster_.model_to_string(
+                num_iteration=churn_result.model.best_iteration_))
+            atomic_write_text(model_dir / "churn_calibration.json", json.dumps(churn_result.model.calibration_state(), indent=2))
         atomic_copy(staged, out_path)
     return run_id, model_uri
 
@@ -407,3 +440,70 @@ def _log_candidates(evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.
             figures = plots.diagnostic_figures(tables, time_unit, evaluation.duration)
             figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(result.conditional_expectations)
             _log_figures(figures)
+
+
+@dataclass
+class ChurnResult:
+    evaluation: "ChurnEvaluation"  # the out-of-time test, with its baselines
+    model: "ChurnClassifier"  # trained on every cut-off whose labels end by the observation end
+    scores: pd.DataFrame  # customer_id, churn_probability, churn_risk at the observation end
+    example: pd.DataFrame  # a few feature rows, for the logged model's signature
+
+
+def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None) -> ChurnResult:
+    """Test the churn model out of time at the calibration end, then refit to score at the observation end."""
+    from crmvalue import churn
+
+    c = cfg.churn
+    data = churn.prepare(frame, obs_end, attributes)
+    evaluation = churn.evaluate_churn(data, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
+    rows = churn.training_rows(data, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
+    model, _, _ = churn.fit_churn_model(rows, c)
+    now = churn.feature_rows(data, obs_end, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer, label=False)
+    columns = churn.feature_columns(rows)
+    probability = model.predict_proba(now[columns])[:, 1]
+    scores = pd.DataFrame({
+        "customer_id": now["customer_id"].to_numpy(),
+        "churn_probability": probability,
+        "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
+    })
+    return ChurnResult(evaluation, model, scores, now[columns].head(5))
+
+
+def _log_churn(result: ChurnResult, tmp: Path) -> None:
+    """The LightGBM model (lightgbm flavour), its calibration, and the evaluation's figures and tables."""
+    import mlflow
+    import mlflow.lightgbm
+    from mlflow.models import infer_signature
+
+    from crmvalue import plots
+
+    model = result.model
+    raw = model.raw_proba(result.example)
+    mlflow.lightgbm.log_model(
+        model.booster_, name="churn_model", signature=infer_signature(result.example, raw),
+        input_example=result.example,
+    )
+    (tmp / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
+    mlflow.log_artifact(str(tmp / "churn_calibration.json"), "churn")
+    evaluation = result.evaluation
+    test = evaluation.test
+    folder = tmp / "churn_tables"
+    folder.mkdir(exist_ok=True)
+    evaluation.model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
+    test[["cutoff", "customer_id", "label_end", "churn"] + [c for c in test.columns if c.startswith("score_")]].to_csv(
+        folder / "test_scores.csv", index=False)
+    mlflow.log_artifacts(str(folder), "churn")
+    y = test["churn"].to_numpy()
+    scores = {"LightGBM (calibrated)": evaluation.scores["churn"],
+              "BG/NBD no purchase": evaluation.scores["bgnbd_no_purchase"],
+              "recency": evaluation.scores["recency"],
+              "BG/NBD 1 - P(alive)": evaluation.scores["bgnbd_p_alive"]}
+    scores = {k: v for k, v in scores.items() if np.isfinite(v).all()}
+    figures = {
+        "plots/churn_feature_importance.png": plots.feature_importance_plot(evaluation.model.feature_importance()),
+        "plots/churn_roc.png": plots.roc_plot(y, scores),
+        "plots/churn_precision_recall.png": plots.precision_recall_plot(y, scores),
+        "plots/churn_reliability.png": plots.reliability_plot(y, scores),
+    }
+    _log_figures(figures)

@@ -164,3 +164,66 @@ def diagnostic_figures(tables: dict[str, pd.DataFrame], time_unit: str, horizon:
     if "spend_fit" in tables:
         figures["plots/spend_fit.png"] = spend_fit_plot(tables["spend_fit"])
     return figures
+
+
+# Churn model evaluation: ``scores`` maps a label to each scorer's churn probability on the test rows.
+
+
+def feature_importance_plot(importance: pd.Series, top: int = 20):
+    """Horizontal bars of total gain per feature, largest at the top."""
+    shown = importance.head(top)[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.5))
+    ax.barh(shown.index.astype(str), shown.to_numpy(), color="#4477aa")
+    ax.set_xlabel("total gain")
+    ax.set_title("Churn model: feature importance (gain)")
+    fig.tight_layout()
+    return fig
+
+
+def roc_plot(y, scores: dict):
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    for label, score in scores.items():
+        fpr, tpr, _ = roc_curve(y, score)
+        ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, score):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    ax.set_title("Churn, out of time: ROC")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def precision_recall_plot(y, scores: dict):
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    for label, score in scores.items():
+        precision, recall, _ = precision_recall_curve(y, score)
+        ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y, score):.3f})")
+    ax.axhline(float(np.mean(y)), color="grey", ls=":", lw=0.8, label="churn rate")
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_title("Churn, out of time: precision-recall")
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def reliability_plot(y, scores: dict, bins: int = 10):
+    """Mean predicted against observed churn rate, in quantile bins of each score."""
+    from sklearn.calibration import calibration_curve
+
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    for label, score in scores.items():
+        observed, predicted = calibration_curve(y, np.clip(score, 0, 1), n_bins=bins, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", ms=3, label=label)
+    ax.plot([0, 1], [0, 1], color="grey", ls=":", lw=0.8)
+    ax.set_xlabel("predicted churn probability")
+    ax.set_ylabel("observed churn rate")
+    ax.set_title("Churn, out of time: reliability")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig

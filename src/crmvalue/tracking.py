@@ -25,20 +25,20 @@ def resolve_tracking_uri(flag: str | None = None) -> str:
     return flag or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
-def artifact_root(tracking_uri: str) -> str | None:
+def artifact_root(tracking_uri: str, experiment: str) -> str | None:
     """Where a new experiment's artifacts go: beside a SQLite file store, else the server's choice.
 
     MLflow puts the artifacts of a SQLite store in ``./mlruns`` of whatever directory the
     process runs in, so a store at ``/tmp/x/mlflow.db`` used from a notebook would scatter
-    ``mlruns/`` folders into the repository. Keeping them next to the database makes the
-    store one self-contained folder; for the default ``sqlite:///mlflow.db`` it is the same
-    ``./mlruns`` as MLflow's own default.
+    ``mlruns/`` folders into the repository. Keeping them next to the database, in
+    ``mlruns/<experiment>/``, makes the store one self-contained folder; for the default
+    ``sqlite:///mlflow.db`` that is ``./mlruns`` as with MLflow's own default.
     """
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
         return None
     database = Path(tracking_uri[len(prefix):].split("?", 1)[0])
-    return (database.parent.resolve() / "mlruns").as_uri()
+    return (database.parent.resolve() / "mlruns" / experiment).as_uri()
 
 
 def use_experiment(name: str, tracking_uri: str):
@@ -46,7 +46,7 @@ def use_experiment(name: str, tracking_uri: str):
     client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
     if client.get_experiment_by_name(name) is None:
         try:
-            client.create_experiment(name, artifact_location=artifact_root(tracking_uri))
+            client.create_experiment(name, artifact_location=artifact_root(tracking_uri, name))
         except mlflow.exceptions.MlflowException:
             if client.get_experiment_by_name(name) is None:  # not a race with another run: a real failure
                 raise

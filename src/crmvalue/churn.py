@@ -1,0 +1,515 @@
+"""Loss risk: a LightGBM churn classifier trained on rolling origins and validated out of time.
+
+A customer *churns* at a cut-off ``t`` when they make no purchase (no purchase day, as in
+:mod:`crmvalue.features`) in ``(t, t + horizon]``. Only customers whose first purchase is on or
+before ``t`` have a row at ``t``.
+
+Rows are built at several cut-offs (rolling origins): features from the transactions up to
+``t``, the label from ``(t, t + horizon]``. For a *last label day* ``L`` the cut-offs are
+``L - horizon, L - horizon - step, ...``, so every label window ends by ``L``:
+
+- evaluation: ``L`` is the calibration end; the model is tested on the cut-off *at* the
+  calibration end, labelled from the holdout. Nothing it was trained, stopped or calibrated on
+  looks past the calibration end.
+- export: ``L`` is the observation end; every customer is scored with features at the
+  observation end.
+
+Within the training cut-offs the latest one is held out, out of time, and split by customer
+in two halves: one for LightGBM's early stopping, one to calibrate the probabilities. The
+model trains on the cut-offs whose label windows end by the held-out cut-off (a purge: no
+training label overlaps the held-out period).
+
+Baselines, scored on the same test rows: BG/NBD ``1 - p_alive``; the BG/NBD probability of
+no purchase in the horizon, :func:`bgnbd_no_purchase_probability`; and recency alone (days
+since the last purchase, mapped to a probability on the calibration half).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
+
+from crmvalue.errors import CrmvalueError
+from crmvalue.features import DAYS_PER_UNIT, TimeUnit, _purchase_day_arrays
+from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
+
+log = logging.getLogger("crmvalue")
+
+WINDOWS = (30, 90, 180)
+ROW_KEYS = ["cutoff", "customer_id"]
+
+
+# --------------------------------------------------------------------------- the baseline formula
+
+
+def bgnbd_no_purchase_probability(params: BetaGeoParams, t, frequency, recency, T) -> np.ndarray:
+    """BG/NBD probability that a customer with history ``(x, t_x, T)`` makes no purchase in ``(T, T + t]``.
+
+    A customer who is dead buys nothing; one who is alive at ``T`` cannot die before their next
+    purchase (BG/NBD dropout happens only right after a purchase), so they buy nothing in the
+    next ``t`` exactly when their Poisson process has no event, with probability
+    ``E[exp(-lambda t)]`` over the posterior of the purchase rate of a customer alive at ``T``.
+    That posterior is ``Gamma(r + x, alpha + T)`` (the likelihood of an alive customer is
+    ``lambda^x exp(-lambda T)``; the dropout part does not involve lambda), whose Laplace
+    transform at ``t`` is ``((alpha + T) / (alpha + T + t))^(r + x)``. Hence
+
+    ``P(no purchase in t) = (1 - P(alive)) + P(alive) ((alpha + T) / (alpha + T + t))^(r + x)``.
+
+    Time is in the unit of the parameters.
+    """
+    x = np.asarray(frequency, float)
+    T_ = np.asarray(T, float)
+    alive = params.p_alive(x, np.asarray(recency, float), T_)
+    silent = np.exp((params.r + x) * (np.log(params.alpha + T_) - np.log(params.alpha + T_ + np.asarray(t, float))))
+    return (1.0 - alive) + alive * silent
+
+
+# --------------------------------------------------------------------------- rows: features and labels
+
+
+@dataclass(frozen=True)
+class ChurnData:
+    """Transactions prepared once for building rows at many cut-offs."""
+
+    ids: pd.Index  # customer ids by code
+    customer: np.ndarray  # code of each purchase day, sorted by code then day
+    day: np.ndarray  # int64 days since 1970-01-01
+    amount: np.ndarray  # net amount of the purchase day
+    quantity: np.ndarray | None  # quantity of the purchase day (sum of its rows), if given
+    attributes: pd.DataFrame | None = None  # per-customer attributes, indexed by code
+
+    @property
+    def first_day(self) -> pd.Timestamp:
+        return pd.Timestamp(int(self.day.min()), unit="D")
+
+
+def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | None = None) -> ChurnData:
+    """Purchase days of every customer up to ``last_day``, and their attributes by the same codes.
+
+    ``attributes`` is indexed by customer id (see :func:`crmvalue.data.load_customer_attributes`);
+    customers without a row get missing values, which LightGBM handles natively.
+    """
+    last_day = pd.Timestamp(last_day).normalize()
+    days = _purchase_day_arrays(transactions, last_day)
+    quantity = None
+    if "quantity" in transactions.columns:
+        # quantity per purchase day, in the same (customer, day) order as the purchase days
+        frame = transactions.loc[(transactions["date"].dt.normalize() <= last_day).to_numpy()]
+        codes = days.ids.get_indexer(frame["customer_id"])
+        day = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
+        per_day = pd.Series(frame["quantity"].to_numpy(float)).groupby([codes, day]).sum()
+        key = pd.MultiIndex.from_arrays([days.customer, days.day])
+        quantity = per_day.reindex(key, fill_value=0.0).to_numpy(float)
+    coded = None
+    if attributes is not None:
+        coded = attributes.reindex(days.ids)
+        coded.index = pd.RangeIndex(len(days.ids))
+    return ChurnData(days.ids, days.customer, days.day, days.amount, quantity, coded)
+
+
+def _day(value) -> int:
+    return int(np.datetime64(pd.Timestamp(value).date(), "D").astype(np.int64))
+
+
+def feature_rows(
+    data: ChurnData,
+    cutoff,
+    horizon_days: int,
+    time_unit: TimeUnit = "weeks",
+    penalizer: float = 0.0,
+    label: bool = True,
+) -> pd.DataFrame:
+    """One row per customer acquired by ``cutoff``: features from purchases up to it, and the label.
+
+    Features (every one uses only purchase days on or before the cut-off):
+
+    - ``frequency``, ``recency``, ``T``, ``monetary_value``: the RFM summary at the cut-off, in
+      ``time_unit``;
+    - ``tenure_days``: days from the first purchase to the cut-off;
+    - ``days_since_last``: days from the last purchase to the cut-off;
+    - ``gap_mean``, ``gap_std``, ``gap_cv``: mean, standard deviation and coefficient of
+      variation of the days between consecutive purchases (missing below 1, 2 and 2 gaps);
+    - ``purchases_<w>d``, ``revenue_<w>d``: purchase days and net revenue in the last ``w`` =
+      30, 90, 180 days; ``purchases_30_90`` and ``purchases_90_180`` (and the same for revenue)
+      are their ratios, the trend (missing when the longer window is empty);
+    - ``basket_mean``, ``basket_max``: mean and largest net amount of a purchase day;
+    - ``quantity_total``, ``quantity_per_purchase``: when the data have a quantity;
+    - ``p_alive``, ``expected_purchases``: BG/NBD fitted on this cut-off's summary alone, the
+      latter over ``horizon_days`` (missing if that fit fails);
+    - the customer attributes, if any.
+
+    The label ``churn`` is 1 when the customer has no purchase day in ``(cutoff, cutoff +
+    horizon_days]`` (``label=False`` leaves it out, for scoring). ``label_end`` is the last day
+    the label looked at.
+    """
+    c = _day(cutoff)
+    seen = data.day <= c
+    customer, day, amount = data.customer[seen], data.day[seen], data.amount[seen]
+    n_codes = len(data.ids)
+    count = np.bincount(customer, minlength=n_codes)
+    codes = np.flatnonzero(count)
+    if codes.size == 0:
+        raise CrmvalueError(f"no customer has a purchase on or before the cut-off {pd.Timestamp(cutoff).date()}")
+    starts = np.searchsorted(customer, codes)  # purchase days are sorted by customer, then day
+    ends = np.r_[starts[1:], customer.size]
+    n = count[codes].astype(float)
+    first = day[starts].astype(float)
+    last = day[ends - 1].astype(float)
+    total = np.add.reduceat(amount, starts)
+    unit = DAYS_PER_UNIT[time_unit]
+
+    frequency = n - 1
+    repeat_revenue = total - amount[starts]
+    monetary = np.divide(repeat_revenue, frequency, out=np.zeros_like(total), where=frequency > 0)
+    features = {
+        "frequency": frequency,
+        "recency": (last - first) / unit,
+        "T": (c - first) / unit,
+        "monetary_value": monetary,
+        "tenure_days": c - first,
+        "days_since_last": c - last,
+    }
+
+    # gaps between consecutive purchase days of the same customer
+    same = customer[1:] == customer[:-1]
+    gap = np.diff(day).astype(float)[same]
+    gap_owner = customer[1:][same]
+    gaps_n = np.bincount(gap_owner, minlength=n_codes)[codes].astype(float)
+    gaps_sum = np.bincount(gap_owner, weights=gap, minlength=n_codes)[codes]
+    gaps_sq = np.bincount(gap_owner, weights=gap**2, minlength=n_codes)[codes]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = np.where(gaps_n >= 1, gaps_sum / gaps_n, np.nan)
+        var = np.where(gaps_n >= 2, (gaps_sq - gaps_n * mean**2) / (gaps_n - 1), np.nan)
+        std = np.sqrt(np.maximum(var, 0.0))
+        features.update({"gap_mean": mean, "gap_std": std, "gap_cv": std / mean})
+
+        for w in WINDOWS:
+            recent = day > c - w
+            features[f"purchases_{w}d"] = np.bincount(customer[recent], minlength=n_codes)[codes].astype(float)
+            features[f"revenue_{w}d"] = np.bincount(customer[recent], weights=amount[recent], minlength=n_codes)[codes]
+        for kind in ("purchases", "revenue"):
+            for short, long in ((30, 90), (90, 180)):
+                denominator = features[f"{kind}_{long}d"]
+                features[f"{kind}_{short}_{long}"] = np.where(
+                    denominator != 0, features[f"{kind}_{short}d"] / denominator, np.nan
+                )
+    features["basket_mean"] = total / n
+    features["basket_max"] = np.maximum.reduceat(amount, starts)
+
+    if data.quantity is not None:
+        quantity = np.add.reduceat(data.quantity[seen], starts)
+        features["quantity_total"] = quantity
+        features["quantity_per_purchase"] = quantity / n
+
+    frame = pd.DataFrame(features)
+    frame.insert(0, "customer_id", data.ids[codes].to_numpy())
+    frame.insert(0, "cutoff", pd.Timestamp(int(c), unit="D"))
+    _add_bgnbd(frame, horizon_days, time_unit, penalizer)
+    if data.attributes is not None:
+        attributes = data.attributes.iloc[codes].reset_index(drop=True)
+        frame = pd.concat([frame, attributes.add_prefix("attr_")], axis=1)
+    if label:
+        later = (data.day > c) & (data.day <= c + horizon_days)
+        bought = np.bincount(data.customer[later], minlength=n_codes)[codes] > 0
+        frame["label_end"] = pd.Timestamp(int(c + horizon_days), unit="D")
+        frame["churn"] = (~bought).astype(np.int8)
+    return frame
+
+
+def _add_bgnbd(frame: pd.DataFrame, horizon_days: int, time_unit: TimeUnit, penalizer: float) -> None:
+    """BG/NBD P(alive) and expected purchases from a fit on this cut-off's rows alone."""
+    x, t_x, T_ = frame["frequency"], frame["recency"], frame["T"]
+    try:
+        params = BetaGeoModel(penalizer).fit(x, t_x, T_).params_
+    except CrmvalueError as exc:
+        log.warning("cut-off %s: BG/NBD features left missing (%s)", frame["cutoff"].iloc[0].date(), exc)
+        frame["p_alive"] = np.nan
+        frame["expected_purchases"] = np.nan
+        frame["bgnbd_no_purchase"] = np.nan
+        return
+    horizon = horizon_days / DAYS_PER_UNIT[time_unit]
+    frame["p_alive"] = params.p_alive(x, t_x, T_)
+    frame["expected_purchases"] = params.expected_purchases(horizon, x, t_x, T_)
+    # a baseline, not a feature: the model sees p_alive and expected_purchases already
+    frame["bgnbd_no_purchase"] = bgnbd_no_purchase_probability(params, horizon, x, t_x, T_)
+
+
+NOT_FEATURES = {"cutoff", "customer_id", "label_end", "churn", "bgnbd_no_purchase"}
+
+
+def feature_columns(rows: pd.DataFrame) -> list[str]:
+    return [c for c in rows.columns if c not in NOT_FEATURES]
+
+
+def rolling_cutoffs(first_day, last_label_day, horizon_days: int, step_days: int, min_history_days: int) -> list[pd.Timestamp]:
+    """Cut-offs ``last_label_day - horizon - k * step`` (latest first) from ``first_day + min_history``."""
+    first_day, last_label_day = pd.Timestamp(first_day).normalize(), pd.Timestamp(last_label_day).normalize()
+    latest = last_label_day - pd.Timedelta(days=horizon_days)
+    earliest = first_day + pd.Timedelta(days=min_history_days)
+    cutoffs = []
+    cutoff = latest
+    while cutoff >= earliest:
+        cutoffs.append(cutoff)
+        cutoff -= pd.Timedelta(days=step_days)
+    return cutoffs
+
+
+def training_rows(data: ChurnData, last_label_day, cfg, horizon_days: int, time_unit: TimeUnit,
+                  penalizer: float) -> pd.DataFrame:
+    """Rows at every rolling cut-off whose label window ends by ``last_label_day``."""
+    cutoffs = rolling_cutoffs(data.first_day, last_label_day, horizon_days, cfg.step_days, cfg.min_history_days)
+    if len(cutoffs) < 2:
+        raise CrmvalueError(
+            f"churn: only {len(cutoffs)} cut-off(s) with a {horizon_days}-day label window ending by "
+            f"{pd.Timestamp(last_label_day).date()} (data from {data.first_day.date()}, at least "
+            f"{cfg.min_history_days} days of history); the model needs two. Shorten churn.step_days or "
+            "churn.min_history_days, or set churn.enabled: false"
+        )
+    return pd.concat(
+        [feature_rows(data, c, horizon_days, time_unit, penalizer) for c in cutoffs], ignore_index=True
+    )
+
+
+# --------------------------------------------------------------------------- the estimator
+
+
+# chosen by out-of-time validation AUC (never the test's) over learning rate 0.03/0.1, 4/7/15
+# leaves, 100/300/1000 minimum leaf rows and feature fraction 0.6/0.9 on CDNOW master; the test
+# AUC moved only between 0.775 and 0.777 across the 36
+DEFAULT_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.03,
+    "num_leaves": 7,
+    "min_child_samples": 100,
+    "feature_fraction": 0.6,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "verbosity": -1,
+}
+
+
+class ChurnClassifier(ClassifierMixin, BaseEstimator):
+    """LightGBM with early stopping on an out-of-time fold, then calibrated on another.
+
+    ``fit(X, y, X_valid, y_valid, X_calib, y_calib)`` returns ``self``; learned state ends in
+    ``_``: ``booster_``, ``calibrator_``, ``best_iteration_``, ``feature_names_in_``,
+    ``classes_``. Training is deterministic (``deterministic=True``, ``force_row_wise=True``,
+    one ``seed``): the same data give the same scores.
+    """
+
+    def __init__(self, params: dict | None = None, num_boost_round: int = 2000, early_stopping_rounds: int = 100,
+                 calibration: str = "sigmoid", seed: int = 0, n_jobs: int = 2):
+        self.params = params
+        self.num_boost_round = num_boost_round
+        self.early_stopping_rounds = early_stopping_rounds
+        self.calibration = calibration
+        self.seed = seed
+        self.n_jobs = n_jobs
+
+    def _lgb_params(self) -> dict:
+        params = {**DEFAULT_PARAMS, **(self.params or {})}
+        params.update({"seed": self.seed, "deterministic": True, "force_row_wise": True, "num_threads": self.n_jobs})
+        return params
+
+    def fit(self, X: pd.DataFrame, y, X_valid: pd.DataFrame, y_valid, X_calib: pd.DataFrame, y_calib) -> "ChurnClassifier":
+        import lightgbm as lgb
+
+        if self.calibration not in ("isotonic", "sigmoid"):
+            raise CrmvalueError(f"churn.calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}")
+        for name, labels in (("training", y), ("validation", y_valid), ("calibration", y_calib)):
+            if len(np.unique(labels)) < 2:
+                raise CrmvalueError(f"churn: the {name} rows hold only one class; there is nothing to learn or check")
+        self.feature_names_in_ = np.array(X.columns, dtype=object)
+        train = lgb.Dataset(X, np.asarray(y), free_raw_data=False)
+        valid = lgb.Dataset(X_valid, np.asarray(y_valid), reference=train)
+        evals: dict = {}
+        self.booster_ = lgb.train(
+            self._lgb_params(),
+            train,
+            num_boost_round=self.num_boost_round,
+            valid_sets=[valid],
+            valid_names=["validation"],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
+        )
+        self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
+        raw = self.raw_proba(X_calib)
+        if self.calibration == "isotonic":
+            self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, np.asarray(y_calib))
+        else:
+            self.calibrator_ = LogisticRegression(C=1e6).fit(_logit(raw)[:, None], np.asarray(y_calib))
+        self.classes_ = np.array([0, 1])
+        return self
+
+    def raw_proba(self, X: pd.DataFrame) -> np.ndarray:
+        """LightGBM's churn probability before calibration."""
+        return self.booster_.predict(X[list(self.feature_names_in_)], num_iteration=self.best_iteration_)
+
+    def calibrate(self, raw) -> np.ndarray:
+        if self.calibration == "isotonic":
+            return self.calibrator_.predict(np.asarray(raw, float))
+        return self.calibrator_.predict_proba(_logit(np.asarray(raw, float))[:, None])[:, 1]
+
+    def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
+        p = self.calibrate(self.raw_proba(X))
+        return np.column_stack([1 - p, p])
+
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return (self.predict_proba(X)[:, 1] >= 0.5).astype(int)
+
+    def calibration_state(self) -> dict:
+        """The calibration map as plain numbers, so the logged LightGBM model's raw output can be calibrated."""
+        if self.calibration == "isotonic":
+            return {"method": "isotonic", "x": self.calibrator_.X_thresholds_.tolist(), "y": self.calibrator_.y_thresholds_.tolist(),
+                    "apply": "numpy.interp(raw, x, y)"}
+        return {"method": "sigmoid", "coef": float(self.calibrator_.coef_[0, 0]), "intercept": float(self.calibrator_.intercept_[0]),
+                "apply": "1 / (1 + exp(-(coef * logit(clip(raw, 1e-6, 1 - 1e-6)) + intercept)))"}
+
+    def feature_importance(self) -> pd.Series:
+        """Total gain per feature, largest first."""
+        gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
+        return pd.Series(gain, index=self.feature_names_in_, name="gain").sort_values(ascending=False)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def churn_metrics(y, score) -> dict[str, float]:
+    """ROC AUC, PR AUC (average precision), Brier, log loss, and top-decile lift and capture rate."""
+    y = np.asarray(y, int)
+    score = np.asarray(score, float)
+    top = max(int(np.ceil(0.1 * len(y))), 1)
+    order = np.argsort(-score, kind="stable")
+    top_rate = y[order[:top]].mean()
+    return {
+        "roc_auc": float(roc_auc_score(y, score)),
+        "pr_auc": float(average_precision_score(y, score)),
+        "brier": float(brier_score_loss(y, np.clip(score, 0, 1))),
+        "log_loss": float(log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "lift_top_decile": float(top_rate / y.mean()) if y.mean() > 0 else float("nan"),
+        "capture_top_decile": float(y[order[:top]].sum() / y.sum()) if y.sum() > 0 else float("nan"),
+    }
+
+
+# --------------------------------------------------------------------------- the whole procedure
+
+
+@dataclass
+class ChurnEvaluation:
+    """The out-of-time test and its baselines."""
+
+    model: ChurnClassifier
+    test: pd.DataFrame  # the test rows with their label and every score
+    metrics: dict[str, float]  # churn.* and baseline.<name>.*
+    scores: dict[str, np.ndarray] = field(default_factory=dict)  # name -> score on the test rows
+    train_cutoffs: list[pd.Timestamp] = field(default_factory=list)
+    validation_cutoff: pd.Timestamp | None = None
+    # every row the model learnt from, stopped on or was calibrated on: cutoff, label_end, role
+    windows: pd.DataFrame | None = None
+
+
+BASELINES = ("bgnbd_p_alive", "bgnbd_no_purchase", "recency")
+
+
+def _split_validation(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
+    """Training rows, and the latest cut-off's rows split by customer into early-stopping and calibration halves.
+
+    The training rows are *purged*: only cut-offs whose label window ends by the held-out
+    cut-off, so no training label covers the same days as a held-out label or feature. Without
+    the purge, training windows that overlap the held-out one make early stopping run on (1,600
+    rounds instead of 150 on CDNOW) and the out-of-time test AUC falls (0.772 against 0.777;
+    0.756 with weekly cut-offs).
+    """
+    latest = rows["cutoff"].max()
+    held_out = rows[rows["cutoff"] == latest]
+    train = rows[rows["label_end"] <= latest]
+    if train.empty:
+        raise CrmvalueError(
+            f"churn: no training cut-off has its label window end by the held-out cut-off {latest.date()}; "
+            "the data are too short for this horizon: lower churn.min_history_days or set churn.enabled: false"
+        )
+    halves = np.random.default_rng(seed).permutation(len(held_out)) % 2
+    return train, held_out[halves == 0], held_out[halves == 1], latest
+
+
+def fit_churn_model(rows: pd.DataFrame, cfg) -> tuple[ChurnClassifier, pd.DataFrame, pd.DataFrame]:
+    """Fit on ``rows`` from :func:`training_rows`.
+
+    Returns the model, the calibration half, and the windows of every row used, with their
+    role (``train``, ``early_stopping``, ``calibration``).
+    """
+    train, valid, calib, latest = _split_validation(rows, cfg.seed)
+    columns = feature_columns(rows)
+    model = ChurnClassifier(cfg.params, cfg.num_boost_round, cfg.early_stopping_rounds, cfg.calibration, cfg.seed)
+    model.fit(train[columns], train["churn"], valid[columns], valid["churn"], calib[columns], calib["churn"])
+    windows = pd.concat([part[["cutoff", "label_end"]].assign(role=role)
+                         for part, role in ((train, "train"), (valid, "early_stopping"), (calib, "calibration"))],
+                        ignore_index=True)
+    return model, calib, windows
+
+
+def evaluate_churn(data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit,
+                   penalizer: float) -> ChurnEvaluation:
+    """Train on cut-offs whose labels end by the calibration end; test at the calibration end."""
+    calibration_end, observation_end = pd.Timestamp(calibration_end), pd.Timestamp(observation_end)
+    if calibration_end + pd.Timedelta(days=horizon_days) > observation_end:
+        raise CrmvalueError(
+            f"churn: the test label window ({horizon_days} days after the calibration end {calibration_end.date()}) "
+            f"runs past the observation end {observation_end.date()}; move the calibration end earlier or "
+            "shorten --horizon-days"
+        )
+    rows = training_rows(data, calibration_end, cfg, horizon_days, time_unit, penalizer)
+    model, calib, windows = fit_churn_model(rows, cfg)
+    validation_cutoff = rows["cutoff"].max()
+    test = feature_rows(data, calibration_end, horizon_days, time_unit, penalizer)
+    columns = feature_columns(rows)
+    y = test["churn"].to_numpy()
+
+    raw = model.raw_proba(test[columns])
+    scores = {
+        "churn": model.calibrate(raw),
+        "bgnbd_p_alive": 1.0 - test["p_alive"].to_numpy(),
+        "bgnbd_no_purchase": test["bgnbd_no_purchase"].to_numpy(),
+        # recency as a probability: a logistic curve in days since the last purchase, fitted on the
+        # calibration half; monotone, so its ranking (ROC AUC) is recency's own
+        "recency": LogisticRegression(C=1e6)
+        .fit(calib[["days_since_last"]].to_numpy(float), calib["churn"])
+        .predict_proba(test[["days_since_last"]].to_numpy(float))[:, 1],
+    }
+    metrics = {f"churn.{k}": v for k, v in churn_metrics(y, scores["churn"]).items()}
+    metrics["churn.brier_uncalibrated"] = float(brier_score_loss(y, raw))
+    metrics["churn.best_iteration"] = float(model.best_iteration_)
+    metrics["churn.test_rows"] = float(len(test))
+    metrics["churn.test_churn_rate"] = float(y.mean())
+    metrics["churn.train_rows"] = float((rows["label_end"] <= validation_cutoff).sum())
+    for name in BASELINES:
+        score = scores[name]
+        if np.isnan(score).any():
+            log.warning("churn baseline %s has missing scores (the BG/NBD fit failed at the calibration end)", name)
+            continue
+        metrics.update({f"baseline.{name}.{k}": v for k, v in churn_metrics(y, score).items()})
+    test = test.assign(**{f"score_{k}": v for k, v in scores.items()}, score_churn_uncalibrated=raw)
+    return ChurnEvaluation(
+        model, test, metrics, scores,
+        train_cutoffs=sorted(rows.loc[rows["label_end"] <= validation_cutoff, "cutoff"].unique()),
+        validation_cutoff=validation_cutoff,
+        windows=windows,
+    )
+
+
+def churn_risk(probability, high: float, medium: float) -> np.ndarray:
+    """``high`` at or above ``high``, ``medium`` at or above ``medium``, else ``low``."""
+    p = np.asarray(probability, float)
+    return np.select([p >= high, p >= medium], ["high", "medium"], default="low")

@@ -1,0 +1,258 @@
+"""The churn model: its baseline formula against simulation, leakage, features by hand, reproducibility."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from crmvalue import churn
+from crmvalue.config import ChurnConfig
+from crmvalue.data import load_customer_attributes
+from crmvalue.errors import CrmvalueError
+from crmvalue.features import rfm_summary
+from crmvalue.models import BetaGeoParams, GammaGammaParams
+from crmvalue.simulate import simulate_transactions
+
+from conftest import simulated_transactions
+
+DAILY = BetaGeoParams(r=0.25, alpha=28.0, a=0.8, b=2.5)  # CDNOW-like rates, per day
+
+
+# --------------------------------------------------------------------------- the BG/NBD baseline
+
+
+def test_no_purchase_probability_matches_simulation():
+    """(1 - P(alive)) + P(alive) ((alpha+T)/(alpha+T+t))^(r+x), against customers drawn from BG/NBD.
+
+    50,000 customers are simulated to the cut-off plus the horizon with the true parameters;
+    the formula, evaluated with those parameters on each customer's history at the cut-off,
+    must give the share who then buy nothing in the horizon, overall and by repeat count.
+    """
+    cutoff, horizon = pd.Timestamp("2020-12-31"), 90
+    tx = simulate_transactions(50_000, DAILY, GammaGammaParams(6.0, 4.0, 15.0), start="2020-01-01",
+                               end=str((cutoff + pd.Timedelta(days=horizon)).date()), acquisition_days=90, seed=11)
+    summary = rfm_summary(tx, cutoff, "days")
+    later = tx[tx["date"].dt.normalize() > cutoff]
+    silent = ~summary.index.isin(later["customer_id"].unique())
+    # a customer first seen at the start of a day has been observed to the *end* of the cut-off day
+    predicted = churn.bgnbd_no_purchase_probability(DAILY, horizon, summary["frequency"], summary["recency"],
+                                                    summary["T"] + 1)
+    assert predicted.mean() == pytest.approx(silent.mean(), abs=0.005)
+    groups = np.minimum(summary["frequency"].to_numpy(), 4)
+    for x in range(5):
+        in_group = groups == x
+        standard_error = np.sqrt(silent[in_group].mean() * (1 - silent[in_group].mean()) / in_group.sum())
+        assert predicted[in_group].mean() == pytest.approx(silent[in_group].mean(), abs=4 * standard_error + 0.003), x
+
+
+def test_no_purchase_probability_limits():
+    x, t_x, T = np.array([0.0, 3.0, 3.0]), np.array([0.0, 10.0, 60.0]), np.array([60.0, 60.0, 60.0])
+    assert np.all(churn.bgnbd_no_purchase_probability(DAILY, 0.0, x, t_x, T) == pytest.approx(1.0))
+    # a one-time buyer is alive for sure, so only the Poisson term is left
+    one_time = churn.bgnbd_no_purchase_probability(DAILY, 90.0, 0.0, 0.0, 60.0)
+    assert one_time == pytest.approx(((28.0 + 60.0) / (28.0 + 150.0)) ** 0.25)
+    longer = churn.bgnbd_no_purchase_probability(DAILY, 365.0, x, t_x, T)
+    assert np.all(longer < churn.bgnbd_no_purchase_probability(DAILY, 90.0, x, t_x, T))
+    # silent since day 10 after three purchases: more likely gone than one who just bought
+    p = churn.bgnbd_no_purchase_probability(DAILY, 90.0, x, t_x, T)
+    assert p[1] > p[2]
+
+
+# --------------------------------------------------------------------------- rows
+
+
+@pytest.fixture
+def tiny_log():
+    rows = [
+        ("A", "2020-01-01", 10.0, 1), ("A", "2020-01-11", 20.0, 2), ("A", "2020-01-31", 30.0, 1),
+        ("A", "2020-01-31", 5.0, 1),  # same day: one purchase day of 35
+        ("A", "2020-03-15", 40.0, 4),  # after the cut-off: the label
+        ("B", "2020-01-20", 50.0, 1),
+        ("C", "2020-02-10", 7.0, 1),  # acquired after the cut-off: no row
+    ]
+    frame = pd.DataFrame(rows, columns=["customer_id", "date", "amount", "quantity"])
+    frame["date"] = pd.to_datetime(frame["date"])
+    return frame
+
+
+def test_features_and_labels_by_hand(tiny_log):
+    data = churn.prepare(tiny_log, "2020-06-30")
+    rows = churn.feature_rows(data, "2020-02-01", 60, "days").set_index("customer_id")
+    assert list(rows.index) == ["A", "B"]
+    a, b = rows.loc["A"], rows.loc["B"]
+    assert (a["frequency"], a["recency"], a["T"], a["monetary_value"]) == (2, 30, 31, 27.5)
+    assert (a["tenure_days"], a["days_since_last"]) == (31, 1)
+    assert (a["gap_mean"], a["gap_std"]) == (15.0, pytest.approx(np.sqrt(50.0)))
+    assert a["gap_cv"] == pytest.approx(np.sqrt(50.0) / 15)
+    assert (a["purchases_30d"], a["revenue_30d"], a["purchases_90d"], a["revenue_90d"]) == (2, 55.0, 3, 65.0)
+    assert a["purchases_30_90"] == pytest.approx(2 / 3) and a["revenue_30_90"] == pytest.approx(55 / 65)
+    assert (a["basket_mean"], a["basket_max"]) == (pytest.approx(65 / 3), 35.0)
+    assert (a["quantity_total"], a["quantity_per_purchase"]) == (5.0, pytest.approx(5 / 3))
+    assert a["churn"] == 0 and b["churn"] == 1  # A buys on 2020-03-15, within 60 days
+    assert np.isnan(b["gap_mean"]) and np.isnan(b["gap_std"]) and b["frequency"] == 0
+    assert (rows["label_end"] == pd.Timestamp("2020-04-01")).all()
+    # a 30-day horizon ends on 2020-03-02, before A's next purchase
+    assert churn.feature_rows(data, "2020-02-01", 30, "days").set_index("customer_id").loc["A", "churn"] == 1
+
+
+def test_features_see_nothing_after_their_cutoff():
+    tx = simulated_transactions(n_customers=600, seed=5)
+    cutoff = pd.Timestamp("2021-03-31")
+    rows = churn.feature_rows(churn.prepare(tx, "2021-12-31"), cutoff, 90, "days")
+    # rewrite everything after the cut-off: drop half of it and multiply the rest
+    later = tx["date"].dt.normalize() > cutoff
+    changed = pd.concat([tx[~later], tx[later].iloc[::2].assign(amount=lambda d: d["amount"] * 3)])
+    again = churn.feature_rows(churn.prepare(changed, "2021-12-31"), cutoff, 90, "days")
+    features = churn.feature_columns(rows)
+    pd.testing.assert_frame_equal(rows[features], again[features])
+    assert not rows["churn"].equals(again["churn"])  # the labels did see the change
+
+
+def test_labels_see_nothing_before_their_window():
+    tx = simulated_transactions(n_customers=600, seed=5)
+    cutoff = pd.Timestamp("2021-03-31")
+    rows = churn.feature_rows(churn.prepare(tx, "2021-12-31"), cutoff, 90, "days")
+    # purchases after the label window or on/before the cut-off do not make a label 0
+    outside = (tx["date"].dt.normalize() > cutoff + pd.Timedelta(days=90))
+    without_later = churn.feature_rows(churn.prepare(tx[~outside], "2021-12-31"), cutoff, 90, "days")
+    pd.testing.assert_series_equal(rows["churn"], without_later["churn"])
+    bought = tx.loc[(tx["date"].dt.normalize() > cutoff) & ~outside, "customer_id"].unique()
+    assert set(rows.loc[rows["churn"] == 0, "customer_id"]) == set(bought) & set(rows["customer_id"])
+
+
+def test_rolling_cutoffs_end_every_label_window_by_the_last_label_day():
+    cutoffs = churn.rolling_cutoffs("2020-01-01", "2020-12-31", 90, 30, 60)
+    assert cutoffs[0] == pd.Timestamp("2020-10-02") and all(c + pd.Timedelta(days=90) <= pd.Timestamp("2020-12-31") for c in cutoffs)
+    assert np.all(np.diff(cutoffs) == pd.Timedelta(days=-30))
+    assert cutoffs[-1] >= pd.Timestamp("2020-03-01") > cutoffs[-1] - pd.Timedelta(days=30)
+
+
+# --------------------------------------------------------------------------- out of time
+
+
+@pytest.fixture(scope="module")
+def evaluated():
+    tx = simulated_transactions(n_customers=3000, seed=2)
+    data = churn.prepare(tx, "2021-12-31")
+    return data, churn.evaluate_churn(data, "2021-06-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+
+
+def test_no_label_reaches_into_the_test_feature_window(evaluated):
+    """Every row the model learnt, stopped or was calibrated on has its label window end by the
+    test cut-off, where the test rows' features end; training labels end by the held-out cut-off."""
+    _, result = evaluated
+    test_cutoff = pd.Timestamp("2021-06-30")
+    assert (result.test["cutoff"] == test_cutoff).all()
+    assert (result.test["label_end"] == test_cutoff + pd.Timedelta(days=90)).all()
+    windows = result.windows
+    assert set(windows["role"]) == {"train", "early_stopping", "calibration"}
+    assert (windows["label_end"] <= test_cutoff).all()
+    assert (windows["label_end"] == windows["cutoff"] + pd.Timedelta(days=90)).all()
+    held_out = windows.loc[windows["role"] != "train", "cutoff"].unique()
+    assert list(held_out) == [result.validation_cutoff]
+    assert (windows.loc[windows["role"] == "train", "label_end"] <= result.validation_cutoff).all()  # purged
+
+
+def test_metrics_for_the_model_and_every_baseline(evaluated):
+    _, result = evaluated
+    m = result.metrics
+    for name in ("churn", "baseline.bgnbd_p_alive", "baseline.bgnbd_no_purchase", "baseline.recency"):
+        for metric in ("roc_auc", "pr_auc", "brier", "log_loss", "lift_top_decile", "capture_top_decile"):
+            assert np.isfinite(m[f"{name}.{metric}"]), (name, metric)
+    # one-time buyers get P(alive) = 1 from BG/NBD, so 1 - P(alive) calls them the safest: worse than chance
+    assert m["baseline.bgnbd_p_alive.roc_auc"] < 0.5
+    assert m["churn.roc_auc"] > 0.6 and m["baseline.bgnbd_no_purchase.roc_auc"] > 0.6
+
+
+def test_scores_are_reproducible(evaluated):
+    data, first = evaluated
+    second = churn.evaluate_churn(data, "2021-06-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+    np.testing.assert_array_equal(first.scores["churn"], second.scores["churn"])
+    assert first.metrics == second.metrics
+
+
+def test_churn_metrics_by_hand():
+    y = np.array([1, 1, 0, 1, 0, 0, 0, 0, 0, 0] * 2)
+    score = np.linspace(1, 0, 20)
+    m = churn.churn_metrics(y, score)
+    # the top decile is the two highest scores, both churners: lift 1 / 0.3, capture 2 / 6
+    assert m["lift_top_decile"] == pytest.approx(1 / 0.3)
+    assert m["capture_top_decile"] == pytest.approx(2 / 6)
+    assert m["brier"] == pytest.approx(np.mean((score - y) ** 2))
+
+
+def test_estimator_is_scikit_learn_style(evaluated):
+    _, result = evaluated
+    model = result.model
+    twin = clone(model)
+    assert twin.get_params() == model.get_params() and not hasattr(twin, "booster_")
+    assert model.best_iteration_ > 0 and list(model.classes_) == [0, 1]
+    proba = model.predict_proba(result.test[list(model.feature_names_in_)])
+    assert proba.shape == (len(result.test), 2) and np.allclose(proba.sum(axis=1), 1)
+    assert model.calibration_state()["method"] == "sigmoid"
+
+
+def test_isotonic_calibration_and_its_state():
+    tx = simulated_transactions(n_customers=1500, seed=4)
+    data = churn.prepare(tx, "2021-12-31")
+    result = churn.evaluate_churn(data, "2021-06-30", "2021-12-31", ChurnConfig(calibration="isotonic"), 90, "days", 0.0)
+    state = result.model.calibration_state()
+    raw = result.test["score_churn_uncalibrated"].to_numpy()
+    np.testing.assert_allclose(np.interp(raw, state["x"], state["y"]), result.scores["churn"], atol=1e-12)
+
+
+def test_risk_bands():
+    assert list(churn.churn_risk([0.95, 0.8, 0.79, 0.5, 0.1], high=0.8, medium=0.5)) == ["high", "high", "medium", "medium", "low"]
+
+
+# --------------------------------------------------------------------------- input problems
+
+
+def test_too_little_history_names_the_remedy():
+    tx = simulated_transactions(n_customers=300, seed=1)
+    tx = tx[tx["date"] < "2020-06-01"]
+    data = churn.prepare(tx, "2020-05-31")
+    with pytest.raises(CrmvalueError, match="churn.enabled: false"):
+        churn.evaluate_churn(data, "2020-03-31", "2020-05-31", ChurnConfig(), 60, "days", 0.0)
+
+
+def test_a_test_window_past_the_observation_end_is_refused():
+    data = churn.prepare(simulated_transactions(n_customers=300, seed=1), "2021-12-31")
+    with pytest.raises(CrmvalueError, match="runs past the observation end"):
+        churn.evaluate_churn(data, "2021-11-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+
+
+def test_customer_attributes_join_by_id_and_stay_categorical(tmp_path):
+    tx = simulated_transactions(n_customers=800, seed=6)
+    ids = sorted(tx["customer_id"].unique())
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"customer_id": ids, "region": rng.choice(["north", "south", "east"], len(ids)),
+                          "age": rng.integers(18, 80, len(ids)).astype(str)})
+    table.iloc[:5, 1] = None
+    table.to_csv(tmp_path / "customers.csv", index=False)
+    attributes = load_customer_attributes(tmp_path / "customers.csv")
+    assert attributes["region"].dtype == "category" and attributes["age"].dtype == float
+    data = churn.prepare(tx, "2021-12-31", attributes)
+    rows = churn.feature_rows(data, "2021-06-30", 90, "days")
+    assert rows["attr_region"].dtype == "category" and "attr_age" in churn.feature_columns(rows)
+    expected = attributes.reindex(rows["customer_id"])["region"].astype(object).to_numpy()
+    assert (rows["attr_region"].astype(object).to_numpy() == expected).sum() == pd.notna(expected).sum()
+    result = churn.evaluate_churn(data, "2021-06-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+    assert "attr_region" in result.model.feature_names_in_
+
+
+@pytest.mark.parametrize("table, message", [
+    (pd.DataFrame({"id": ["1", "2"], "x": [1, 2]}), "no customer id column 'customer_id'; the columns are id, x"),
+    (pd.DataFrame({"customer_id": ["1", "2", "1"], "x": [1, 2, 3]}), "repeats the id '1' at row 2"),
+    (pd.DataFrame({"customer_id": ["1", "2"]}), "no attribute columns"),
+])
+def test_bad_customer_tables(table, message):
+    with pytest.raises(CrmvalueError, match=message):
+        load_customer_attributes(table)
+
+
+def test_missing_customer_table_file(tmp_path):
+    with pytest.raises(CrmvalueError, match="no such file"):
+        load_customer_attributes(tmp_path / "nope.csv")
