@@ -177,6 +177,11 @@ CLI_CASES = {
         ["customers.csv", "column 'customer_id' repeats the id 'A01' at line 4"],
         file="customers.csv",
     ),
+    "too-short-for-the-churn-model": CliCase(
+        _data("tx.csv", csv_text()),
+        ["churn: the model needs 240 days of data up to 2021-06-30", "the data have 177", "--no-churn"],
+        quiet=True,
+    ),
     "calibration-end-not-before-observation-end": CliCase(
         _data("tx.csv", csv_text(), cal_end=OBS_END, obs_end=OBS_END),
         [f"calibration_end {OBS_END} must be before observation_end {OBS_END}"],

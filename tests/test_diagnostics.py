@@ -110,8 +110,8 @@ def test_pmf_sums_to_one_and_its_mean_is_lifetimes_expectation(models, name):
     np.testing.assert_allclose((n * pmf).sum(axis=0), model.expected_number_of_purchases_up_to_time(t), rtol=1e-4)
 
 
-def test_expected_repeat_purchases_without_the_unconditional_method(models):
-    """crmvalue's BetaGeoModel lacks expected_number_of_purchases_up_to_time; x = t_x = T = 0 stands in."""
+def test_expected_repeat_purchases_of_crmvalue_model_equal_lifetimes(models):
+    """crmvalue's own unconditional E[X(t)], any shape of t, against lifetimes' BG/NBD."""
     t = np.array([[0.0, 1.0, 10.0], [38.86, 78.0, 500.0]])
     ours = diag.expected_repeat_purchases(models["crmvalue"], t)
     assert ours.shape == t.shape and ours[0, 0] == 0.0

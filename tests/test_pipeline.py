@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,6 +149,14 @@ def test_churn_metrics_and_the_lightgbm_model(trained, tmp_path):
     assert (Path(cfg.models_dir) / cfg.name / "churn_calibration.json").is_file()
 
 
+def test_two_runs_give_identical_churn_scores(trained, tmp_path):
+    tmp, cfg, result = trained
+    again = train(_config(tmp_path), data=simulated_transactions(n_customers=400, seed=3))
+    np.testing.assert_array_equal(again.predictions["churn_probability"], result.predictions["churn_probability"])
+    assert {k: v for k, v in again.metrics.items() if k.startswith(("churn.", "baseline."))} == {
+        k: v for k, v in result.metrics.items() if k.startswith(("churn.", "baseline."))}
+
+
 def test_export_schema(trained):
     tmp, cfg, result = trained
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
@@ -270,11 +279,14 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     """No --tracking-uri: the run lands in ./mlflow.db, MLflow's local SQLite store."""
     tx = simulated_transactions(n_customers=250, seed=8).rename(columns={"customer_id": "cust", "date": "ts", "amount": "revenue"})
     tx.to_csv(tmp_path / "tx.csv", index=False)
+    ids = sorted(tx["cust"].unique())
+    pd.DataFrame({"id": ids, "segment": np.where(np.arange(len(ids)) % 3 == 0, "gold", "basic")}).to_csv(
+        tmp_path / "customers.csv", index=False)
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(
         [CLI, "train", "--data", "tx.csv", "--customer-col", "cust", "--date-col", "ts", "--amount-col", "revenue",
          "--calibration-end", "2020-12-31", "--observation-end", "2021-12-31", "--time-unit", "days",
-         "--out", "out/scores.csv"],
+         "--customers", "customers.csv", "--customers-id-col", "id", "--out", "out/scores.csv"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
@@ -290,6 +302,16 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     assert run.info.status == "FINISHED"
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
     assert client.get_experiment(run.info.experiment_id).name == "tx"  # --data alone: named after the file
+    # the customer table's category reached the churn model as codes, and its logged model scores
+    # through the generic pyfunc interface, schema enforcement included
+    categories = client.download_artifacts(run.info.run_id, "churn/attribute_categories.json", str(tmp_path / "dl"))
+    assert json.loads(Path(categories).read_text()) == {"attr_segment": ["basic", "gold"]}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    models = mlflow.search_logged_models(experiment_ids=[run.info.experiment_id], output_format="list")
+    uri = next(m.model_uri for m in models if m.name == "churn_model")
+    example = mlflow.models.Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
+    assert "attr_segment" in example.columns
+    assert np.all((mlflow.pyfunc.load_model(uri).predict(example) >= 0))
 
 
 @pytest.mark.slow

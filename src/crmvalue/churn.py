@@ -37,13 +37,19 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import DAYS_PER_UNIT, TimeUnit, _purchase_day_arrays
+from crmvalue.features import (
+    DAYS_PER_UNIT,
+    SUMMARY_COLUMNS,
+    TimeUnit,
+    _purchase_day_arrays,
+    _PurchaseDays,
+    _summarise_days,
+)
 from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
 
 log = logging.getLogger("crmvalue")
 
 WINDOWS = (30, 90, 180)
-ROW_KEYS = ["cutoff", "customer_id"]
 
 
 # --------------------------------------------------------------------------- the baseline formula
@@ -83,7 +89,8 @@ class ChurnData:
     day: np.ndarray  # int64 days since 1970-01-01
     amount: np.ndarray  # net amount of the purchase day
     quantity: np.ndarray | None  # quantity of the purchase day (sum of its rows), if given
-    attributes: pd.DataFrame | None = None  # per-customer attributes, indexed by code
+    attributes: pd.DataFrame | None = None  # per-customer attributes, indexed by code; categories as codes
+    categories: dict[str, list[str]] = field(default_factory=dict)  # attr_<column> -> its categories, by code
 
     @property
     def first_day(self) -> pd.Timestamp:
@@ -94,7 +101,10 @@ def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | Non
     """Purchase days of every customer up to ``last_day``, and their attributes by the same codes.
 
     ``attributes`` is indexed by customer id (see :func:`crmvalue.data.load_customer_attributes`);
-    customers without a row get missing values, which LightGBM handles natively.
+    customers without a row get missing values, which LightGBM handles natively. A categorical
+    attribute enters as its category code (missing stays missing) and is declared categorical
+    to LightGBM, which splits on it natively; numeric codes keep the logged model's input
+    schema numeric, and ``categories`` holds the code of each category.
     """
     last_day = pd.Timestamp(last_day).normalize()
     days = _purchase_day_arrays(transactions, last_day)
@@ -107,11 +117,25 @@ def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | Non
         per_day = pd.Series(frame["quantity"].to_numpy(float)).groupby([codes, day]).sum()
         key = pd.MultiIndex.from_arrays([days.customer, days.day])
         quantity = per_day.reindex(key, fill_value=0.0).to_numpy(float)
-    coded = None
+    coded, categories = None, {}
     if attributes is not None:
-        coded = attributes.reindex(days.ids)
+        matched = days.ids.isin(attributes.index)
+        if not matched.any():
+            raise CrmvalueError(
+                f"churn: no id of the customer table matches a customer of the transactions (first table id "
+                f"{attributes.index[0]!r}, first transaction id {days.ids[0]!r}); check the id column and its format"
+            )
+        if not matched.all():
+            log.warning("churn: %d of %d customers have no row in the customer table; their attributes are missing",
+                        int((~matched).sum()), len(matched))
+        coded = attributes.reindex(days.ids).add_prefix("attr_")
         coded.index = pd.RangeIndex(len(days.ids))
-    return ChurnData(days.ids, days.customer, days.day, days.amount, quantity, coded)
+        for column in coded.columns:
+            if isinstance(coded[column].dtype, pd.CategoricalDtype):
+                categories[column] = [str(c) for c in coded[column].cat.categories]
+                codes = coded[column].cat.codes.to_numpy()
+                coded[column] = np.where(codes >= 0, codes, np.nan)
+    return ChurnData(days.ids, days.customer, days.day, days.amount, quantity, coded, categories)
 
 
 def _day(value) -> int:
@@ -163,19 +187,11 @@ def feature_rows(
     first = day[starts].astype(float)
     last = day[ends - 1].astype(float)
     total = np.add.reduceat(amount, starts)
-    unit = DAYS_PER_UNIT[time_unit]
 
-    frequency = n - 1
-    repeat_revenue = total - amount[starts]
-    monetary = np.divide(repeat_revenue, frequency, out=np.zeros_like(total), where=frequency > 0)
-    features = {
-        "frequency": frequency,
-        "recency": (last - first) / unit,
-        "T": (c - first) / unit,
-        "monetary_value": monetary,
-        "tenure_days": c - first,
-        "days_since_last": c - last,
-    }
+    # the RFM summary, exactly as the value model sees it (rows in code order, as ``codes``)
+    rfm = _summarise_days(_PurchaseDays(data.ids, customer, day, amount, 0), pd.Timestamp(int(c), unit="D"), time_unit)
+    features = {name: rfm[name].to_numpy() for name in SUMMARY_COLUMNS}
+    features.update({"tenure_days": c - first, "days_since_last": c - last})
 
     # gaps between consecutive purchase days of the same customer
     same = customer[1:] == customer[:-1]
@@ -213,8 +229,7 @@ def feature_rows(
     frame.insert(0, "cutoff", pd.Timestamp(int(c), unit="D"))
     _add_bgnbd(frame, horizon_days, time_unit, penalizer)
     if data.attributes is not None:
-        attributes = data.attributes.iloc[codes].reset_index(drop=True)
-        frame = pd.concat([frame, attributes.add_prefix("attr_")], axis=1)
+        frame = pd.concat([frame, data.attributes.iloc[codes].reset_index(drop=True)], axis=1)
     if label:
         later = (data.day > c) & (data.day <= c + horizon_days)
         bought = np.bincount(data.customer[later], minlength=n_codes)[codes] > 0
@@ -248,32 +263,64 @@ def feature_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns if c not in NOT_FEATURES]
 
 
-def rolling_cutoffs(first_day, last_label_day, horizon_days: int, step_days: int, min_history_days: int) -> list[pd.Timestamp]:
-    """Cut-offs ``last_label_day - horizon - k * step`` (latest first) from ``first_day + min_history``."""
+def rolling_cutoffs(first_day, last_label_day, horizon_days: int, step_days: int,
+                    min_history_days: int) -> tuple[pd.Timestamp | None, list[pd.Timestamp]]:
+    """The held-out cut-off and the training cut-offs for labels that end by ``last_label_day``.
+
+    The held-out cut-off is ``last_label_day - horizon``; the training cut-offs are
+    ``held_out - horizon - k * step`` (latest first), so their label windows end by the held-out
+    cut-off (the purge), back to ``first_day + min_history_days``. Either may be missing (None,
+    []) when the data are too short.
+    """
     first_day, last_label_day = pd.Timestamp(first_day).normalize(), pd.Timestamp(last_label_day).normalize()
-    latest = last_label_day - pd.Timedelta(days=horizon_days)
     earliest = first_day + pd.Timedelta(days=min_history_days)
+    held_out = last_label_day - pd.Timedelta(days=horizon_days)
+    if held_out < earliest:
+        return None, []
     cutoffs = []
-    cutoff = latest
+    cutoff = held_out - pd.Timedelta(days=horizon_days)
     while cutoff >= earliest:
         cutoffs.append(cutoff)
         cutoff -= pd.Timedelta(days=step_days)
-    return cutoffs
+    return held_out, cutoffs
+
+
+def check_history(first_day, last_label_day, horizon_days: int, min_history_days: int) -> None:
+    """Refuse data too short for one training cut-off and the held-out one before ``last_label_day``.
+
+    That takes ``2 * horizon_days + min_history_days`` days from the first transaction: the
+    pipeline checks it against the calibration end before fitting anything.
+    """
+    first_day, last_label_day = pd.Timestamp(first_day).normalize(), pd.Timestamp(last_label_day).normalize()
+    needed = 2 * horizon_days + min_history_days
+    have = (last_label_day - first_day).days
+    if have < needed:
+        raise CrmvalueError(
+            f"churn: the model needs {needed} days of data up to {last_label_day.date()} (2 x {horizon_days}-day "
+            f"horizon + churn.min_history_days {min_history_days}); the data have {have} from {first_day.date()}. "
+            "Move the calibration end later, shorten --horizon-days, or pass --no-churn (churn.enabled: false)"
+        )
+
+
+def check_test_window(calibration_end, observation_end, horizon_days: int) -> None:
+    """The test labels need the whole horizon after the calibration end within the observation."""
+    calibration_end, observation_end = pd.Timestamp(calibration_end).normalize(), pd.Timestamp(observation_end).normalize()
+    if calibration_end + pd.Timedelta(days=horizon_days) > observation_end:
+        raise CrmvalueError(
+            f"churn: the test label window ({horizon_days} days after the calibration end {calibration_end.date()}) "
+            f"runs past the observation end {observation_end.date()}; move the calibration end earlier, "
+            "shorten --horizon-days, or pass --no-churn (churn.enabled: false)"
+        )
 
 
 def training_rows(data: ChurnData, last_label_day, cfg, horizon_days: int, time_unit: TimeUnit,
                   penalizer: float) -> pd.DataFrame:
-    """Rows at every rolling cut-off whose label window ends by ``last_label_day``."""
-    cutoffs = rolling_cutoffs(data.first_day, last_label_day, horizon_days, cfg.step_days, cfg.min_history_days)
-    if len(cutoffs) < 2:
-        raise CrmvalueError(
-            f"churn: only {len(cutoffs)} cut-off(s) with a {horizon_days}-day label window ending by "
-            f"{pd.Timestamp(last_label_day).date()} (data from {data.first_day.date()}, at least "
-            f"{cfg.min_history_days} days of history); the model needs two. Shorten churn.step_days or "
-            "churn.min_history_days, or set churn.enabled: false"
-        )
+    """Rows at the held-out cut-off and at every training cut-off, for labels that end by ``last_label_day``."""
+    check_history(data.first_day, last_label_day, horizon_days, cfg.min_history_days)
+    held_out, cutoffs = rolling_cutoffs(data.first_day, last_label_day, horizon_days, cfg.step_days,
+                                        cfg.min_history_days)
     return pd.concat(
-        [feature_rows(data, c, horizon_days, time_unit, penalizer) for c in cutoffs], ignore_index=True
+        [feature_rows(data, c, horizon_days, time_unit, penalizer) for c in [held_out, *cutoffs]], ignore_index=True
     )
 
 
@@ -299,20 +346,22 @@ DEFAULT_PARAMS = {
 class ChurnClassifier(ClassifierMixin, BaseEstimator):
     """LightGBM with early stopping on an out-of-time fold, then calibrated on another.
 
-    ``fit(X, y, X_valid, y_valid, X_calib, y_calib)`` returns ``self``; learned state ends in
-    ``_``: ``booster_``, ``calibrator_``, ``best_iteration_``, ``feature_names_in_``,
+    scikit-learn style (``get_params``, ``clone``), but ``fit(X, y, X_valid, y_valid, X_calib,
+    y_calib)`` takes the held-out folds explicitly, so it is not a drop-in for
+    ``cross_val_score``. ``fit`` returns ``self``; learned state ends in ``_``: ``booster_``, ``calibrator_``, ``best_iteration_``, ``feature_names_in_``,
     ``classes_``. Training is deterministic (``deterministic=True``, ``force_row_wise=True``,
     one ``seed``): the same data give the same scores.
     """
 
     def __init__(self, params: dict | None = None, num_boost_round: int = 2000, early_stopping_rounds: int = 100,
-                 calibration: str = "sigmoid", seed: int = 0, n_jobs: int = 2):
+                 calibration: str = "sigmoid", seed: int = 0, n_jobs: int = 2, categorical_features: tuple = ()):
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
         self.calibration = calibration
         self.seed = seed
         self.n_jobs = n_jobs
+        self.categorical_features = categorical_features
 
     def _lgb_params(self) -> dict:
         params = {**DEFAULT_PARAMS, **(self.params or {})}
@@ -328,16 +377,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
             if len(np.unique(labels)) < 2:
                 raise CrmvalueError(f"churn: the {name} rows hold only one class; there is nothing to learn or check")
         self.feature_names_in_ = np.array(X.columns, dtype=object)
-        train = lgb.Dataset(X, np.asarray(y), free_raw_data=False)
+        categorical = [c for c in self.categorical_features if c in X.columns] or "auto"
+        train = lgb.Dataset(X, np.asarray(y), categorical_feature=categorical, free_raw_data=False)
         valid = lgb.Dataset(X_valid, np.asarray(y_valid), reference=train)
-        evals: dict = {}
         self.booster_ = lgb.train(
             self._lgb_params(),
             train,
             num_boost_round=self.num_boost_round,
             valid_sets=[valid],
             valid_names=["validation"],
-            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False), lgb.record_evaluation(evals)],
+            callbacks=[lgb.early_stopping(self.early_stopping_rounds, verbose=False)],
         )
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         raw = self.raw_proba(X_calib)
@@ -386,20 +435,34 @@ def _logit(p: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------- metrics
 
 
-def churn_metrics(y, score) -> dict[str, float]:
-    """ROC AUC, PR AUC (average precision), Brier, log loss, and top-decile lift and capture rate."""
+def churners_in_top(y, score, top: int) -> float:
+    """Expected churners among the ``top`` highest scores, ties at the boundary shared pro rata
+    (so the answer does not depend on the rows' order)."""
+    y, score = np.asarray(y, float), np.asarray(score, float)
+    boundary = np.sort(score)[::-1][top - 1]
+    above = score > boundary
+    tied = score == boundary
+    return float(y[above].sum() + (top - above.sum()) * y[tied].mean())
+
+
+def churn_metrics(y, probability, ranking=None) -> dict[str, float]:
+    """ROC AUC, PR AUC (average precision), Brier, log loss, and top-decile lift and capture rate.
+
+    ``probability`` is the churn probability; ``ranking`` (default the probability) is what the
+    ranking metrics (ROC AUC, PR AUC, lift, capture) order customers by.
+    """
     y = np.asarray(y, int)
-    score = np.asarray(score, float)
+    probability = np.asarray(probability, float)
+    ranking = probability if ranking is None else np.asarray(ranking, float)
     top = max(int(np.ceil(0.1 * len(y))), 1)
-    order = np.argsort(-score, kind="stable")
-    top_rate = y[order[:top]].mean()
+    captured = churners_in_top(y, ranking, top)
     return {
-        "roc_auc": float(roc_auc_score(y, score)),
-        "pr_auc": float(average_precision_score(y, score)),
-        "brier": float(brier_score_loss(y, np.clip(score, 0, 1))),
-        "log_loss": float(log_loss(y, np.clip(score, 1e-15, 1 - 1e-15), labels=[0, 1])),
-        "lift_top_decile": float(top_rate / y.mean()) if y.mean() > 0 else float("nan"),
-        "capture_top_decile": float(y[order[:top]].sum() / y.sum()) if y.sum() > 0 else float("nan"),
+        "roc_auc": float(roc_auc_score(y, ranking)),
+        "pr_auc": float(average_precision_score(y, ranking)),
+        "brier": float(brier_score_loss(y, np.clip(probability, 0, 1))),
+        "log_loss": float(log_loss(y, np.clip(probability, 1e-15, 1 - 1e-15), labels=[0, 1])),
+        "lift_top_decile": float(captured / top / y.mean()) if y.mean() > 0 else float("nan"),
+        "capture_top_decile": float(captured / y.sum()) if y.sum() > 0 else float("nan"),
     }
 
 
@@ -413,100 +476,88 @@ class ChurnEvaluation:
     model: ChurnClassifier
     test: pd.DataFrame  # the test rows with their label and every score
     metrics: dict[str, float]  # churn.* and baseline.<name>.*
-    scores: dict[str, np.ndarray] = field(default_factory=dict)  # name -> score on the test rows
-    train_cutoffs: list[pd.Timestamp] = field(default_factory=list)
-    validation_cutoff: pd.Timestamp | None = None
-    # every row the model learnt from, stopped on or was calibrated on: cutoff, label_end, role
-    windows: pd.DataFrame | None = None
+    scores: dict[str, np.ndarray]  # name -> churn probability on the test rows
+    # every row the model learnt from, stopped on or was calibrated on: cutoff, customer_id, label_end, role
+    windows: pd.DataFrame
+
+    @property
+    def held_out_cutoff(self) -> pd.Timestamp:
+        return self.windows.loc[self.windows["role"] != "train", "cutoff"].max()
 
 
 BASELINES = ("bgnbd_p_alive", "bgnbd_no_purchase", "recency")
 
 
-def _split_validation(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.Timestamp]:
-    """Training rows, and the latest cut-off's rows split by customer into early-stopping and calibration halves.
+def _split_validation(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Training rows, and the held-out (latest) cut-off's rows split by customer into early-stopping
+    and calibration halves.
 
-    The training rows are *purged*: only cut-offs whose label window ends by the held-out
-    cut-off, so no training label covers the same days as a held-out label or feature. Without
-    the purge, training windows that overlap the held-out one make early stopping run on (1,600
-    rounds instead of 150 on CDNOW) and the out-of-time test AUC falls (0.772 against 0.777;
-    0.756 with weekly cut-offs).
+    :func:`training_rows` builds only purged training cut-offs: their label windows end by the
+    held-out cut-off, so no training label covers the days of a held-out label. Without the
+    purge, early stopping ran to 1,600 rounds instead of 150 on CDNOW and the out-of-time test
+    AUC fell (0.772 against 0.777; 0.756 with weekly cut-offs).
     """
-    latest = rows["cutoff"].max()
-    held_out = rows[rows["cutoff"] == latest]
-    train = rows[rows["label_end"] <= latest]
-    if train.empty:
-        raise CrmvalueError(
-            f"churn: no training cut-off has its label window end by the held-out cut-off {latest.date()}; "
-            "the data are too short for this horizon: lower churn.min_history_days or set churn.enabled: false"
-        )
+    held_out_cutoff = rows["cutoff"].max()
+    held_out = rows[rows["cutoff"] == held_out_cutoff]
+    train = rows[rows["cutoff"] < held_out_cutoff]
     halves = np.random.default_rng(seed).permutation(len(held_out)) % 2
-    return train, held_out[halves == 0], held_out[halves == 1], latest
+    return train, held_out[halves == 0], held_out[halves == 1]
 
 
-def fit_churn_model(rows: pd.DataFrame, cfg) -> tuple[ChurnClassifier, pd.DataFrame, pd.DataFrame]:
-    """Fit on ``rows`` from :func:`training_rows`.
+def fit_churn_model(rows: pd.DataFrame, cfg, categorical: list[str] | None = None) -> tuple[ChurnClassifier, pd.DataFrame]:
+    """Fit on ``rows`` from :func:`training_rows`; ``categorical`` names the category-coded columns.
 
-    Returns the model, the calibration half, and the windows of every row used, with their
-    role (``train``, ``early_stopping``, ``calibration``).
+    Returns the model and the windows of every row used, with their role (``train``,
+    ``early_stopping``, ``calibration``); the calibration half is ``windows.role == "calibration"``.
     """
-    train, valid, calib, latest = _split_validation(rows, cfg.seed)
+    train, valid, calib = _split_validation(rows, cfg.seed)
     columns = feature_columns(rows)
-    model = ChurnClassifier(cfg.params, cfg.num_boost_round, cfg.early_stopping_rounds, cfg.calibration, cfg.seed)
+    model = ChurnClassifier(cfg.params, cfg.num_boost_round, cfg.early_stopping_rounds, cfg.calibration, cfg.seed,
+                            categorical_features=tuple(categorical or ()))
     model.fit(train[columns], train["churn"], valid[columns], valid["churn"], calib[columns], calib["churn"])
-    windows = pd.concat([part[["cutoff", "label_end"]].assign(role=role)
+    windows = pd.concat([part[["cutoff", "customer_id", "label_end"]].assign(role=role)
                          for part, role in ((train, "train"), (valid, "early_stopping"), (calib, "calibration"))],
                         ignore_index=True)
-    return model, calib, windows
+    return model, windows
 
 
 def evaluate_churn(data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit,
                    penalizer: float) -> ChurnEvaluation:
     """Train on cut-offs whose labels end by the calibration end; test at the calibration end."""
-    calibration_end, observation_end = pd.Timestamp(calibration_end), pd.Timestamp(observation_end)
-    if calibration_end + pd.Timedelta(days=horizon_days) > observation_end:
-        raise CrmvalueError(
-            f"churn: the test label window ({horizon_days} days after the calibration end {calibration_end.date()}) "
-            f"runs past the observation end {observation_end.date()}; move the calibration end earlier or "
-            "shorten --horizon-days"
-        )
+    check_test_window(calibration_end, observation_end, horizon_days)
     rows = training_rows(data, calibration_end, cfg, horizon_days, time_unit, penalizer)
-    model, calib, windows = fit_churn_model(rows, cfg)
-    validation_cutoff = rows["cutoff"].max()
+    model, windows = fit_churn_model(rows, cfg, list(data.categories))
+    calibration = windows["role"] == "calibration"
+    calib = rows.merge(windows.loc[calibration, ["cutoff", "customer_id"]], on=["cutoff", "customer_id"])
     test = feature_rows(data, calibration_end, horizon_days, time_unit, penalizer)
-    columns = feature_columns(rows)
     y = test["churn"].to_numpy()
 
-    raw = model.raw_proba(test[columns])
+    raw = model.raw_proba(test)
+    recency = LogisticRegression(C=1e6).fit(calib[["days_since_last"]].to_numpy(float), calib["churn"])
     scores = {
         "churn": model.calibrate(raw),
         "bgnbd_p_alive": 1.0 - test["p_alive"].to_numpy(),
         "bgnbd_no_purchase": test["bgnbd_no_purchase"].to_numpy(),
-        # recency as a probability: a logistic curve in days since the last purchase, fitted on the
-        # calibration half; monotone, so its ranking (ROC AUC) is recency's own
-        "recency": LogisticRegression(C=1e6)
-        .fit(calib[["days_since_last"]].to_numpy(float), calib["churn"])
-        .predict_proba(test[["days_since_last"]].to_numpy(float))[:, 1],
+        # recency as a probability: a logistic curve in days since the last purchase, fitted on the calibration half
+        "recency": recency.predict_proba(test[["days_since_last"]].to_numpy(float))[:, 1],
     }
+    # ranking metrics on the scores themselves; recency ranks by days since the last purchase
+    # whatever the sign its logistic curve happened to fit
+    rankings = {"recency": test["days_since_last"].to_numpy(float)}
     metrics = {f"churn.{k}": v for k, v in churn_metrics(y, scores["churn"]).items()}
     metrics["churn.brier_uncalibrated"] = float(brier_score_loss(y, raw))
     metrics["churn.best_iteration"] = float(model.best_iteration_)
     metrics["churn.test_rows"] = float(len(test))
     metrics["churn.test_churn_rate"] = float(y.mean())
-    metrics["churn.train_rows"] = float((rows["label_end"] <= validation_cutoff).sum())
+    metrics["churn.train_rows"] = float((windows["role"] == "train").sum())
     for name in BASELINES:
         score = scores[name]
         if np.isnan(score).any():
             log.warning("churn baseline %s has missing scores (the BG/NBD fit failed at the calibration end)", name)
             continue
-        metrics.update({f"baseline.{name}.{k}": v for k, v in churn_metrics(y, score).items()})
+        metrics.update({f"baseline.{name}.{k}": v for k, v in churn_metrics(y, score, rankings.get(name)).items()})
     test = test.assign(**{f"score_{k}": v for k, v in scores.items()}, score_churn_uncalibrated=raw)
-    return ChurnEvaluation(
-        model, test, metrics, scores,
-        train_cutoffs=sorted(rows.loc[rows["label_end"] <= validation_cutoff, "cutoff"].unique()),
-        validation_cutoff=validation_cutoff,
-        windows=windows,
-    )
+    return ChurnEvaluation(model, test, metrics, scores, windows)
 
 
 def churn_risk(probability, high: float, medium: float) -> np.ndarray:

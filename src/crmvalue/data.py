@@ -434,4 +434,6 @@ def load_customer_attributes(source: str | Path | pd.DataFrame, id_col: str = "c
             attributes[str(column)] = values.astype(str).where(values.notna()).astype("category")
     if not attributes:
         raise CrmvalueError(f"{name}: no attribute columns besides '{id_col}'")
-    return pd.DataFrame(attributes, index=pd.Index(ids.to_numpy(), name="customer_id"))
+    table = pd.DataFrame(attributes)  # every column on the table's row positions
+    table.index = pd.Index(ids.to_numpy(), name="customer_id")
+    return table

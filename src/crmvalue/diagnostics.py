@@ -13,9 +13,7 @@ Purchase models are duck-typed with the method names of ``lifetimes``:
 - ``conditional_probability_alive(frequency, recency, T)`` and
   ``conditional_expected_number_of_purchases_up_to_time(t, frequency, recency, T)``, called on
   1-D arrays (lifetimes' Pareto/NBD versions do not broadcast beyond 1-D);
-- ``expected_number_of_purchases_up_to_time(t)`` when the model has it; otherwise the
-  conditional expectation of a customer with no history, ``x = t_x = T = 0``, which is the
-  same quantity (crmvalue's BetaGeoModel has only the conditional one);
+- ``expected_number_of_purchases_up_to_time(t)``;
 - ``params_`` for P(X(t) = n): lifetimes' ``probability_of_n_purchases_up_to_time`` takes one
   scalar ``n`` and ``t``, overflows through ``gamma(r + n)`` for n > 170, and is missing from
   the Pareto/NBD fitter, so P(X(t) = n) is computed here, vectorised, for the three models.
@@ -99,18 +97,13 @@ def expected_repeat_purchases(model, t) -> np.ndarray:
     """Unconditional E[X(t)]: expected repeat purchases of a customer ``t`` units after the first.
 
     FHL (2005a) eq. (9) for the BG/NBD; Fader-Hardie (2005), note 009, eq. (27) for the Pareto/NBD.
-    Uses the model's ``expected_number_of_purchases_up_to_time`` when it has one, otherwise
-    its conditional expectation for a customer with no history (``x = t_x = T = 0``), which is
-    the same expression. ``t`` may have any shape; ``t = 0`` gives 0.
+    The model's ``expected_number_of_purchases_up_to_time``, for ``t`` of any shape; ``t = 0``
+    gives 0.
     """
     t = np.asarray(t, float)
     flat = t.ravel()
     with np.errstate(divide="ignore", invalid="ignore"):
-        if hasattr(model, "expected_number_of_purchases_up_to_time"):
-            values = model.expected_number_of_purchases_up_to_time(flat)
-        else:
-            zeros = np.zeros_like(flat)
-            values = model.conditional_expected_number_of_purchases_up_to_time(flat, zeros, zeros, zeros)
+        values = model.expected_number_of_purchases_up_to_time(flat)
     values = np.where(flat > 0, np.asarray(values, float), 0.0)
     return values.reshape(t.shape)
 

@@ -159,10 +159,15 @@ def train(
         frame = tx.frame
         cal_end, obs_end = resolve_dates(cfg, frame, tx.source)
         attributes = None
-        if cfg.churn.enabled and cfg.churn.customers is not None:
+        if cfg.churn.enabled:
+            from crmvalue.churn import check_history, check_test_window
             from crmvalue.data import load_customer_attributes
 
-            attributes = load_customer_attributes(cfg.churn.customers, cfg.churn.customers_id_col)
+            if cfg.churn.customers is not None:
+                attributes = load_customer_attributes(cfg.churn.customers, cfg.churn.customers_id_col)
+            # refuse data too short for the churn protocol now, not after every model is fitted
+            check_test_window(cal_end, obs_end, cfg.horizon_days)
+            check_history(frame["date"].min(), cal_end, cfg.horizon_days, cfg.churn.min_history_days)
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
         split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
@@ -387,6 +392,8 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
             atomic_write_text(model_dir / "churn_model.txt", churn_result.model.booster_.model_to_string(
                 num_iteration=churn_result.model.best_iteration_))
             atomic_write_text(model_dir / "churn_calibration.json", json.dumps(churn_result.model.calibration_state(), indent=2))
+            if churn_result.categories:
+                atomic_write_text(model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2))
         atomic_copy(staged, out_path)
     return run_id, model_uri
 
@@ -448,6 +455,7 @@ class ChurnResult:
     model: "ChurnClassifier"  # trained on every cut-off whose labels end by the observation end
     scores: pd.DataFrame  # customer_id, churn_probability, churn_risk at the observation end
     example: pd.DataFrame  # a few feature rows, for the logged model's signature
+    categories: dict[str, list[str]]  # attr_<column> -> categories by code, for categorical attributes
 
 
 def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None) -> ChurnResult:
@@ -458,7 +466,7 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
     data = churn.prepare(frame, obs_end, attributes)
     evaluation = churn.evaluate_churn(data, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
     rows = churn.training_rows(data, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
-    model, _, _ = churn.fit_churn_model(rows, c)
+    model, _ = churn.fit_churn_model(rows, c, list(data.categories))
     now = churn.feature_rows(data, obs_end, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer, label=False)
     columns = churn.feature_columns(rows)
     probability = model.predict_proba(now[columns])[:, 1]
@@ -467,7 +475,7 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
         "churn_probability": probability,
         "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
     })
-    return ChurnResult(evaluation, model, scores, now[columns].head(5))
+    return ChurnResult(evaluation, model, scores, now[columns].head(5), data.categories)
 
 
 def _log_churn(result: ChurnResult, tmp: Path) -> None:
@@ -484,13 +492,14 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
         model.booster_, name="churn_model", signature=infer_signature(result.example, raw),
         input_example=result.example,
     )
-    (tmp / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
-    mlflow.log_artifact(str(tmp / "churn_calibration.json"), "churn")
     evaluation = result.evaluation
     test = evaluation.test
     folder = tmp / "churn_tables"
     folder.mkdir(exist_ok=True)
-    evaluation.model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
+    (folder / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
+    if result.categories:  # categorical attributes enter the logged model as these codes
+        (folder / "attribute_categories.json").write_text(json.dumps(result.categories, indent=2))
+    model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
     test[["cutoff", "customer_id", "label_end", "churn"] + [c for c in test.columns if c.startswith("score_")]].to_csv(
         folder / "test_scores.csv", index=False)
     mlflow.log_artifacts(str(folder), "churn")
@@ -501,7 +510,7 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
               "BG/NBD 1 - P(alive)": evaluation.scores["bgnbd_p_alive"]}
     scores = {k: v for k, v in scores.items() if np.isfinite(v).all()}
     figures = {
-        "plots/churn_feature_importance.png": plots.feature_importance_plot(evaluation.model.feature_importance()),
+        "plots/churn_feature_importance.png": plots.feature_importance_plot(model.feature_importance()),
         "plots/churn_roc.png": plots.roc_plot(y, scores),
         "plots/churn_precision_recall.png": plots.precision_recall_plot(y, scores),
         "plots/churn_reliability.png": plots.reliability_plot(y, scores),
