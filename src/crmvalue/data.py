@@ -109,14 +109,19 @@ def load_transactions(
     if isinstance(source, str) and source in BUNDLED:
         return _load_bundled(source)
 
+    path = _existing_file(source)
+    raw, where = _read_file(path)
+    frame = _validate(raw, str(path), customer_col, date_col, amount_col, quantity_col, date_format, where)
+    return Transactions(frame, str(path), file_sha256(path))
+
+
+def _existing_file(source: str | Path) -> Path:
     path = Path(source)
     if not path.exists():
         raise CrmvalueError(f"{path}: no such file")
     if path.is_dir():
         raise CrmvalueError(f"{path}: is a directory, expected a .csv or .parquet file")
-    raw, where = _read_file(path)
-    frame = _validate(raw, str(path), customer_col, date_col, amount_col, quantity_col, date_format, where)
-    return Transactions(frame, str(path), file_sha256(path))
+    return path
 
 
 def file_sha256(path: Path) -> str:
@@ -403,11 +408,7 @@ def load_customer_attributes(source: str | Path | pd.DataFrame, id_col: str = "c
     if isinstance(source, pd.DataFrame):
         raw, name, where = source, "customer table (DataFrame)", _frame_row(source)
     else:
-        path = Path(source)
-        if not path.exists():
-            raise CrmvalueError(f"{path}: no such file")
-        if path.is_dir():
-            raise CrmvalueError(f"{path}: is a directory, expected a .csv or .parquet file")
+        path = _existing_file(source)
         raw, where = _read_file(path)
         name = str(path)
     if id_col not in raw.columns:
