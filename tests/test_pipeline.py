@@ -16,10 +16,12 @@ import pytest
 from crmvalue.config import load_config
 from crmvalue.pipeline import EXPORT_COLUMNS, train
 
-# the issue's exact order: the backbone's columns, churn after quadrant, run_id last
+# the issues' exact order: the backbone's columns with churn after quadrant, then the CRM analyses
 EXPORT = ["customer_id", "frequency", "recency", "T", "monetary_value", "current_value", "p_alive",
           "expected_purchases", "expected_avg_value", "clv", "potential_value", "quadrant",
-          "churn_probability", "churn_risk", "run_id"]
+          "churn_probability", "churn_risk", "run_id",
+          "rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
+          "crm_value", "crm_grade"]
 from crmvalue.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
 
 from conftest import simulated_transactions
@@ -89,7 +91,10 @@ def test_run_artifacts(trained):
         "quadrants", "calibration_vs_holdout", "p_alive_distribution",  # the run's results
         "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit",  # fit diagnostics
         "churn_feature_importance", "churn_roc", "churn_precision_recall", "churn_reliability",  # the churn model
+        "rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention",  # the CRM analyses
     )}
+    assert {a.path for a in client.list_artifacts(result.run_id, "analyses")} == {f"analyses/{name}.csv" for name in (
+        "rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention", "crm_components")}
     assert {a.path for a in client.list_artifacts(result.run_id, "churn")} == {
         "churn/churn_calibration.json", "churn/feature_importance_gain.csv", "churn/test_scores.csv"}
     tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
@@ -164,6 +169,9 @@ def test_export_schema(trained):
     assert export["customer_id"].is_unique
     assert export["churn_probability"].between(0, 1).all()
     assert set(export["churn_risk"]) <= {"high", "medium", "low"}
+    assert export["rfm_score"].astype(str).str.fullmatch(r"[1-5]{3}").all()
+    assert export["cpm_group"].between(1, 10).all() and export["value_decile"].between(1, 10).all()
+    assert export["crm_value"].between(0, 100).all() and set(export["crm_grade"]) <= {"high", "medium", "low"}
     assert len(export) == 400
     assert (export["run_id"] == result.run_id).all()
     assert set(export["quadrant"]) <= {"A", "B", "C", "D"}
@@ -216,7 +224,8 @@ def test_parquet_export_and_churn_turned_off(tmp_path):
     cfg = _config(tmp_path, out=str(tmp_path / "scores.parquet"), **{"churn.enabled": False})
     result = train(cfg, data=simulated_transactions(n_customers=200, seed=7))
     frame = pd.read_parquet(tmp_path / "scores.parquet")
-    assert list(frame.columns) == EXPORT_COLUMNS and (frame["run_id"] == result.run_id).all()  # no churn columns
+    assert list(frame.columns) == EXPORT_COLUMNS + EXPORT[-10:]  # no churn columns
+    assert (frame["run_id"] == result.run_id).all()
     assert result.churn is None and not any(k.startswith("churn.") for k in result.metrics)
 
 
@@ -304,6 +313,7 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     assert client.get_experiment(run.info.experiment_id).name == "tx"  # --data alone: named after the file
     # the customer table's category reached the churn model as codes, and its logged model scores
     # through the generic pyfunc interface, schema enforcement included
+    assert "analyses/segments_segment.csv" in {a.path for a in client.list_artifacts(run.info.run_id, "analyses")}
     categories = client.download_artifacts(run.info.run_id, "churn/attribute_categories.json", str(tmp_path / "dl"))
     assert json.loads(Path(categories).read_text()) == {"attr_segment": ["basic", "gold"]}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
@@ -329,3 +339,17 @@ def test_default_experiment_on_cdnow_master(tmp_path):
     assert result.metrics["holdout.mae"] < result.metrics["baseline.naive_rate.holdout.mae"]
     # 0.11 is the published figure for the sample at 1997-09-30 (test_models); master to 1998-06-30 is lower
     assert 0 < result.metrics["gamma_gamma.frequency_spend_correlation"] < 0.3
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """mkstemp makes private files; an export is for other people and programs to read."""
+    import os
+
+    from crmvalue.io import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "out.csv", "a\n")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644

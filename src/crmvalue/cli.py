@@ -50,6 +50,7 @@ def train(
     churn: Optional[bool] = typer.Option(None, "--churn/--no-churn", help="fit the LightGBM churn model (default: on)"),
     customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"),
     customers_id_col: Optional[str] = typer.Option(None, "--customers-id-col", help="id column of --customers (default customer_id)"),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table (customer id, timestamp, channel) for the CRM value score"),
     out: Optional[Path] = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
@@ -85,8 +86,9 @@ def train(
             "model.penalizer": penalizer,
             "intervals.enabled": True if intervals else None,
             "churn.enabled": churn,
-            "churn.customers": str(customers) if customers else None,
-            "churn.customers_id_col": customers_id_col,
+            "data.customers": str(customers) if customers else None,
+            "data.customers_id_col": customers_id_col,
+            "analyses.interactions": str(interactions) if interactions else None,
             "out": str(out) if out else None,
             "tracking_uri": tracking_uri,
         },
@@ -168,6 +170,23 @@ def simulate(
     log = simulate_from_config(sim)
     atomic_write_table(log, out)
     typer.echo(f"wrote {len(log):,} transactions for {customers:,} customers to {out}")
+
+
+@app.command()
+def report(
+    out: Path = typer.Option(..., "--out", help="HTML file to write"),
+    run: str = typer.Option(
+        "latest", "--run",
+        help="run id, or 'latest': the most recent finished top-level `crmvalue train` run (child runs of --model auto skipped)",
+    ),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="take 'latest' from this experiment (default: any experiment)"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+) -> None:
+    """Write one self-contained HTML report of a `crmvalue train` run: value quadrants, CRM analyses, model metrics, charts."""
+    from crmvalue.report import write_report
+
+    run_id = write_report(out, run, experiment, tracking_uri)
+    typer.echo(f"wrote the report of run {run_id} to {out}")
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from crmvalue.analyses import CpmConfig, CrmValueConfig, RfmConfig
 from crmvalue.errors import CrmvalueError
 
 DEFAULT_CONFIG = Path("experiments/cdnow.yaml")
@@ -58,6 +59,10 @@ class DataConfig(_Strict):
     amount_col: str = "amount"
     quantity_col: str | None = None
     date_format: str | None = Field(None, description="strftime format; default: ISO 8601, else inferred")
+    customers: Path | None = Field(
+        None, description="optional customer table (.csv/.parquet), one row per id: churn features, segments, satisfaction"
+    )
+    customers_id_col: str = "customer_id"
 
 
 PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
@@ -112,8 +117,23 @@ class ChurnConfig(_Strict):
     early_stopping_rounds: int = Field(100, gt=0)
     params: dict[str, Any] = Field({}, description="LightGBM parameters over crmvalue's defaults")
     risk: ChurnRiskThresholds = ChurnRiskThresholds()
-    customers: Path | None = Field(None, description="optional customer attributes table (.csv/.parquet), joined by id")
-    customers_id_col: str = "customer_id"
+
+
+class AnalysesConfig(_Strict):
+    """The CRM analyses of the source documents (crmvalue.analyses)."""
+
+    enabled: bool = Field(True, description="RFM scores, CPM groups, deciles, CRM value, retention, segments")
+    rfm: RfmConfig = RfmConfig()
+    cpm: CpmConfig = CpmConfig()
+    crm_value: CrmValueConfig = CrmValueConfig()
+    retention_period: Literal["M", "Q"] = Field("M", description="months or quarters for retention and cohorts")
+    interactions: Path | None = Field(None, description="optional interactions table: customer id, timestamp, channel")
+    interactions_id_col: str = "customer_id"
+    interactions_date_col: str = "date"
+    interactions_channel_col: str | None = "channel"
+    segment_columns: list[str] | None = Field(
+        None, description="customer-table columns to segment by; default every non-numeric one"
+    )
 
 
 class IntervalConfig(_Strict):
@@ -135,6 +155,7 @@ class ExperimentConfig(_Strict):
     quadrants: QuadrantConfig = QuadrantConfig()
     intervals: IntervalConfig = IntervalConfig()
     churn: ChurnConfig = ChurnConfig()
+    analyses: AnalysesConfig = AnalysesConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
     models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")

@@ -26,6 +26,8 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     tmp = Path(name)
     try:
         write(tmp)
+        # mkstemp makes the file private (0600); give it the mode any new file would get
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -49,3 +51,9 @@ def write_table(frame: pd.DataFrame, path: Path, like: Path | None = None) -> No
 
 def atomic_write_table(frame: pd.DataFrame, target: Path) -> None:
     atomic_write(Path(target), lambda tmp: write_table(frame, tmp, like=Path(target)))
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -59,15 +59,20 @@ EXPORT_COLUMNS = [
 ]
 INTERVAL_COLUMNS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
 CHURN_COLUMNS = ["churn_probability", "churn_risk"]  # after quadrant, when the churn model is enabled
+# after the Backbone's columns (run_id), when the CRM analyses are enabled
+ANALYSIS_COLUMNS = ["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
+                    "crm_value", "crm_grade"]
 SPEND_CORRELATION_WARNING = 0.3
 
 
 def export_columns(predictions: pd.DataFrame) -> list[str]:
-    """The backbone columns in their fixed order, churn after quadrant, then the optional interval columns."""
+    """The backbone columns in their fixed order, churn after quadrant, then the analyses and the interval columns."""
     columns = list(EXPORT_COLUMNS)
     if all(c in predictions.columns for c in CHURN_COLUMNS):
         at = columns.index("quadrant") + 1
         columns[at:at] = CHURN_COLUMNS
+    if all(c in predictions.columns for c in ANALYSIS_COLUMNS):
+        columns += ANALYSIS_COLUMNS
     return columns + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
 
 
@@ -158,13 +163,27 @@ def train(
         )
         frame = tx.frame
         cal_end, obs_end = resolve_dates(cfg, frame, tx.source)
-        attributes = None
-        if cfg.churn.enabled:
-            from crmvalue.churn import check_history, check_test_window
+        attributes = interactions = None
+        if cfg.data.customers is not None and (cfg.churn.enabled or cfg.analyses.enabled):
             from crmvalue.data import load_customer_attributes
 
-            if cfg.churn.customers is not None:
-                attributes = load_customer_attributes(cfg.churn.customers, cfg.churn.customers_id_col)
+            attributes = load_customer_attributes(cfg.data.customers, cfg.data.customers_id_col)
+        if cfg.analyses.enabled and cfg.analyses.interactions is not None:
+            from crmvalue.analyses import load_interactions
+
+            a = cfg.analyses
+            interactions = load_interactions(a.interactions, a.interactions_id_col, a.interactions_date_col,
+                                             a.interactions_channel_col)
+        if cfg.analyses.enabled and cfg.analyses.crm_value.satisfaction_column is not None:
+            column = cfg.analyses.crm_value.satisfaction_column
+            if attributes is None or column not in attributes.columns:
+                raise CrmvalueError(
+                    f"analyses.crm_value.satisfaction_column '{column}' needs a customer table (--customers) "
+                    f"with that column{'' if attributes is None else '; its columns are ' + ', '.join(attributes.columns)}"
+                )
+        if cfg.churn.enabled:
+            from crmvalue.churn import check_history, check_test_window
+
             # refuse data too short for the churn protocol now, not after every model is fitted
             check_test_window(cal_end, obs_end, cfg.horizon_days)
             check_history(frame["date"].min(), cal_end, cfg.horizon_days, cfg.churn.min_history_days)
@@ -260,6 +279,13 @@ def train(
                 raise CrmvalueError("churn: some scored customers have no churn probability; please report this")
             metrics.update(churn_result.evaluation.metrics)
 
+    analyses = None
+    if cfg.analyses.enabled:
+        with progress.stage("analyses", "running the CRM analyses: RFM, CPM groups, deciles, CRM value, retention"):
+            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interactions)
+            predictions = predictions.join(analyses.columns, on="customer_id")
+            metrics["analyses.pareto_top20_share"] = analyses.pareto_top20_share
+
     with progress.stage("diagnose", "computing the fit diagnostics"):
         # before MLflow is touched, so a failure here leaves no half-logged run
         diagnostics = {
@@ -273,7 +299,7 @@ def train(
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
         run_id, model_uri = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
-                                     purchase, gg, thresholds, cal_end, obs_end, progress, churn_result)
+                                     purchase, gg, thresholds, cal_end, obs_end, progress, churn_result, analyses)
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -305,7 +331,8 @@ def _check_finite(predictions: pd.DataFrame) -> None:
 
 def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
              predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
-             cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None) -> tuple[str, str]:
+             cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None,
+             analyses: "AnalysesResult | None" = None) -> tuple[str, str]:
     import mlflow
 
     from crmvalue import plots
@@ -382,6 +409,8 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
             _log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
         if churn_result is not None:
             _log_churn(churn_result, tmp)
+        if analyses is not None:
+            _log_analyses(analyses, tmp)
         model_uri = log_value_model(value_model, predictions)
         mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
 
@@ -491,6 +520,9 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
     mlflow.lightgbm.log_model(
         model.booster_, name="churn_model", signature=infer_signature(result.example, raw),
         input_example=result.example,
+        # the booster needs lightgbm and nothing else: naming it skips MLflow's requirement
+        # inference, which reloads the model in a subprocess (6 s of every run)
+        pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
     )
     evaluation = result.evaluation
     test = evaluation.test
@@ -516,3 +548,70 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
         "plots/churn_reliability.png": plots.reliability_plot(y, scores),
     }
     _log_figures(figures)
+
+
+@dataclass
+class AnalysesResult:
+    columns: pd.DataFrame  # the export's analysis columns, indexed by customer_id
+    tables: dict[str, pd.DataFrame]  # artifact name (analyses/<name>.csv) -> table
+    figures: dict  # artifact path -> matplotlib figure maker (called when logging)
+    pareto_top20_share: float
+    cpm_thresholds: dict[str, float]
+
+
+def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: pd.DataFrame,
+              attributes: pd.DataFrame | None, interactions: pd.DataFrame | None) -> AnalysesResult:
+    """The CRM analyses of the source documents for every scored customer (crmvalue.analyses)."""
+    from crmvalue import analyses as an
+    from crmvalue import plots
+
+    a = cfg.analyses
+    scored = predictions.set_index("customer_id")
+    measures = an.customer_measures(frame, obs_end).reindex(scored.index)
+    if measures["orders"].isna().any():
+        raise CrmvalueError("analyses: a scored customer has no purchase measures; please report this")
+    rfm = an.customer_rfm(scored if a.rfm.basis == "summary" else measures, a.rfm)
+    cpm = an.cpm_groups(measures, a.cpm)
+    deciles = an.value_deciles(measures["total_sales"])
+    satisfaction = None
+    if a.crm_value.satisfaction_column is not None and attributes is not None:
+        satisfaction = attributes[a.crm_value.satisfaction_column]
+    components = an.crm_components(measures, interactions, satisfaction, a.crm_value, obs_end)
+    crm = an.crm_value_score(components, a.crm_value.weights, (a.crm_value.high_from, a.crm_value.medium_from))
+    columns = pd.concat([rfm[["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment"]], cpm[["cpm_group", "cpm_label"]],
+                         deciles.rename("value_decile"), crm[["crm_value", "crm_grade"]]], axis=1)
+    tables = {
+        "rfm_segments": an.rfm_segment_table(rfm, a.rfm.segments),
+        "cpm_groups": an.cpm_table(measures, cpm),
+        "deciles": an.decile_table(measures["total_sales"], measures["orders"], deciles),
+        "retention": an.retention_table(frame, a.retention_period, obs_end),
+        "cohort_retention": an.cohort_retention(frame, a.retention_period, obs_end),
+        "crm_components": components.describe().T,
+    }
+    if attributes is not None:
+        chosen = a.segment_columns
+        if chosen is None:
+            chosen = [c for c in attributes.columns if not pd.api.types.is_numeric_dtype(attributes[c].dtype)]
+        for column in chosen:
+            tables[f"segments_{column}"] = an.segment_table(scored, attributes, column)
+    figures = {
+        "plots/rfm_segments.png": lambda: plots.rfm_segment_chart(tables["rfm_segments"]["customers"]),
+        "plots/cpm_groups.png": lambda: plots.cpm_group_chart(tables["cpm_groups"]),
+        "plots/deciles.png": lambda: plots.decile_chart(tables["deciles"]),
+        "plots/retention.png": lambda: plots.retention_chart(tables["retention"]),
+        "plots/cohort_retention.png": lambda: plots.cohort_heatmap(tables["cohort_retention"]),
+    }
+    return AnalysesResult(columns, tables, figures, an.pareto_share(measures["total_sales"]),
+                          cpm.attrs.get("thresholds", {}))
+
+
+def _log_analyses(result: AnalysesResult, tmp: Path) -> None:
+    import mlflow
+
+    folder = tmp / "analyses"
+    folder.mkdir(exist_ok=True)
+    for name, table in result.tables.items():
+        table.to_csv(folder / f"{name}.csv")
+    mlflow.log_artifacts(str(folder), "analyses")
+    mlflow.log_params({f"analyses.cpm.{k}_used": repr(v) for k, v in result.cpm_thresholds.items()})
+    _log_figures({name: make() for name, make in result.figures.items()})

@@ -227,3 +227,110 @@ def reliability_plot(y, scores: dict, bins: int = 10):
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# CRM analyses (seeds 003, 004): each takes a table from crmvalue.analyses.
+
+CPM_ACTIVE_COLOUR, CPM_LAPSED_COLOUR = "#1b9e77", "#999999"
+
+
+def decile_chart(table: pd.DataFrame):
+    """Revenue share per value decile (bars) and the cumulative share (line, right axis).
+
+    ``table`` is :func:`crmvalue.analyses.decile_table`; the 80/20 reading of seed 004.
+    """
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    positions = np.arange(len(table))
+    ax.bar(positions, table["revenue_share"] * 100, color="#4477aa", label="share of revenue")
+    ax.set_xticks(positions, [str(d) for d in table.index])
+    ax.set_xlabel("value decile (1 = top 10% of customers by revenue)")
+    ax.set_ylabel("share of revenue (%)")
+    cumulative = ax.twinx()
+    cumulative.plot(positions, table["cumulative_share"] * 100, color="#ee6677", marker="o", label="cumulative share")
+    cumulative.set_ylim(0, 105)
+    cumulative.set_ylabel("cumulative share of revenue (%)")
+    ax.set_title("Decile analysis: who brings the revenue")
+    fig.legend(loc="center right", bbox_to_anchor=(0.85, 0.5), fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cohort_heatmap(matrix: pd.DataFrame):
+    """Share of each acquisition cohort buying in each later period; unobserved cells blank.
+
+    ``matrix`` is :func:`crmvalue.analyses.cohort_retention`.
+    """
+    values = matrix.to_numpy(dtype=float) * 100
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(matrix) + 2.5))
+    # column 0 is always 100%: scale the colours to the later periods, or they all look alike
+    later = values[:, 1:]
+    top = float(np.nanmax(later)) if np.isfinite(later).any() and np.nanmax(later) > 0 else 100.0
+    image = ax.imshow(values, aspect="auto", cmap="viridis", vmin=0, vmax=top)
+    fig.colorbar(image, ax=ax, label="customers of the cohort buying (%)", extend="max")
+    if values.size <= 400:  # small enough to print each share
+        for (row, col), value in np.ndenumerate(values):
+            if np.isfinite(value):
+                ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=7,
+                        color="black" if value > 0.6 * top else "white")
+    ax.set_yticks(np.arange(len(matrix)), [str(p) for p in matrix.index])
+    step = max(1, len(matrix.columns) // 12)
+    ax.set_xticks(np.arange(0, len(matrix.columns), step), [str(c) for c in matrix.columns[::step]])
+    ax.set_xlabel("periods since first purchase")
+    ax.set_ylabel("cohort (period of first purchase)")
+    ax.set_title("Cohort retention")
+    fig.tight_layout()
+    return fig
+
+
+def rfm_segment_chart(counts):
+    """Customers per RFM segment, horizontal bars in the mapping's order.
+
+    ``counts`` is a Series of customers by segment, or :func:`crmvalue.analyses.rfm_segment_table`.
+    """
+    if isinstance(counts, pd.DataFrame):
+        counts = counts["customers"]
+    shown = counts[::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.5))
+    ax.barh([str(s) for s in shown.index], shown.to_numpy(), color="#4477aa")
+    ax.set_xlabel("customers")
+    ax.set_title("RFM segments")
+    fig.tight_layout()
+    return fig
+
+
+def cpm_group_chart(table: pd.DataFrame):
+    """Customers per CPM group, active groups 1-5 in green and lapsed 6-10 in grey.
+
+    ``table`` is :func:`crmvalue.analyses.cpm_table`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    positions = np.arange(len(table))
+    colours = [CPM_ACTIVE_COLOUR if g <= 5 else CPM_LAPSED_COLOUR for g in table.index]
+    ax.bar(positions, table["customers"], color=colours)
+    ax.set_xticks(positions, [f"{g} {label}" for g, label in zip(table.index, table["cpm_label"])],
+                  rotation=35, ha="right", fontsize=8)
+    ax.set_ylabel("customers")
+    ax.set_title("CPM groups (green: active, grey: lapsed)")
+    fig.tight_layout()
+    return fig
+
+
+def retention_chart(table: pd.DataFrame):
+    """Active customers per period (bars) and the retention rate (line, right axis).
+
+    ``table`` is :func:`crmvalue.analyses.retention_table`.
+    """
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    positions = np.arange(len(table))
+    ax.bar(positions, table["active_customers"], color="#4477aa", label="active customers")
+    step = max(1, len(table) // 12)
+    ax.set_xticks(positions[::step], [str(p) for p in table.index[::step]], rotation=35, ha="right")
+    ax.set_ylabel("active customers")
+    rate = ax.twinx()
+    rate.plot(positions, table["retention_rate"] * 100, color="#ee6677", marker="o", ms=3, label="retention rate")
+    rate.set_ylim(0, 105)
+    rate.set_ylabel("retention rate (% of previous period's buyers)")
+    ax.set_title("Retention per period")
+    fig.legend(loc="upper right", bbox_to_anchor=(0.85, 0.9), fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,201 @@
+"""The HTML report of a run: its sections, its tables, self-contained, which run `latest` is, and its errors."""
+
+from __future__ import annotations
+
+import base64
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import mlflow  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+from crmvalue.config import load_config  # noqa: E402
+from crmvalue.errors import CrmvalueError  # noqa: E402
+from crmvalue.pipeline import train  # noqa: E402
+from crmvalue.report import build_report, latest_run_id, write_report  # noqa: E402
+
+from conftest import simulated_transactions  # noqa: E402
+
+CLI = str(Path(sys.executable).with_name("crmvalue"))
+SECTIONS = ["Value quadrants", "RFM segments", "CPM groups", "Revenue deciles", "Retention and cohorts",
+            "Market segments", "How good the models are", "Diagnostic charts"]
+ANALYSES = ["analyses/rfm_segments.csv", "plots/rfm_segments.png", "analyses/cpm_groups.csv", "plots/cpm_groups.png",
+            "analyses/deciles.csv", "plots/deciles.png", "analyses/retention.csv", "plots/retention.png",
+            "analyses/cohort_retention.csv", "plots/cohort_retention.png"]
+
+
+def _handmade_run(client, tmp: Path, experiment: str, files: dict[str, Path], metrics: dict | None = None) -> str:
+    """A finished top-level run with the crmvalue tags and only the given artifacts."""
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found else client.create_experiment(
+        experiment, artifact_location=(tmp / "mlruns" / experiment).resolve().as_uri())
+    run_id = client.create_run(experiment_id, tags={"crmvalue.version": "0.0.test"}).info.run_id
+    for path, local in files.items():
+        folder = str(Path(path).parent)
+        client.log_artifact(run_id, str(local), None if folder == "." else folder)
+    for name, value in (metrics or {}).items():
+        client.log_metric(run_id, name, value)
+    client.set_terminated(run_id)
+    return run_id
+
+
+def _png(path: Path) -> Path:
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.bar([1, 2], [3, 1])
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A real `train` run, made after two hand-made runs and before a nested child and a failed run."""
+    tmp = tmp_path_factory.mktemp("report")
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    files = tmp / "files"
+    (files / "analyses").mkdir(parents=True)
+    pd.DataFrame({"quadrant": ["A", "B", "C", "D"], "customers": [1, 2, 3, 4], "share": [0.1, 0.2, 0.3, 0.4],
+                  "current_value_total": [10.0, 0.0, 5.0, 0.0], "potential_value_total": [50.0, 20.0, 2.0, 1.0],
+                  "treatment": ["keep", "develop", "maintain", "serve"]}).to_csv(files / "quadrant_summary.csv", index=False)
+    bare = _handmade_run(client, tmp, "bare", {"quadrant_summary.csv": files / "quadrant_summary.csv"})
+    pd.DataFrame({"value_decile": range(1, 11), "customers": [10] * 10,
+                  "revenue": [12345.6, 5000.0] + [1000.0] * 8, "revenue_share": [0.45] + [0.55 / 9] * 9,
+                  "cumulative_share": [0.45 + 0.55 / 9 * i for i in range(10)],
+                  "average_order_value": [61.5] * 10, "average_frequency": [2.25] * 10}).to_csv(
+        files / "analyses" / "deciles.csv", index=False)
+    pd.DataFrame({"cohort": ["2020-01", "2020-02"], "0": [1.0, 1.0], "1": [0.25, float("nan")]}).to_csv(
+        files / "analyses" / "cohort_retention.csv", index=False)
+    analysed = _handmade_run(
+        client, tmp, "analysed",
+        {"analyses/deciles.csv": files / "analyses" / "deciles.csv", "plots/deciles.png": _png(files / "deciles.png"),
+         "analyses/cohort_retention.csv": files / "analyses" / "cohort_retention.csv"},
+        {"analyses.pareto_top20_share": 0.6543},
+    )
+    cfg = load_config(None, {
+        "name": "synthetic", "tracking_uri": uri, "out": str(tmp / "exports" / "predictions.csv"),
+        "models_dir": str(tmp / "models"), "calibration_end": "2020-12-31", "observation_end": "2021-12-31",
+        "time_unit": "days",
+        # a light churn fit: the report shows its metrics, whatever their quality
+        "churn.step_days": 120, "churn.num_boost_round": 200,
+    })
+    result = train(cfg, data=simulated_transactions(n_customers=400, seed=3))
+    # newer than the train run, and neither may be `latest`: a nested child and a failed run
+    experiment_id = client.get_run(result.run_id).info.experiment_id
+    child = client.create_run(experiment_id, tags={"mlflow.parentRunId": result.run_id, "crmvalue.version": "0.0.test"})
+    client.set_terminated(child.info.run_id)
+    failed = client.create_run(experiment_id, tags={"crmvalue.version": "0.0.test"})
+    client.set_terminated(failed.info.run_id, status="FAILED")
+    return {"tmp": tmp, "uri": uri, "client": client, "result": result, "bare": bare, "analysed": analysed}
+
+
+@pytest.fixture(scope="module")
+def page(store) -> str:
+    return build_report(store["result"].run_id, store["uri"])
+
+
+def test_report_has_every_section_in_reading_order(page, store):
+    positions = [page.index(f">{title}</h2>") for title in SECTIONS]
+    assert positions == sorted(positions)
+    assert "Customer value report: synthetic" in page
+    assert store["result"].run_id in page
+    assert "<b>Model choice:</b> bgnbd: lowest holdout per-customer RMSE" in page
+    assert "LightGBM churn model" in page and "Naive rate baseline" in page
+
+
+def test_quadrant_table_shows_the_runs_numbers(page, store):
+    quadrants = store["result"].quadrants
+    section = page[page.index('id="quadrants"'):page.index('id="rfm"')]
+    for quadrant, row in quadrants.iterrows():
+        assert f'<td class="nowrap">{quadrant}</td>' in section
+        assert f'<td class="num">{row["customers"]:,}</td>' in section
+        assert f'<td class="num">{row["share"]:.1%}</td>' in section
+        assert row["treatment"] in section
+    total = quadrants["potential_value_total"].sum()
+    assert f'<td class="num">{quadrants.loc["A", "potential_value_total"] / total:.1%}</td>' in section
+
+
+def test_report_is_self_contained(page, store):
+    client, run_id = store["client"], store["result"].run_id
+    plots = [a.path for a in client.list_artifacts(run_id, "plots")]
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert len(sources) == len(plots) >= 12
+    assert all(s.startswith("data:image/png;base64,") for s in sources)
+    assert base64.b64decode(sources[0].split(",", 1)[1]).startswith(b"\x89PNG\r\n\x1a\n")
+    text = re.sub(r'src="data:image/png;base64,[^"]*"', "", page)
+    assert not re.search(r"https?:|<script|<link|@import|url\(|//[a-z]", text, re.IGNORECASE)
+
+
+def test_latest_is_the_newest_finished_top_level_train_run(store):
+    assert latest_run_id(store["uri"]) == store["result"].run_id
+    assert latest_run_id(store["uri"], "bare") == store["bare"]
+    with pytest.raises(CrmvalueError, match=r"no experiment 'nope' .* it has: .*bare"):
+        latest_run_id(store["uri"], "nope")
+
+
+def test_cli_writes_the_latest_run(store, tmp_path):
+    proc = subprocess.run([CLI, "report", "--tracking-uri", store["uri"], "--out", "out/report.html"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == f"wrote the report of run {store['result'].run_id} to out/report.html"
+    assert "Customer value report: synthetic" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["report.html"]
+
+
+def test_a_run_without_the_analyses_says_so(store):
+    page = build_report(store["bare"], store["uri"])
+    notes = re.findall(r'<p class="missing">Not in this run: (.*?)</p>', page)
+    for path in ANALYSES:
+        assert sum(f"<code>{path}</code>" in note for note in notes) == 1, path
+    assert "churn.* metrics" in page and "holdout.* metrics" in page
+    for title in SECTIONS:  # the headings stay, so reports of old and new runs read alike
+        assert f">{title}</h2>" in page
+
+
+def test_analyses_tables_are_formatted(store):
+    page = build_report(store["analysed"], store["uri"])
+    deciles = page[page.index('id="deciles"'):page.index('id="retention"')]
+    assert "the top 20% of customers bring <b>65.4%</b> of revenue" in deciles
+    assert "Not in this run" not in deciles
+    assert '<td class="num">12,346</td>' in deciles  # money over 1,000: thousands separators, no cents
+    assert '<td class="num">45.0%</td>' in deciles and '<td class="num">100.0%</td>' in deciles  # shares as %
+    assert '<td class="num">2.25</td>' in deciles
+    retention = page[page.index('id="retention"'):page.index('id="segments"')]
+    assert "25.0%" in retention and "–" in retention  # the cohort matrix as %, unobserved cells blank
+    assert "<code>analyses/retention.csv</code>" in retention
+
+
+def test_unknown_run_id_is_one_line_exit_2_and_no_file(store, tmp_path):
+    proc = subprocess.run([CLI, "report", "--run", "0123abc", "--tracking-uri", store["uri"], "--out", "report.html"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [
+        f"error: no run '0123abc' in the MLflow store at {store['uri']}; leave out --run to report the latest run"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_and_unreachable_stores(tmp_path):
+    with pytest.raises(CrmvalueError, match="no MLflow store at .*absent.db: run `crmvalue train` first"):
+        write_report(tmp_path / "r.html", tracking_uri=f"sqlite:///{tmp_path}/absent.db")
+    assert list(tmp_path.iterdir()) == []  # no empty store was created either
+    with pytest.raises(CrmvalueError, match=r"^cannot read the MLflow store at http://127\.0\.0\.1:9: [^\n]*$"):
+        write_report(tmp_path / "r.html", tracking_uri="http://user:secret@127.0.0.1:9")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_empty_store_and_wrong_experiment(store, tmp_path):
+    uri = f"sqlite:///{tmp_path}/empty.db"
+    mlflow.tracking.MlflowClient(tracking_uri=uri).search_experiments()  # creates the store, with no runs
+    with pytest.raises(CrmvalueError, match="no finished `crmvalue train` run in the MLflow store"):
+        write_report(tmp_path / "r.html", tracking_uri=uri)
+    with pytest.raises(CrmvalueError, match="is in experiment 'bare', not 'synthetic'"):
+        write_report(tmp_path / "r.html", run=store["bare"], experiment="synthetic", tracking_uri=store["uri"])
+    assert not (tmp_path / "r.html").exists()
