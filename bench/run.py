@@ -153,7 +153,7 @@ CASES = {
     "fit": ("BG/NBD fit", "lifetimes `BetaGeoFitter.fit` on raw rows", case_fit),
     "score": ("scoring: p_alive, expected purchases, spend, CLV", "lifetimes' methods one after another", case_score),
     "train": ("`crmvalue train` on CDNOW master, end to end (`make train`)", "—", case_train),
-    "train_no_churn": ("the same with `--no-churn` (the value model alone)", "—", case_train_no_churn),
+    "train_no_churn": ("the same with `--no-churn` (value model and CRM analyses)", "—", case_train_no_churn),
 }
 
 
