@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
+from crmvalue import analyses as an
 from crmvalue import plots
 from crmvalue.analyses import (
     CPM_LABELS,
@@ -572,3 +573,23 @@ def test_every_analysis_runs_on_the_cdnow_sample(cdnow_sample):
     cohorts = cohort_retention(cdnow_sample)
     assert [str(p) for p in cohorts.index] == ["1997-01", "1997-02", "1997-03"]
     assert (cohorts[0] == 1.0).all() and (cohorts.iloc[:, 1:].stack().dropna() < 0.3).all()
+
+
+def test_customers_who_last_bought_on_the_same_day_share_r_in_weeks(cdnow_sample):
+    """T - recency in weeks carries float noise; it must not split a same-day group across a cut."""
+    from crmvalue.features import rfm_summary
+
+    summary = rfm_summary(cdnow_sample, "1998-06-30", "weeks")
+    rfm = an.customer_rfm(summary, an.RfmConfig(basis="summary"))
+    days = ((summary["T"] - summary["recency"]) * 7).round().astype(int)
+    assert (rfm["rfm_r"].groupby(days).nunique() == 1).all()
+
+
+def test_segment_table_counts_a_segment_spanning_two_rules_once():
+    rules = [{"name": "good", "r": [4, 5]}, {"name": "good", "r": [3, 3], "f": [3, 5]},
+             {"name": "rest", "r": [3, 3], "f": [1, 2]}, {"name": "rest", "r": [1, 2]}]
+    rfm = an.rfm_scores(pd.Series([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]), pd.Series(np.arange(10.0)),
+                        pd.Series(np.arange(10.0)), [an.RfmSegmentRule(**r) for r in rules])
+    table = an.rfm_segment_table(rfm, [an.RfmSegmentRule(**r) for r in rules])
+    assert list(table.index) == ["good", "rest"] and table["customers"].sum() == 10
+    assert table["share"].sum() == pytest.approx(1.0)

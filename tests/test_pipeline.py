@@ -353,3 +353,16 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "out.csv").stat().st_mode & 0o777 == 0o644
+
+
+def test_default_segment_columns_skip_id_like_columns_and_named_ones_must_exist(caplog):
+    from crmvalue.errors import CrmvalueError
+    from crmvalue.pipeline import _segment_columns
+
+    attributes = pd.DataFrame({"region": ["n", "s"] * 50, "email": [f"{i}@x" for i in range(100)],
+                               "age": np.arange(100.0)})
+    assert _segment_columns(None, attributes) == ["region"]
+    assert "'email' has 100 values" in caplog.text
+    assert _segment_columns(["email"], attributes) == ["email"]
+    with pytest.raises(CrmvalueError, match="no column 'plan' in the customer table; its columns are region, email, age"):
+        _segment_columns(["plan"], attributes)

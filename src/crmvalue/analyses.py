@@ -272,7 +272,10 @@ def customer_rfm(customers: pd.DataFrame, cfg: RfmConfig | None = None) -> pd.Da
     frame = _by_customer(customers)
     if cfg.basis == "summary":
         _require(frame, ["frequency", "recency", "T", "monetary_value"], "RFM scores on the summary basis")
-        recency, frequency, monetary = frame["T"] - frame["recency"], frame["frequency"], frame["monetary_value"]
+        # T - recency in weeks carries float noise (1e-13) that would split customers who last
+        # bought on the same day across a quintile cut
+        recency = (frame["T"] - frame["recency"]).round(9)
+        frequency, monetary = frame["frequency"], frame["monetary_value"]
     else:
         _require(frame, ["inactivity_days", "orders", "total_sales"], "RFM scores on the raw basis")
         recency, frequency, monetary = frame["inactivity_days"], frame["orders"], frame["total_sales"]
@@ -281,7 +284,7 @@ def customer_rfm(customers: pd.DataFrame, cfg: RfmConfig | None = None) -> pd.Da
 
 def rfm_segment_table(rfm: pd.DataFrame, segments: Sequence[RfmSegmentRule | dict] = DEFAULT_RFM_SEGMENTS) -> pd.DataFrame:
     """Customers, share and mean R, F, M per segment, in the mapping's order (empty ones too)."""
-    names = [RfmSegmentRule.model_validate(rule).name for rule in segments]
+    names = list(dict.fromkeys(RfmSegmentRule.model_validate(rule).name for rule in segments))  # a name may span rules
     grouped = rfm.groupby("rfm_segment")
     table = pd.DataFrame(
         {

@@ -130,7 +130,7 @@ class AnalysesConfig(_Strict):
     interactions: Path | None = Field(None, description="optional interactions table: customer id, timestamp, channel")
     interactions_id_col: str = "customer_id"
     interactions_date_col: str = "date"
-    interactions_channel_col: str | None = "channel"
+    interactions_channel_col: str | None = Field(None, description="optional channel column, checked if named")
     segment_columns: list[str] | None = Field(
         None, description="customer-table columns to segment by; default every non-numeric one"
     )

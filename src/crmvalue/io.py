@@ -27,7 +27,7 @@ def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
     try:
         write(tmp)
         # mkstemp makes the file private (0600); give it the mode any new file would get
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
@@ -53,7 +53,10 @@ def atomic_write_table(frame: pd.DataFrame, target: Path) -> None:
     atomic_write(Path(target), lambda tmp: write_table(frame, tmp, like=Path(target)))
 
 
-def _umask() -> int:
-    mask = os.umask(0)
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
     os.umask(mask)
     return mask
+
+
+_UMASK = _read_umask()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import sys
 import tempfile
 import time
@@ -174,6 +175,8 @@ def train(
             a = cfg.analyses
             interactions = load_interactions(a.interactions, a.interactions_id_col, a.interactions_date_col,
                                              a.interactions_channel_col)
+        if cfg.analyses.enabled and attributes is not None:
+            _segment_columns(cfg.analyses.segment_columns, attributes)  # a misnamed column fails now, not after the fits
         if cfg.analyses.enabled and cfg.analyses.crm_value.satisfaction_column is not None:
             column = cfg.analyses.crm_value.satisfaction_column
             if attributes is None or column not in attributes.columns:
@@ -589,11 +592,9 @@ def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: 
         "crm_components": components.describe().T,
     }
     if attributes is not None:
-        chosen = a.segment_columns
-        if chosen is None:
-            chosen = [c for c in attributes.columns if not pd.api.types.is_numeric_dtype(attributes[c].dtype)]
-        for column in chosen:
-            tables[f"segments_{column}"] = an.segment_table(scored, attributes, column)
+        for column in _segment_columns(a.segment_columns, attributes):
+            safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(column))
+            tables[f"segments_{safe}"] = an.segment_table(scored, attributes, column)
     figures = {
         "plots/rfm_segments.png": lambda: plots.rfm_segment_chart(tables["rfm_segments"]["customers"]),
         "plots/cpm_groups.png": lambda: plots.cpm_group_chart(tables["cpm_groups"]),
@@ -603,6 +604,33 @@ def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: 
     }
     return AnalysesResult(columns, tables, figures, an.pareto_share(measures["total_sales"]),
                           cpm.attrs.get("thresholds", {}))
+
+
+MAX_SEGMENT_LEVELS = 20
+
+
+def _segment_columns(chosen: list[str] | None, attributes: pd.DataFrame) -> list[str]:
+    """The customer-table columns to segment by: those named, or every non-numeric one with at
+    most MAX_SEGMENT_LEVELS values (an id-like column such as an e-mail is not a segment)."""
+    if chosen is not None:
+        missing = [c for c in chosen if c not in attributes.columns]
+        if missing:
+            raise CrmvalueError(
+                f"analyses.segment_columns: no column {', '.join(map(repr, missing))} in the customer table; "
+                f"its columns are {', '.join(map(str, attributes.columns))}"
+            )
+        return list(chosen)
+    columns = []
+    for column in attributes.columns:
+        if pd.api.types.is_numeric_dtype(attributes[column].dtype):
+            continue
+        levels = attributes[column].nunique()
+        if levels > MAX_SEGMENT_LEVELS:
+            log.warning("customer table column %r has %d values: not used as a market segment "
+                        "(name it in analyses.segment_columns to force it)", column, levels)
+            continue
+        columns.append(column)
+    return columns
 
 
 def _log_analyses(result: AnalysesResult, tmp: Path) -> None:
