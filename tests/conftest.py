@@ -16,6 +16,14 @@ def cdnow_sample() -> pd.DataFrame:
 
 
 @pytest.fixture(scope="session")
+def sample_summary(cdnow_sample) -> pd.DataFrame:
+    """The CDNOW sample's RFM summary at the papers' calibration end, in weeks."""
+    from crmvalue.features import rfm_summary
+
+    return rfm_summary(cdnow_sample, "1997-09-30", "weeks")
+
+
+@pytest.fixture(scope="session")
 def cdnow_master() -> pd.DataFrame:
     return load_transactions("cdnow").frame
 

@@ -18,7 +18,6 @@ from scipy.integrate import quad
 from crmvalue import diagnostics as diag
 from crmvalue import plots
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import rfm_summary
 from crmvalue.models import BetaGeoModel, BetaGeoParams, GammaGammaParams
 
 BG = {"r": 0.2426, "alpha": 4.4136, "a": 0.7929, "b": 2.4259}  # FHL (2005a), CDNOW, weeks
@@ -46,11 +45,6 @@ def models():
         "mbgnbd": _lifetimes(ModifiedBetaGeoFitter, {"r": 0.5, "alpha": 6.0, "a": 0.9, "b": 3.0}),
         "pareto": _lifetimes(ParetoNBDFitter, PARETO),
     }
-
-
-@pytest.fixture(scope="module")
-def sample_summary(cdnow_sample):
-    return rfm_summary(cdnow_sample, "1997-09-30", "weeks")
 
 
 # --------------------------------------------------------------------------- P(X(t) = n)
@@ -330,10 +324,10 @@ def test_weekly_tracking_of_a_model_fitted_in_days_equals_the_model_in_weeks(tin
         diag.repeat_transactions_tracking(tiny_log, days, "2020-01-14", "2020-02-04", "days", period_days=0)
 
 
-def test_crmvalue_models_name_their_family(cdnow_sample):
+def test_crmvalue_models_name_their_family(sample_summary):
     from crmvalue.models import PURCHASE_MODELS
 
-    split = rfm_summary(cdnow_sample, "1997-09-30", "weeks")
+    split = sample_summary
     expected = {"bgnbd": "bg_nbd", "mbgnbd": "mbg_nbd", "paretonbd": "pareto_nbd"}
     for name, cls in PURCHASE_MODELS.items():
         model = cls().fit(split["frequency"], split["recency"], split["T"])

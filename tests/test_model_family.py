@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 
-from crmvalue.features import compress_rfm, rfm_summary
+from crmvalue.features import compress_rfm
 from crmvalue.models import (
     PURCHASE_MODELS,
     BetaGeoModel,
@@ -20,11 +20,6 @@ from crmvalue.models import (
 from crmvalue.models.base import _numerical_log_param_covariance
 
 LIFETIMES = {"bgnbd": BetaGeoFitter, "mbgnbd": ModifiedBetaGeoFitter, "paretonbd": ParetoNBDFitter}
-
-
-@pytest.fixture(scope="module")
-def sample_summary(cdnow_sample):
-    return rfm_summary(cdnow_sample, "1997-09-30", "weeks")
 
 
 @pytest.fixture(scope="module")

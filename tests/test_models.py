@@ -14,15 +14,9 @@ import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import rfm_summary
 from crmvalue.models import BetaGeoModel, BetaGeoParams, GammaGammaModel, GammaGammaParams, ValueModel
 from crmvalue.models.bgnbd import expected_purchases, p_alive
 from crmvalue.simulate import simulate_bgnbd_summary
-
-
-@pytest.fixture(scope="module")
-def sample_summary(cdnow_sample):
-    return rfm_summary(cdnow_sample, "1997-09-30", "weeks")
 
 
 @pytest.fixture(scope="module")
