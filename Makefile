@@ -25,8 +25,8 @@ train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on
 experiments: $(STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
 	@set -e; for config in experiments/*.yaml; do echo "== $$config"; $(BIN)/crmvalue train --config $$config; done
 
-test: $(STAMP) ## Run the test suite and execute the notebooks
-	$(BIN)/python -m pytest
+test: $(STAMP) ## Run the test suite and execute the notebooks (with a throwaway PostgreSQL server if one is installed)
+	.ci/with-postgres $(BIN)/python -m pytest
 
 bench: $(STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
 	$(BIN)/python bench/run.py --repeats 3

@@ -50,6 +50,7 @@ from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
 log = logging.getLogger("crmvalue")
 
 WINDOWS = (30, 90, 180)
+NO_BGNBD = "missing"  # feature_rows(bgnbd_params=NO_BGNBD): leave the BG/NBD features missing, fit nothing
 
 
 # --------------------------------------------------------------------------- the baseline formula
@@ -97,7 +98,8 @@ class ChurnData:
         return pd.Timestamp(int(self.day.min()), unit="D")
 
 
-def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | None = None) -> ChurnData:
+def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | None = None,
+            categories: dict[str, list[str]] | None = None) -> ChurnData:
     """Purchase days of every customer up to ``last_day``, and their attributes by the same codes.
 
     ``attributes`` is indexed by customer id (see :func:`crmvalue.data.load_customer_attributes`);
@@ -105,6 +107,9 @@ def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | Non
     attribute enters as its category code (missing stays missing) and is declared categorical
     to LightGBM, which splits on it natively; numeric codes keep the logged model's input
     schema numeric, and ``categories`` holds the code of each category.
+
+    ``categories`` (``attr_<column>`` -> categories by code) fixes the codes, when scoring new
+    data with a model trained on others: a category the model never saw becomes missing.
     """
     last_day = pd.Timestamp(last_day).normalize()
     days = _purchase_day_arrays(transactions, last_day)
@@ -130,10 +135,21 @@ def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | Non
                         int((~matched).sum()), len(matched))
         coded = attributes.reindex(days.ids).add_prefix("attr_")
         coded.index = pd.RangeIndex(len(days.ids))
+        fixed = categories or {}
+        categories = {}
         for column in coded.columns:
             if isinstance(coded[column].dtype, pd.CategoricalDtype):
-                categories[column] = [str(c) for c in coded[column].cat.categories]
-                codes = coded[column].cat.codes.to_numpy()
+                values = coded[column]
+                if column in fixed:
+                    known = pd.Categorical(values.astype("string"), categories=fixed[column])
+                    unseen = values.notna().to_numpy() & (known.codes < 0)
+                    if unseen.any():
+                        log.warning("churn: %d customers have a %s value the model never saw (first: %r); "
+                                    "scored as missing", int(unseen.sum()), column.removeprefix("attr_"),
+                                    str(values[unseen].iloc[0]))
+                    values = pd.Series(known, index=coded.index)
+                categories[column] = [str(c) for c in values.cat.categories]
+                codes = values.cat.codes.to_numpy()
                 coded[column] = np.where(codes >= 0, codes, np.nan)
     return ChurnData(days.ids, days.customer, days.day, days.amount, quantity, coded, categories)
 
@@ -149,6 +165,7 @@ def feature_rows(
     time_unit: TimeUnit = "weeks",
     penalizer: float = 0.0,
     label: bool = True,
+    bgnbd_params: BetaGeoParams | str | None = None,
 ) -> pd.DataFrame:
     """One row per customer acquired by ``cutoff``: features from purchases up to it, and the label.
 
@@ -166,7 +183,9 @@ def feature_rows(
     - ``basket_mean``, ``basket_max``: mean and largest net amount of a purchase day;
     - ``quantity_total``, ``quantity_per_purchase``: when the data have a quantity;
     - ``p_alive``, ``expected_purchases``: BG/NBD fitted on this cut-off's summary alone, the
-      latter over ``horizon_days`` (missing if that fit fails);
+      latter over ``horizon_days`` (missing if that fit fails); ``bgnbd_params`` gives the
+      parameters instead, for scoring with a trained model without refitting. The parameters
+      used are in ``frame.attrs["bgnbd_params"]`` (None when the fit failed);
     - the customer attributes, if any.
 
     The label ``churn`` is 1 when the customer has no purchase day in ``(cutoff, cutoff +
@@ -227,7 +246,7 @@ def feature_rows(
     frame = pd.DataFrame(features)
     frame.insert(0, "customer_id", data.ids[codes].to_numpy())
     frame.insert(0, "cutoff", pd.Timestamp(int(c), unit="D"))
-    _add_bgnbd(frame, horizon_days, time_unit, penalizer)
+    used = _add_bgnbd(frame, horizon_days, time_unit, penalizer, bgnbd_params)
     if data.attributes is not None:
         frame = pd.concat([frame, data.attributes.iloc[codes].reset_index(drop=True)], axis=1)
     if label:
@@ -235,25 +254,32 @@ def feature_rows(
         bought = np.bincount(data.customer[later], minlength=n_codes)[codes] > 0
         frame["label_end"] = pd.Timestamp(int(c + horizon_days), unit="D")
         frame["churn"] = (~bought).astype(np.int8)
+    frame.attrs["bgnbd_params"] = used
     return frame
 
 
-def _add_bgnbd(frame: pd.DataFrame, horizon_days: int, time_unit: TimeUnit, penalizer: float) -> None:
-    """BG/NBD P(alive) and expected purchases from a fit on this cut-off's rows alone."""
+def _add_bgnbd(frame: pd.DataFrame, horizon_days: int, time_unit: TimeUnit, penalizer: float,
+               params: BetaGeoParams | str | None = None) -> BetaGeoParams | None:
+    """BG/NBD P(alive) and expected purchases from a fit on this cut-off's rows alone (or ``params``);
+    returns the parameters used."""
     x, t_x, T_ = frame["frequency"], frame["recency"], frame["T"]
-    try:
-        params = BetaGeoModel(penalizer).fit(x, t_x, T_).params_
-    except CrmvalueError as exc:
-        log.warning("cut-off %s: BG/NBD features left missing (%s)", frame["cutoff"].iloc[0].date(), exc)
+    if params is None:
+        try:
+            params = BetaGeoModel(penalizer).fit(x, t_x, T_).params_
+        except CrmvalueError as exc:
+            log.warning("cut-off %s: BG/NBD features left missing (%s)", frame["cutoff"].iloc[0].date(), exc)
+            params = NO_BGNBD
+    if isinstance(params, str) and params == NO_BGNBD:
         frame["p_alive"] = np.nan
         frame["expected_purchases"] = np.nan
         frame["bgnbd_no_purchase"] = np.nan
-        return
+        return None
     horizon = horizon_days / DAYS_PER_UNIT[time_unit]
     frame["p_alive"] = params.p_alive(x, t_x, T_)
     frame["expected_purchases"] = params.expected_purchases(horizon, x, t_x, T_)
     # a baseline, not a feature: the model sees p_alive and expected_purchases already
     frame["bgnbd_no_purchase"] = bgnbd_no_purchase_probability(params, horizon, x, t_x, T_)
+    return params
 
 
 NOT_FEATURES = {"cutoff", "customer_id", "label_end", "churn", "bgnbd_no_purchase"}
@@ -402,9 +428,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         return self.booster_.predict(X[list(self.feature_names_in_)], num_iteration=self.best_iteration_)
 
     def calibrate(self, raw) -> np.ndarray:
-        if self.calibration == "isotonic":
-            return self.calibrator_.predict(np.asarray(raw, float))
-        return self.calibrator_.predict_proba(_logit(np.asarray(raw, float))[:, None])[:, 1]
+        # through the plain-number state, the same function that scores with a logged model
+        return calibrate(raw, self.calibration_state())
 
     def predict_proba(self, X: pd.DataFrame) -> np.ndarray:
         p = self.calibrate(self.raw_proba(X))
@@ -425,6 +450,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         """Total gain per feature, largest first."""
         gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
         return pd.Series(gain, index=self.feature_names_in_, name="gain").sort_values(ascending=False)
+
+
+def calibrate(raw, state: dict) -> np.ndarray:
+    """Apply a calibration map saved by :meth:`ChurnClassifier.calibration_state` to raw LightGBM output."""
+    raw = np.asarray(raw, float)
+    if state["method"] == "isotonic":
+        return np.interp(raw, np.asarray(state["x"], float), np.asarray(state["y"], float))
+    from scipy.special import expit
+
+    return expit(state["coef"] * _logit(raw) + state["intercept"])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:

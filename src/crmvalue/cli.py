@@ -114,6 +114,9 @@ def train(
             f"recency {m['baseline.recency.roc_auc']:.3f}); risk "
             + ", ".join(f"{k} {int(risk.get(k, 0)):,}" for k in ("high", "medium", "low"))
         )
+    if result.registered:
+        lines.append("registered      " + ", ".join(f"{name} version {v}" for name, v in result.registered.items())
+                     + f"  (make it the champion: crmvalue promote --version {next(iter(result.registered.values()))})")
     lines += [
         f"predictions     {result.output_path}",
     ]
@@ -187,6 +190,95 @@ def report(
 
     run_id = write_report(out, run, experiment, tracking_uri)
     typer.echo(f"wrote the report of run {run_id} to {out}")
+
+
+class BulkFormat(str, Enum):
+    salesforce = "salesforce"
+    hubspot = "hubspot"
+
+
+@app.command()
+def export(
+    run: str = typer.Option("latest", "--run", help="run id, or 'latest': the newest finished train or predict run"),
+    to: Optional[str] = typer.Option(
+        None, "--to",
+        help="database URL (SQLAlchemy), e.g. postgresql+psycopg://user@host:5432/crm; "
+        "default $CRMVALUE_EXPORT_URL, else sqlite:///crm.db",
+    ),
+    table: str = typer.Option("customer_scores", "--table", help="table of current scores; history goes to <table>_history"),
+    fmt: Optional[BulkFormat] = typer.Option(None, "--format", help="write a bulk-upsert CSV for this CRM instead of a table"),
+    out: Optional[Path] = typer.Option(None, "--out", help="file to write with --format"),
+    mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML: crmvalue column -> CRM field (first: customer_id -> external id)"),
+    experiment: Optional[str] = typer.Option(None, "--experiment", help="take 'latest' from this experiment"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Deliver a run's per-customer scores to the CRM: a database table (atomic swap + history) or a bulk-upsert CSV."""
+    from crmvalue import export as ex
+
+    if fmt is not None:
+        if out is None:
+            raise CrmvalueError("--format needs --out, the CSV file to write")
+        if to is not None:
+            raise CrmvalueError("--format writes a file; leave out --to (or export twice)")
+        result = ex.export_file(run, fmt.value, out, mapping, experiment, tracking_uri)
+        typer.echo(f"wrote {result.rows:,} rows of run {result.run_id} for {fmt.value} bulk upsert to {out}")
+        return
+    if out is not None or mapping is not None:
+        raise CrmvalueError("--out and --mapping go with --format salesforce|hubspot")
+    result = ex.export_run(run, to, table, experiment, tracking_uri, echo=None if quiet else ex.stderr_echo)
+    if result.changed:
+        typer.echo(f"exported {result.rows:,} customers of run {result.run_id} to {result.table} at {result.target} "
+                   f"(history: {result.table}_history)")
+    else:
+        typer.echo(f"run {result.run_id} is already the current {result.table} at {result.target}: nothing changed")
+
+
+@app.command()
+def promote(
+    version: int = typer.Option(..., "--version", min=1, help="version of the registered value model"),
+    alias: str = typer.Option("champion", "--alias", help="alias to set"),
+    model: str = typer.Option("crmvalue-value", "--model", help="registered value model name"),
+    churn_model: str = typer.Option("crmvalue-churn", "--churn-model", help="registered churn model name"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+) -> None:
+    """Point an alias (default champion) at a value-model version and at the churn model of the same run."""
+    from crmvalue.registry import promote as run_promote
+    from crmvalue.store import open_store
+    from crmvalue.tracking import resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    with open_store(uri) as client:
+        moved = run_promote(client, version, alias, model, churn_model)
+    typer.echo("\n".join(f"{name}@{alias} -> version {v}" for name, v in moved.items()))
+
+
+@app.command()
+def predict(
+    model: str = typer.Option("models:/crmvalue-value@champion", "--model", help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model"),
+    data: str = typer.Option(..., "--data", help="new transactions (.csv/.parquet, or cdnow / cdnow_sample), same columns as training"),
+    observation_end: str = typer.Option(..., "--observation-end", help="score as of this day (YYYY-MM-DD)"),
+    out: Path = typer.Option(..., "--out", help="scores file (.csv or .parquet), in the export schema"),
+    customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes, if the churn model was trained with them"),
+    interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Score new transactions with a registered model (no refit); log a predict run; write the export schema."""
+    from crmvalue.pipeline import Progress
+    from crmvalue.predict import predict as run_predict
+
+    result = run_predict(model, data, observation_end, out, customers, interactions, tracking_uri,
+                         Progress(enabled=not quiet))
+    version = f" version {result.model.version}" if result.model.version is not None else ""
+    q = result.predictions["quadrant"].value_counts().sort_index()
+    typer.echo("\n".join([
+        f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
+        f"trained in run {result.model.run_id})",
+        f"customers       {len(result.predictions):,} as of {result.observation_end.date()}",
+        "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+        f"scores          {result.output_path}",
+    ]))
 
 
 def main() -> None:

@@ -143,6 +143,14 @@ class IntervalConfig(_Strict):
     seed: int = 0
 
 
+class RegistryConfig(_Strict):
+    """MLflow Model Registry: every run registers its models as new versions of these names."""
+
+    enabled: bool = True
+    value_model: str = Field("crmvalue-value", pattern=r"^[A-Za-z0-9_.-]+$")
+    churn_model: str = Field("crmvalue-churn", pattern=r"^[A-Za-z0-9_.-]+$")
+
+
 class ExperimentConfig(_Strict):
     name: str = Field("crmvalue", pattern=r"^[A-Za-z0-9_.-]+$")
     data: DataConfig = DataConfig()
@@ -156,6 +164,7 @@ class ExperimentConfig(_Strict):
     intervals: IntervalConfig = IntervalConfig()
     churn: ChurnConfig = ChurnConfig()
     analyses: AnalysesConfig = AnalysesConfig()
+    registry: RegistryConfig = RegistryConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
     models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")

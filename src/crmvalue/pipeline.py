@@ -40,6 +40,7 @@ from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 
 if TYPE_CHECKING:
     from crmvalue.churn import ChurnClassifier, ChurnEvaluation
+    from crmvalue.models.bgnbd import BetaGeoParams
 
 log = logging.getLogger("crmvalue")
 
@@ -64,6 +65,8 @@ CHURN_COLUMNS = ["churn_probability", "churn_risk"]  # after quadrant, when the 
 ANALYSIS_COLUMNS = ["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
                     "crm_value", "crm_grade"]
 SPEND_CORRELATION_WARNING = 0.3
+CHURN_SCORING_ARTIFACT = "churn/churn_scoring.json"
+CHURN_MODEL_URI_TAG = "crmvalue.churn_model_uri"
 
 
 def export_columns(predictions: pd.DataFrame) -> list[str]:
@@ -113,6 +116,7 @@ class TrainResult:
     observation_end: pd.Timestamp
     timings: dict[str, float] = field(default_factory=dict)
     churn: "ChurnResult | None" = None
+    registered: dict[str, int] = field(default_factory=dict)  # registered model name -> new version
 
 
 def resolve_dates(
@@ -301,7 +305,7 @@ def train(
         )
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
-        run_id, model_uri = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
+        run_id, model_uri, registered = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
                                      purchase, gg, thresholds, cal_end, obs_end, progress, churn_result, analyses)
 
     predictions["run_id"] = run_id
@@ -318,6 +322,7 @@ def train(
         observation_end=obs_end,
         timings=dict(progress.timings),
         churn=churn_result,
+        registered=registered,
     )
 
 
@@ -335,7 +340,7 @@ def _check_finite(predictions: pd.DataFrame) -> None:
 def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
              predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
              cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None,
-             analyses: "AnalysesResult | None" = None) -> tuple[str, str]:
+             analyses: "AnalysesResult | None" = None) -> tuple[str, str, dict[str, int]]:
     import mlflow
 
     from crmvalue import plots
@@ -363,6 +368,12 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
             }
         )
         mlflow.set_tag("crmvalue.selection", evaluation.reason)
+        mlflow.set_tags({
+            "crmvalue.kind": "train",
+            "crmvalue.as_of_date": str(obs_end.date()),
+            "crmvalue.data_first_date": str(tx.frame["date"].min().date()),
+            "crmvalue.predictions_artifact": out_path.name,
+        })
         params = flatten(resolved, "config.")
         params["purchase_model"] = purchase.name
         params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
@@ -410,11 +421,11 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
 
         if len(evaluation.candidates) > 1:
             _log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
-        if churn_result is not None:
-            _log_churn(churn_result, tmp)
         if analyses is not None:
             _log_analyses(analyses, tmp)
         model_uri = log_value_model(value_model, predictions)
+        churn_uri = _log_churn(churn_result, tmp, cfg) if churn_result is not None else None
+        registered = _register(cfg, run_id, model_uri, churn_uri) if cfg.registry.enabled else {}
         mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
 
         # the run is complete: only now do the files a CRM or a later run reads appear, each in one rename
@@ -427,7 +438,21 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
             if churn_result.categories:
                 atomic_write_text(model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2))
         atomic_copy(staged, out_path)
-    return run_id, model_uri
+    return run_id, model_uri, registered
+
+
+def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None) -> dict[str, int]:
+    """New versions of the registered value (and churn) models, their numbers tagged on the run."""
+    import mlflow
+
+    from crmvalue import registry
+
+    registered = {cfg.registry.value_model: registry.register(model_uri, cfg.registry.value_model, run_id)}
+    mlflow.set_tag(registry.VERSION_TAG, str(registered[cfg.registry.value_model]))
+    if churn_uri is not None:
+        registered[cfg.registry.churn_model] = registry.register(churn_uri, cfg.registry.churn_model, run_id)
+        mlflow.set_tag(registry.CHURN_VERSION_TAG, str(registered[cfg.registry.churn_model]))
+    return registered
 
 
 def _log_figures(figures: dict) -> None:
@@ -488,6 +513,7 @@ class ChurnResult:
     scores: pd.DataFrame  # customer_id, churn_probability, churn_risk at the observation end
     example: pd.DataFrame  # a few feature rows, for the logged model's signature
     categories: dict[str, list[str]]  # attr_<column> -> categories by code, for categorical attributes
+    bgnbd_params: "BetaGeoParams | None" = None  # the BG/NBD features' fit at the observation end
 
 
 def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None) -> ChurnResult:
@@ -507,11 +533,26 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
         "churn_probability": probability,
         "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
     })
-    return ChurnResult(evaluation, model, scores, now[columns].head(5), data.categories)
+    return ChurnResult(evaluation, model, scores, now[columns].head(5), data.categories, now.attrs.get("bgnbd_params"))
 
 
-def _log_churn(result: ChurnResult, tmp: Path) -> None:
-    """The LightGBM model (lightgbm flavour), its calibration, and the evaluation's figures and tables."""
+def churn_scoring_state(result: ChurnResult, cfg: ExperimentConfig) -> dict:
+    """What ``crmvalue predict`` needs besides the booster to score new data exactly as the run did."""
+    params = result.bgnbd_params
+    return {
+        "feature_columns": [str(c) for c in result.model.feature_names_in_],
+        "bgnbd_params": None if params is None else params.as_dict(),
+        "horizon_days": cfg.horizon_days,
+        "time_unit": cfg.time_unit,
+        "categories": result.categories,
+        "calibration": result.model.calibration_state(),
+        "risk": {"high": cfg.churn.risk.high, "medium": cfg.churn.risk.medium},
+    }
+
+
+def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str:
+    """The LightGBM model (lightgbm flavour), its calibration, and the evaluation's figures and tables;
+    returns the model's URI."""
     import mlflow
     import mlflow.lightgbm
     from mlflow.models import infer_signature
@@ -520,7 +561,7 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
 
     model = result.model
     raw = model.raw_proba(result.example)
-    mlflow.lightgbm.log_model(
+    info = mlflow.lightgbm.log_model(
         model.booster_, name="churn_model", signature=infer_signature(result.example, raw),
         input_example=result.example,
         # the booster needs lightgbm and nothing else: naming it skips MLflow's requirement
@@ -532,6 +573,7 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
     folder = tmp / "churn_tables"
     folder.mkdir(exist_ok=True)
     (folder / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
+    (folder / CHURN_SCORING_ARTIFACT.removeprefix("churn/")).write_text(json.dumps(churn_scoring_state(result, cfg), indent=2))
     if result.categories:  # categorical attributes enter the logged model as these codes
         (folder / "attribute_categories.json").write_text(json.dumps(result.categories, indent=2))
     model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
@@ -551,6 +593,8 @@ def _log_churn(result: ChurnResult, tmp: Path) -> None:
         "plots/churn_reliability.png": plots.reliability_plot(y, scores),
     }
     _log_figures(figures)
+    mlflow.set_tag(CHURN_MODEL_URI_TAG, info.model_uri)
+    return info.model_uri
 
 
 @dataclass

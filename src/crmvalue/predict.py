@@ -1,0 +1,293 @@
+"""``crmvalue predict``: score new transactions with a registered model, without refitting.
+
+The model URI (``models:/crmvalue-value@champion``, ``models:/crmvalue-value/3`` or
+``runs:/<id>/value_model``) resolves to the ``crmvalue train`` run that logged it. From that run
+come everything the scores depend on, so new data are scored exactly as the run scored its own:
+
+- the run's config (``config.yaml``): column names, time unit, horizon, CLV and churn settings;
+- the value model itself, loaded as the registered MLflow pyfunc;
+- the quadrant thresholds the run used (params ``quadrants.*_threshold_used``);
+- the run's churn model (LightGBM booster, calibration, the BG/NBD parameters of its
+  features and the attribute categories, ``churn/churn_scoring.json``), when it has one.
+
+Features are built by the functions ``crmvalue train`` uses. The CRM analyses (RFM quintiles,
+CPM groups, deciles, CRM value) rank customers against each other, so they are recomputed on
+the scored population, with the run's settings. The scores are logged as an MLflow run of kind
+``predict`` in the model's experiment (``crmvalue export --run`` takes it) and written to
+``--out`` in the export schema of ``crmvalue train``, ``run_id`` naming the predict run.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from crmvalue import __version__
+from crmvalue.config import ExperimentConfig
+from crmvalue.data import Transactions, load_transactions
+from crmvalue.errors import CrmvalueError
+from crmvalue.features import SUMMARY_COLUMNS, revenue_in_window, rfm_summary_with_report
+from crmvalue.io import atomic_copy, write_table
+from crmvalue.pipeline import (
+    CHURN_MODEL_URI_TAG,
+    CHURN_SCORING_ARTIFACT,
+    Progress,
+    _analyses,
+    _check_finite,
+    export_columns,
+    log,
+)
+from crmvalue.registry import VERSION_TAG, ModelRef, resolve
+from crmvalue.segments import quadrant_summary, value_quadrant
+
+
+@dataclass
+class PredictResult:
+    run_id: str  # the predict run
+    model: ModelRef
+    output_path: Path
+    predictions: pd.DataFrame
+    observation_end: pd.Timestamp
+
+
+@dataclass
+class _TrainedRun:
+    """What a ``crmvalue train`` run holds for scoring."""
+
+    run_id: str
+    experiment_id: str
+    config: ExperimentConfig
+    thresholds: tuple[float, float]
+    observation_end: pd.Timestamp
+    data_first_date: pd.Timestamp | None
+    churn_state: dict | None
+    churn_model_uri: str | None
+
+
+def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, out: Path,
+            customers: str | Path | None = None, interactions: str | Path | None = None,
+            tracking_uri: str | None = None, progress: Progress | None = None) -> PredictResult:
+    import mlflow
+
+    from crmvalue.store import open_store
+    from crmvalue.tracking import quiet_mlflow, resolve_tracking_uri
+
+    progress = progress or Progress(enabled=False)
+    quiet_mlflow()
+    tracking_uri = resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    obs_end = _day(observation_end, "--observation-end")
+
+    with progress.stage("model", f"resolved {model_uri}", announce=False), open_store(tracking_uri) as client, \
+            tempfile.TemporaryDirectory() as tmp:
+        ref = resolve(client, model_uri)
+        trained = _trained_run(client, ref, Path(tmp))
+        pyfunc = mlflow.pyfunc.load_model(ref.uri)
+        booster = None
+        if trained.churn_state is not None:
+            import mlflow.lightgbm
+
+            booster = mlflow.lightgbm.load_model(trained.churn_model_uri)
+    cfg = trained.config
+    if obs_end < trained.observation_end:
+        raise CrmvalueError(
+            f"--observation-end {obs_end.date()} is before the model's training data end {trained.observation_end.date()}: "
+            "the model has seen later purchases; score as of that date or later"
+        )
+
+    with progress.stage("load", f"loaded and checked the transactions from {data if not isinstance(data, pd.DataFrame) else 'a DataFrame'}", announce=False):
+        d = cfg.data
+        tx = load_transactions(data, customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
+                               quantity_col=d.quantity_col, date_format=d.date_format)
+        frame = tx.frame
+        _check_drift(tx, trained, d.date_col, obs_end)
+        attributes = None
+        if customers is not None:
+            from crmvalue.data import load_customer_attributes
+
+            attributes = load_customer_attributes(customers, d.customers_id_col)
+        needs_attributes = bool(trained.churn_state and any(
+            c.startswith("attr_") for c in trained.churn_state["feature_columns"]))
+        if needs_attributes and attributes is None:
+            raise CrmvalueError(
+                f"the churn model of run {trained.run_id} uses customer attributes: pass the customer table with --customers"
+            )
+        if needs_attributes:
+            wanted = [c.removeprefix("attr_") for c in trained.churn_state["feature_columns"] if c.startswith("attr_")]
+            missing = [c for c in wanted if c not in attributes.columns]
+            if missing:
+                raise CrmvalueError(
+                    f"{customers}: column {missing[0]!r} is missing; the churn model was trained with {', '.join(wanted)}"
+                )
+            attributes = attributes[wanted]
+        interaction_rows = None
+        if interactions is not None and cfg.analyses.enabled:
+            from crmvalue.analyses import load_interactions
+
+            a = cfg.analyses
+            interaction_rows = load_interactions(interactions, a.interactions_id_col, a.interactions_date_col,
+                                                 a.interactions_channel_col)
+        elif cfg.analyses.enabled and cfg.analyses.interactions is not None:
+            log.warning("run %s used an interactions table for the CRM value score; pass --interactions to use one now",
+                        trained.run_id)
+
+    with progress.stage("features", "building RFM features"):
+        summary, report = rfm_summary_with_report(frame, obs_end, cfg.time_unit)
+        if report.rows_after_observation_end:
+            log.warning("ignored %d rows dated after the observation end %s", report.rows_after_observation_end, obs_end.date())
+        if summary.empty:
+            raise CrmvalueError(f"{tx.source}: no purchase on or before the observation end {obs_end.date()}")
+        current = revenue_in_window(frame, obs_end, cfg.quadrants.current_window_days)
+        current = current.reindex(summary.index, fill_value=0.0).astype("float64")
+
+    with progress.stage("score", f"scoring {len(summary):,} customers with {ref.uri}"):
+        scores = pyfunc.predict(summary[SUMMARY_COLUMNS].astype("float64").reset_index(drop=True))
+        scores.index = summary.index
+        predictions = pd.concat([summary, scores], axis=1)
+        predictions["current_value"] = current
+        predictions["potential_value"] = predictions["clv"]
+        predictions["quadrant"] = value_quadrant(predictions["current_value"], predictions["potential_value"],
+                                                 *trained.thresholds)
+        _check_finite(predictions)
+        quadrants = quadrant_summary(predictions)
+        predictions = predictions.reset_index()
+
+    if booster is not None and cfg.churn.enabled:
+        with progress.stage("churn", "scoring the churn model"):
+            churn_scores = score_churn(booster, trained.churn_state, frame, obs_end, attributes)
+            scored = churn_scores.set_index("customer_id")
+            for column in ("churn_probability", "churn_risk"):
+                predictions[column] = scored[column].reindex(predictions["customer_id"]).to_numpy()
+
+    if cfg.analyses.enabled:
+        with progress.stage("analyses", "running the CRM analyses"):
+            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interaction_rows)
+            predictions = predictions.join(analyses.columns, on="customer_id")
+
+    with progress.stage("track", "logging the predict run and writing the scores"):
+        run_id = _log_predict_run(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)
+    predictions["run_id"] = run_id
+    return PredictResult(run_id, ref, out, predictions[export_columns(predictions)], obs_end)
+
+
+def score_churn(booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp,
+                attributes: pd.DataFrame | None) -> pd.DataFrame:
+    """Churn probability and risk at ``obs_end`` with a trained booster and its scoring state, no refit."""
+    from crmvalue import churn
+    from crmvalue.models.bgnbd import BetaGeoParams
+
+    data = churn.prepare(frame, obs_end, attributes, categories=state["categories"])
+    # None: the run's own fit failed, so the model learned these features as missing
+    params = BetaGeoParams(**state["bgnbd_params"]) if state["bgnbd_params"] else churn.NO_BGNBD
+    rows = churn.feature_rows(data, obs_end, state["horizon_days"], state["time_unit"], label=False, bgnbd_params=params)
+    probability = churn.calibrate(booster.predict(rows[state["feature_columns"]]), state["calibration"])
+    return pd.DataFrame({
+        "customer_id": rows["customer_id"].to_numpy(),
+        "churn_probability": probability,
+        "churn_risk": churn.churn_risk(probability, state["risk"]["high"], state["risk"]["medium"]),
+    })
+
+
+def _day(value, option: str) -> pd.Timestamp:
+    try:
+        return pd.Timestamp(value).normalize()
+    except (ValueError, TypeError):
+        raise CrmvalueError(f"{option}: {value!r} is not a date (use YYYY-MM-DD)") from None
+
+
+def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
+    from crmvalue.store import get_run
+
+    run = get_run(client, ref.run_id, client.tracking_uri)
+    tags, params = run.data.tags, run.data.params
+    if tags.get("crmvalue.kind", "train") != "train":
+        raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} is not a `crmvalue train` run")
+    try:
+        config_path = client.download_artifacts(ref.run_id, "config.yaml", str(tmp))
+    except Exception:  # noqa: BLE001 - any failure means the run is not usable
+        raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} has no config.yaml artifact; was it logged by crmvalue train?") from None
+    raw = yaml.safe_load(Path(config_path).read_text())
+    try:
+        thresholds = (float(params["quadrants.current_threshold_used"]), float(params["quadrants.potential_threshold_used"]))
+    except KeyError:
+        raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} has no quadrant thresholds; retrain with this version") from None
+    observation_end = pd.Timestamp(raw["observation_end"])
+    first = tags.get("crmvalue.data_first_date")
+    churn_state = None
+    if raw.get("churn", {}).get("enabled"):
+        try:
+            path = client.download_artifacts(ref.run_id, CHURN_SCORING_ARTIFACT, str(tmp))
+        except Exception:  # noqa: BLE001
+            raise CrmvalueError(
+                f"--model {ref.uri}: run {ref.run_id} has a churn model but no {CHURN_SCORING_ARTIFACT}; "
+                "retrain it with this version of crmvalue"
+            ) from None
+        churn_state = json.loads(Path(path).read_text())
+    # the config as the run resolved it; its input and output settings are not this scoring's
+    for key in ("calibration_end", "observation_end", "out", "tracking_uri"):
+        raw.pop(key, None)
+    config = ExperimentConfig.model_validate(raw)
+    churn_uri = tags.get(CHURN_MODEL_URI_TAG, f"runs:/{ref.run_id}/churn_model") if churn_state else None
+    return _TrainedRun(ref.run_id, run.info.experiment_id, config, thresholds, observation_end,
+                       pd.Timestamp(first) if first else None, churn_state, churn_uri)
+
+
+def _check_drift(tx: Transactions, trained: _TrainedRun, date_col: str, obs_end: pd.Timestamp) -> None:
+    """New data the model cannot score honestly: timestamps before its training data, nothing to score."""
+    dates = tx.frame["date"]
+    if trained.data_first_date is not None:
+        early = (dates < trained.data_first_date).to_numpy()
+        if early.any():
+            row = int(np.flatnonzero(early)[0])
+            raise CrmvalueError(
+                f"{tx.source}: column '{date_col}', row {row + 1}: {dates.iloc[row].date()} is before the model's "
+                f"training data, which starts on {trained.data_first_date.date()} (run {trained.run_id}); "
+                "score with a model trained on that period"
+            )
+    if not (dates <= obs_end + pd.Timedelta(days=1) - pd.Timedelta(1)).any():
+        raise CrmvalueError(f"{tx.source}: no transaction on or before --observation-end {obs_end.date()}")
+
+
+def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: Transactions, obs_end, predictions,
+                     quadrants, out: Path, progress: Progress) -> str:
+    import mlflow
+
+    from crmvalue.tracking import git_commit
+
+    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=trained.experiment_id,
+                                                                  run_name="predict") as run:
+        run_id = run.info.run_id
+        tags = {
+            "crmvalue.kind": "predict",
+            "crmvalue.version": __version__,
+            "crmvalue.git_commit": git_commit(),
+            "crmvalue.model_uri": ref.uri,
+            "crmvalue.source_run_id": trained.run_id,
+            "crmvalue.as_of_date": str(obs_end.date()),
+            "crmvalue.data_sha256": tx.sha256,
+            "crmvalue.data_source": tx.source,
+            "crmvalue.predictions_artifact": Path(out).name,
+        }
+        if ref.version is not None:
+            tags[VERSION_TAG] = str(ref.version)
+        mlflow.set_tags(tags)
+        mlflow.log_params({"model_uri": ref.uri, "observation_end": str(obs_end.date())})
+        mlflow.log_metrics({
+            "data.transactions": float(len(tx.frame)),
+            "data.customers": float(len(predictions)),
+            **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
+            **{f"time.{k}_s": v for k, v in progress.timings.items()},
+        })
+        export = predictions.assign(run_id=run_id)[export_columns(predictions)]
+        staged = Path(tmp) / Path(out).name
+        write_table(export, staged)
+        mlflow.log_artifact(str(staged))
+        atomic_copy(staged, Path(out))
+    return run_id
+

@@ -1,0 +1,111 @@
+"""The MLflow Model Registry: versions from ``crmvalue train``, the ``champion`` alias, model URIs.
+
+Every ``crmvalue train`` registers its value model as a new version of ``crmvalue-value`` and,
+when the churn model is on, its churn model as a new version of ``crmvalue-churn`` (names in
+``registry:`` of the config). ``crmvalue promote --version N`` points the ``champion`` alias at
+version N of the value model and at the churn version trained in the same run, so the pair
+that ``crmvalue predict --model models:/crmvalue-value@champion`` scores with always comes from
+one run. Aliases, not the deprecated stages.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from crmvalue.errors import CrmvalueError
+
+VALUE_MODEL = "crmvalue-value"
+CHURN_MODEL = "crmvalue-churn"
+CHAMPION = "champion"
+VERSION_TAG = "crmvalue.value_model_version"  # on the run: the registered version of its value model
+CHURN_VERSION_TAG = "crmvalue.churn_model_version"
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[A-Za-z0-9_-]+)|/(?P<version>\d+))/?$")
+_RUNS_URI = re.compile(r"^runs:/(?P<run>[0-9a-f]{32})/(?P<path>[A-Za-z0-9_./-]+)$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """A value model resolved to its run: what ``predict`` scores with."""
+
+    uri: str
+    name: str | None  # registered model name, None for a runs:/ URI
+    version: int | None
+    run_id: str
+
+
+def register(model_uri: str, name: str, run_id: str) -> int:
+    """Register ``model_uri`` as a new version of ``name``; returns the version number."""
+    import contextlib
+    import io
+
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    try:
+        # MLflow prints "Successfully registered..." straight to stderr; the caller reports the version
+        with contextlib.redirect_stderr(io.StringIO()):
+            version = mlflow.register_model(model_uri, name, tags={"crmvalue.run_id": run_id})
+    except MlflowException as exc:
+        raise CrmvalueError(f"cannot register {name} in the MLflow model registry: {_first_line(exc)}") from None
+    return int(version.version)
+
+
+def resolve(client, uri: str) -> ModelRef:
+    """``models:/name@alias``, ``models:/name/N`` or ``runs:/<run id>/value_model`` -> :class:`ModelRef`."""
+    from mlflow.exceptions import MlflowException
+
+    found = _MODELS_URI.match(uri)
+    if found:
+        name = found["name"]
+        try:
+            if found["alias"]:
+                mv = client.get_model_version_by_alias(name, found["alias"])
+            else:
+                mv = client.get_model_version(name, found["version"])
+        except MlflowException as exc:
+            what = f"alias {found['alias']!r}" if found["alias"] else f"version {found['version']}"
+            hint = f"; set it with `crmvalue promote --version N`" if found["alias"] else ""
+            raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({_first_line(exc)}){hint}") from None
+        if not mv.run_id:
+            raise CrmvalueError(f"--model {uri}: version {mv.version} of {name!r} has no source run")
+        return ModelRef(uri, name, int(mv.version), mv.run_id)
+    found = _RUNS_URI.match(uri)
+    if found:
+        return ModelRef(uri, None, None, found["run"])
+    raise CrmvalueError(
+        f"--model {uri!r}: expected models:/<name>@<alias>, models:/<name>/<version> or runs:/<run id>/value_model"
+    )
+
+
+def promote(client, version: int, alias: str = CHAMPION, value_model: str = VALUE_MODEL,
+            churn_model: str = CHURN_MODEL) -> dict[str, int]:
+    """Point ``alias`` at ``version`` of the value model and at the churn version from the same run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        mv = client.get_model_version(value_model, str(version))
+    except MlflowException as exc:
+        raise CrmvalueError(f"--version {version}: no such version of {value_model!r} ({_first_line(exc)})") from None
+    client.set_registered_model_alias(value_model, alias, str(version))
+    moved = {value_model: int(version)}
+    try:
+        churn_versions = client.search_model_versions(f"name = '{churn_model}' and run_id = '{mv.run_id}'")
+    except MlflowException:
+        churn_versions = []
+    if churn_versions:
+        churn_version = max(int(v.version) for v in churn_versions)
+        client.set_registered_model_alias(churn_model, alias, str(churn_version))
+        moved[churn_model] = churn_version
+    else:
+        try:  # a run without churn: do not leave the alias on another run's churn model
+            client.delete_registered_model_alias(churn_model, alias)
+        except MlflowException:
+            pass
+    return moved
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "message", exc)).strip()
+    return text.splitlines()[0][:300] if text else type(exc).__name__
