@@ -38,7 +38,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 from scipy.optimize import minimize
-from scipy.special import digamma, expit, gammaln
+from scipy.special import digamma, gammaln, polygamma
 
 from crmvalue.models.base import PurchaseModel
 
@@ -53,7 +53,7 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BetaGeoObjective:
-    """lifetimes' BG/NBD (``k=0``) or MBG/NBD (``k=1``) objective and its gradient in log-parameters.
+    """lifetimes' BG/NBD (``k=0``) or MBG/NBD (``k=1``) objective, gradient and Hessian in log-parameters.
 
     Parameters
     ----------
@@ -84,53 +84,98 @@ class BetaGeoObjective:
 
         mixed = np.ones(len(x), bool) if modified else x > 0  # rows with the 'dropped out after t_x' term
         self.m_x_codes, self.m_ux = _codes(x[mixed])
-        self.m_T_codes = T_codes[mixed]
-        self.m_t_codes, self.m_ut = _codes(t_x[mixed] * self.scale)
+        t_codes, self.ut = _codes(t_x[mixed] * self.scale)
+        # d, g and h below depend on (T, t_x) only: compute them once per distinct pair
+        pair_codes, pairs = pd.factorize(T_codes[mixed] * len(self.ut) + t_codes)
+        self.pair_codes = pair_codes
+        self.pair_T, self.pair_t = np.divmod(np.asarray(pairs), len(self.ut))
         self.m_x = x[mixed]
         self.m_w = w[mixed]
         self.m_wx = w[mixed] * x[mixed]
+        self._cache: tuple[bytes, tuple] | None = None
 
     def __call__(self, log_params: np.ndarray) -> tuple[float, np.ndarray]:
         """Objective and gradient at ``log_params`` = log(r, alpha, a, b), alpha in scaled time."""
-        p = np.exp(np.asarray(log_params, float))
+        value, gradient, _ = self.evaluate(log_params)
+        return value, gradient
+
+    def hessian(self, log_params: np.ndarray) -> np.ndarray:
+        return self.evaluate(log_params)[2]
+
+    def evaluate(self, log_params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        """Objective, gradient and Hessian at ``log_params``, remembered for the next call at the same point."""
+        theta = np.asarray(log_params, float)
+        if self._cache is not None and self._cache[0] == theta.tobytes():
+            return self._cache[1]
+        result = self._evaluate(theta)
+        self._cache = (theta.tobytes(), result)
+        return result
+
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        p = np.exp(theta)
         r, alpha, a, b = p
-        k, ux, w_x = self.k, self.ux, self.w_x
+        k, ux, w_x, n, es = self.k, self.ux, self.w_x, self.n, np.einsum
 
-        log_T = np.log(alpha + self.uT)
-        log_t = np.log(alpha + self.m_ut)
-        d = log_T[self.m_T_codes] - log_t[self.m_t_codes]
+        log_T, inv_T = np.log(alpha + self.uT), 1.0 / (alpha + self.uT)
+        log_t, inv_t = np.log(alpha + self.ut), 1.0 / (alpha + self.ut)
+        d = (log_T[self.pair_T] - log_t[self.pair_t])[self.pair_codes]
+        g = (inv_T[self.pair_T] - inv_t[self.pair_t])[self.pair_codes]
+        h = (inv_t[self.pair_t] ** 2 - inv_T[self.pair_T] ** 2)[self.pair_codes]
         b_x = b + self.m_ux - 1 + k
-        u = (r + self.m_x) * d + (np.log(a) - np.log(b_x))[self.m_x_codes]
-        s = expit(u)
+        z = r + self.m_x
+        u = z * d + (np.log(a) - np.log(b_x))[self.m_x_codes]
+        e = np.exp(-np.abs(u))
+        inv_1e = 1.0 / (1.0 + e)
+        s = np.where(u >= 0, inv_1e, e * inv_1e)  # expit(u)
+        softplus = np.maximum(u, 0.0) + np.log1p(e)
         ws = self.m_w * s
-        ws_rx = s * (r * self.m_w + self.m_wx)  # w s(u) (r+x)
+        q = self.m_w * e * inv_1e * inv_1e  # w s(u) (1 - s(u))
+        zg = z * g
 
+        # log-likelihood and its derivatives in p = (r, alpha, a, b)
         ll = (
             w_x @ (gammaln(r + ux) + gammaln(b + ux + k) - gammaln(a + b + ux + k))
-            + self.n * (-gammaln(r) + r * np.log(alpha) + gammaln(a + b) - gammaln(b))
+            + n * (-gammaln(r) + r * np.log(alpha) + gammaln(a + b) - gammaln(b))
             - (r * self.w_T + self.wx_T) @ log_T
-            + self.m_w @ np.logaddexp(0.0, u)
+            + es("i,i->", self.m_w, softplus)
         )
-        psi_ab_x = digamma(a + b + ux + k)
-        psi_ab = digamma(a + b)
-        d_r = w_x @ digamma(r + ux) - self.n * digamma(r) + self.n * np.log(alpha) - self.w_T @ log_T + ws @ d
-        d_alpha = (
-            self.n * r / alpha
-            - (r * self.w_T + self.wx_T) @ (1.0 / (alpha + self.uT))
-            + np.bincount(self.m_T_codes, ws_rx, len(self.uT)) @ (1.0 / (alpha + self.uT))
-            - np.bincount(self.m_t_codes, ws_rx, len(self.m_ut)) @ (1.0 / (alpha + self.m_ut))
-        )
-        sum_ws = ws.sum()
-        d_a = self.n * psi_ab - w_x @ psi_ab_x + sum_ws / a
-        d_b = (
-            self.n * (psi_ab - digamma(b))
-            + w_x @ (digamma(b + ux + k) - psi_ab_x)
-            - np.bincount(self.m_x_codes, ws, len(self.m_ux)) @ (1.0 / b_x)
-        )
-        grad_ll = np.array([d_r, d_alpha, d_a, d_b])
-        value = -ll / self.n + self.penalizer * (p @ p)
-        gradient = -p * grad_ll / self.n + 2 * self.penalizer * p * p
-        return float(value), gradient
+        psi_ab, psi_ab_x = digamma(a + b), digamma(a + b + ux + k)
+        ws_x = np.bincount(self.m_x_codes, ws, len(self.m_ux))
+        sum_ws = ws_x.sum()
+        grad = np.array([
+            w_x @ digamma(r + ux) - n * digamma(r) + n * np.log(alpha) - self.w_T @ log_T + es("i,i->", ws, d),
+            n * r / alpha - (r * self.w_T + self.wx_T) @ inv_T + es("i,i->", ws, zg),
+            n * psi_ab - w_x @ psi_ab_x + sum_ws / a,
+            n * (psi_ab - digamma(b)) + w_x @ (digamma(b + ux + k) - psi_ab_x) - ws_x @ (1.0 / b_x),
+        ])
+
+        # Hessian: sum of w [s(1-s) du_i du_j + s d2u_ij] plus the terms without u
+        tri_ab, tri_ab_x = polygamma(1, a + b), polygamma(1, a + b + ux + k)
+        qd, qzg = q * d, q * zg
+        q_x = np.bincount(self.m_x_codes, q, len(self.m_ux))
+        qd_x = np.bincount(self.m_x_codes, qd, len(self.m_ux))
+        qzg_x = np.bincount(self.m_x_codes, qzg, len(self.m_ux))
+        hess = np.empty((4, 4))
+        hess[0, 0] = w_x @ polygamma(1, r + ux) - n * polygamma(1, r) + es("i,i->", qd, d)
+        hess[0, 1] = n / alpha - self.w_T @ inv_T + es("i,i->", qd, zg) + es("i,i->", ws, g)
+        hess[1, 1] = (-n * r / alpha**2 + (r * self.w_T + self.wx_T) @ inv_T**2
+                      + es("i,i->", qzg, zg) + es("i,i,i->", ws, z, h))
+        hess[0, 2] = qd_x.sum() / a
+        hess[0, 3] = -qd_x @ (1.0 / b_x)
+        hess[1, 2] = qzg_x.sum() / a
+        hess[1, 3] = -qzg_x @ (1.0 / b_x)
+        hess[2, 2] = n * tri_ab - w_x @ tri_ab_x + (q_x.sum() - sum_ws) / a**2
+        hess[2, 3] = n * tri_ab - w_x @ tri_ab_x - q_x @ (1.0 / b_x) / a
+        hess[3, 3] = (n * (tri_ab - polygamma(1, b)) + w_x @ (polygamma(1, b + ux + k) - tri_ab_x)
+                      + (q_x + ws_x) @ (1.0 / b_x**2))
+        hess = np.triu(hess) + np.triu(hess, 1).T
+
+        # to log-parameters (d/dtheta_i = p_i d/dp_i), mean over customers, plus lifetimes' penalty
+        pen = self.penalizer
+        value = -ll / n + pen * (p @ p)
+        gradient = -p * grad / n + 2 * pen * p * p
+        hess_theta = -(np.outer(p, p) * hess + np.diag(p * grad)) / n + np.diag(4 * pen * p * p)
+        return float(value), gradient, hess_theta
 
     def log_likelihood(self, log_params: np.ndarray) -> float:
         """Total log-likelihood in the data's own time unit (undoes the time scaling)."""
@@ -138,17 +183,6 @@ class BetaGeoObjective:
         value, _ = self(log_params)
         # in scaled time each customer's log-likelihood is lower by x log(scale)
         return float(-(value - self.penalizer * (p @ p)) * self.n + self.sum_wx * np.log(self.scale))
-
-    def hessian(self, log_params: np.ndarray, step: float = 1e-5) -> np.ndarray:
-        """Hessian of the objective in log-parameters, by central differences of the analytic gradient."""
-        theta = np.asarray(log_params, float)
-        columns = []
-        for i in range(len(theta)):
-            e = np.zeros_like(theta)
-            e[i] = step
-            columns.append((self(theta + e)[1] - self(theta - e)[1]) / (2 * step))
-        hessian = np.array(columns)
-        return (hessian + hessian.T) / 2
 
 
 @dataclass(frozen=True)
@@ -164,26 +198,30 @@ class BetaGeoFit:
 
 
 def fit_beta_geo(frequency, recency, T, weights, penalizer: float = 0.0, modified: bool = False,
-                 start: np.ndarray | None = None) -> BetaGeoFit:
-    """Minimise lifetimes' BG/NBD (or MBG/NBD) objective with BFGS and the analytic gradient.
+                 start: np.ndarray | None = None, method: str = "trust-exact") -> BetaGeoFit:
+    """Minimise lifetimes' BG/NBD (or MBG/NBD) objective from lifetimes' start.
 
-    The gradient tolerance is 1e-10 on the mean objective (lifetimes uses 1e-7), so the estimates
-    are those of the exact optimum rather than of wherever lifetimes' looser stop lands.
+    ``trust-exact`` (Newton steps in a trust region, with the analytic Hessian) needs a handful
+    of evaluations; ``BFGS`` (lifetimes' method, with the analytic gradient only) is kept for
+    comparison. The gradient tolerance is 1e-10 on the mean objective (lifetimes stops at 1e-7),
+    so the estimates are those of the optimum rather than of wherever a looser stop lands.
     """
     objective = BetaGeoObjective(frequency, recency, T, weights, penalizer, modified)
+    x0 = LIFETIMES_START if start is None else np.asarray(start, float)
+    hess = objective.hessian if method == "trust-exact" else None
     with np.errstate(all="ignore"):
-        result = minimize(objective, LIFETIMES_START if start is None else start, jac=True, method="BFGS",
-                          options={"gtol": 1e-10, "maxiter": 1000})
+        result = minimize(objective, x0, jac=True, hess=hess, method=method, options={"gtol": 1e-10, "maxiter": 500})
         theta = result.x
-        # BFGS may stop on precision loss at the optimum already reached: accept a small gradient
-        converged = bool(result.success or np.max(np.abs(result.jac)) < 1e-7)
-        hessian = objective.hessian(theta)
+        value, gradient, hessian = objective.evaluate(theta)
+        # a stop on precision loss right at the optimum is still lifetimes' success (gradient < 1e-7)
+        converged = bool(result.success or np.max(np.abs(gradient)) < 1e-7)
+        converged = converged and bool(np.all(np.isfinite(theta)) and np.isfinite(value))
         log_likelihood = objective.log_likelihood(theta)
     values = np.exp(theta)
     values[1] /= objective.scale
     return BetaGeoFit(
         params=dict(zip(("r", "alpha", "a", "b"), map(float, values))),
-        converged=converged and bool(np.all(np.isfinite(theta))),
+        converged=converged,
         message=str(result.message),
         log_likelihood=log_likelihood,
         hessian=hessian,
