@@ -146,3 +146,63 @@ def test_mbgnbd_p_alive_is_below_one_for_one_time_buyers(fitted):
     p = fitted["mbgnbd"].params_
     assert 0 < float(p.p_alive(0, 0.0, 30.0)) < 1
     assert float(fitted["bgnbd"].params_.p_alive(0, 0.0, 30.0)) == 1.0
+
+
+# --- crmvalue's own BG/NBD and MBG/NBD fit against lifetimes' objective and optimum ------------------
+
+FAMILY = [("bgnbd", BetaGeoFitter, False), ("mbgnbd", ModifiedBetaGeoFitter, True)]
+
+
+def _rows(summary) -> list[np.ndarray]:
+    rows = compress_rfm(summary["frequency"], summary["recency"], summary["T"])
+    return [rows[c].to_numpy() for c in ("frequency", "recency", "T", "weights")]
+
+
+@pytest.mark.parametrize("name,lifetimes_class,modified", FAMILY)
+@pytest.mark.parametrize("penalizer", [0.0, 0.05])
+def test_objective_gradient_and_hessian(sample_summary, name, lifetimes_class, modified, penalizer):
+    """Value equals lifetimes' objective on scaled time; gradient and Hessian equal central differences."""
+    from scipy.optimize import approx_fprime
+
+    from crmvalue.models.beta_geo_fit import BetaGeoObjective
+
+    x, t_x, T, w = _rows(sample_summary)
+    objective = BetaGeoObjective(x, t_x, T, w, penalizer, modified)
+    theta = np.log([0.3, 1.5, 0.9, 2.0])  # away from the optimum, so the gradient is not ~0
+    value, gradient, hessian = objective.evaluate(theta)
+    scale = 1 / T.max()
+    theirs = lifetimes_class._negative_log_likelihood(theta, x.astype(int), t_x * scale, T * scale, w, penalizer)
+    assert value == pytest.approx(theirs, rel=1e-12)
+    np.testing.assert_allclose(gradient, approx_fprime(theta, lambda z: objective(z)[0], 1e-7), atol=1e-6)
+    numerical = np.array([approx_fprime(theta, lambda z: objective(z)[1][i], 1e-6) for i in range(4)])
+    np.testing.assert_allclose(hessian, numerical, atol=1e-5)
+    assert np.abs(gradient).max() > 0.05
+
+
+def _simulated_days_summary(n: int, seed: int):
+    """Like bench/run.py: BG/NBD customers observed for whole days, in weeks."""
+    from crmvalue.models import BetaGeoParams
+    from crmvalue.simulate import simulate_bgnbd_summary
+
+    T = np.random.default_rng(seed).integers(182, 547, n) / 7
+    s = simulate_bgnbd_summary(BetaGeoParams(0.25, 4.0, 0.8, 2.5), T, seed=seed + 1)
+    s["recency"] = np.floor(s["recency"] * 7) / 7
+    return s
+
+
+@pytest.mark.parametrize("name,lifetimes_class,modified", FAMILY)
+@pytest.mark.parametrize("penalizer", [0.0, 0.01])
+@pytest.mark.parametrize("data", ["cdnow", "simulated"])
+def test_estimates_equal_lifetimes_on_raw_rows(sample_summary, name, lifetimes_class, modified, penalizer, data):
+    """Our compressed fit lands on lifetimes' optimum (raw rows, autograd, BFGS) to 4 significant digits,
+    and its standard errors and log-likelihood are lifetimes'."""
+    s = sample_summary if data == "cdnow" else _simulated_days_summary(4000, seed=11)
+    ours = PURCHASE_MODELS[name](penalizer=penalizer).fit(s["frequency"], s["recency"], s["T"])
+    theirs = lifetimes_class(penalizer_coef=penalizer).fit(s["frequency"], s["recency"], s["T"])
+    for param, value in theirs.params_.items():
+        assert ours.params_.as_dict()[param] == pytest.approx(value, rel=5e-5), param
+    np.testing.assert_allclose(ours.standard_errors_.to_numpy(), theirs.standard_errors_.to_numpy(), rtol=1e-3)
+    assert ours.log_likelihood_ == pytest.approx(
+        ours.params_.log_likelihood(s["frequency"], s["recency"], s["T"]), rel=1e-10
+    )
+    assert ours.n_patterns_ < len(s)

@@ -1,4 +1,4 @@
-"""What the BTYD purchase models share: a lifetimes fit on compressed rows, clear failures,
+"""What the BTYD purchase models share: a fit on compressed rows, clear failures,
 standard errors, information criteria, and lifetimes' method names for predictions.
 
 Each model module defines a frozen ``*Params`` dataclass that holds the fitted parameters and
@@ -45,7 +45,8 @@ class PurchaseParams:
 
 
 class PurchaseModel:
-    """Fits a lifetimes fitter on the unique (frequency, recency, T) rows, weighted by their counts.
+    """Fits on the unique (frequency, recency, T) rows, weighted by their counts: with a lifetimes
+    fitter by default, or with the model's own optimiser of the same objective (BG/NBD, MBG/NBD).
 
     Parameters
     ----------
@@ -81,18 +82,20 @@ class PurchaseModel:
         try:
             # lifetimes prints the optimiser state on failure; the error below says it better
             with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
-                self._fit_lifetimes(fitter, rows)
+                values, log_likelihood, hessian = self._fit_compressed(fitter, rows)
         except ConvergenceError:
             raise self._not_converged() from None
-        params = self.params_class(**{k: float(v) for k, v in fitter.params_.items()})
+        params = self.params_class(**{k: float(v) for k, v in values.items()})
         if not all(np.isfinite(v) and v > 0 for v in params.as_dict().values()):
             raise CrmvalueError(f"{label} gave invalid parameters {params}; set a larger penalizer")
         self.fitter_ = fitter
         self.params_ = params
         self.n_customers_ = int(rows["weights"].sum())
         self.n_patterns_ = len(rows)
-        self.log_likelihood_ = params.log_likelihood(rows["frequency"], rows["recency"], rows["T"], rows["weights"])
-        cov = self._log_param_covariance(rows)
+        if log_likelihood is None:
+            log_likelihood = params.log_likelihood(rows["frequency"], rows["recency"], rows["T"], rows["weights"])
+        self.log_likelihood_ = log_likelihood
+        cov = self._log_param_covariance(rows, hessian)
         if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
             raise self._not_converged("the likelihood is flat or not at a maximum")
         self.log_param_covariance_ = cov
@@ -113,11 +116,21 @@ class PurchaseModel:
             "set a larger penalizer, e.g. --penalizer 0.001 or model.penalizer in the config"
         )
 
-    def _log_param_covariance(self, rows: pd.DataFrame) -> np.ndarray:
+    def _fit_compressed(self, fitter, rows: pd.DataFrame) -> tuple[dict[str, float], float | None, np.ndarray | None]:
+        """Parameters, total log-likelihood (None: compute it from them) and lifetimes' Hessian (None: numerical).
+
+        This default fits ``fitter`` itself; a subclass with its own optimiser leaves ``fitter``
+        unfitted apart from ``params_``, raises ``self._not_converged()`` when it fails, and
+        returns the Hessian of lifetimes' objective (mean negative log-likelihood plus penalty,
+        in log-parameters).
+        """
+        self._fit_lifetimes(fitter, rows)
+        return dict(fitter.params_), None, getattr(fitter, "_hessian_", None)
+
+    def _log_param_covariance(self, rows: pd.DataFrame, hessian: np.ndarray | None = None) -> np.ndarray:
         """Asymptotic covariance of the log-parameters: the inverse observed information."""
-        hessian = getattr(self.fitter_, "_hessian_", None)
         if hessian is not None:
-            # lifetimes' autograd Hessian of the mean negative log-likelihood in log-parameters;
+            # the Hessian of lifetimes' mean negative log-likelihood in log-parameters;
             # rescaling time only shifts log(alpha), so the Hessian is the same in our units
             with np.errstate(all="ignore"):
                 return np.linalg.inv(np.asarray(hessian, float)) / rows["weights"].sum()

@@ -1,4 +1,4 @@
-"""BG/NBD purchase model: fitted by lifetimes on compressed rows, predicted with stable formulas.
+"""BG/NBD purchase model: fitted on compressed rows with an analytic gradient, predicted with stable formulas.
 
 References
 ----------
@@ -16,7 +16,8 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, gammaln, hyp2f1
 
-from crmvalue.models.base import PurchaseModel, PurchaseParams
+from crmvalue.models.base import PurchaseParams
+from crmvalue.models.beta_geo_fit import BetaGeoFamilyModel
 
 
 @dataclass(frozen=True)
@@ -94,8 +95,9 @@ def _log_likelihood_terms(params: BetaGeoParams, frequency, recency, T) -> np.nd
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-class BetaGeoModel(PurchaseModel):
-    """BG/NBD fitted by ``lifetimes.BetaGeoFitter`` on the compressed (x, t_x, T) matrix."""
+class BetaGeoModel(BetaGeoFamilyModel):
+    """BG/NBD fitted on the compressed (x, t_x, T) matrix to the optimum of ``lifetimes.BetaGeoFitter``'s
+    objective (see ``crmvalue.models.beta_geo_fit``)."""
 
     params_class = BetaGeoParams
     fitter_name = "BetaGeoFitter"

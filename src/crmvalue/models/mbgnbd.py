@@ -1,5 +1,5 @@
 """MBG/NBD purchase model (Batislam, Denizel and Filiztekin 2007): BG/NBD where a customer can
-also drop out right after the first purchase. Fitted by lifetimes, predicted here.
+also drop out right after the first purchase. Fitted as lifetimes does, only faster; predicted here.
 
 References
 ----------
@@ -16,7 +16,8 @@ from typing import ClassVar
 import numpy as np
 from scipy.special import expit, gammaln, hyp2f1
 
-from crmvalue.models.base import PurchaseModel, PurchaseParams
+from crmvalue.models.base import PurchaseParams
+from crmvalue.models.beta_geo_fit import BetaGeoFamilyModel
 
 
 @dataclass(frozen=True)
@@ -68,8 +69,11 @@ class ModifiedBetaGeoParams(PurchaseParams):
         return a1 + a2 + a3 + np.logaddexp(a4, 0.0)
 
 
-class ModifiedBetaGeoModel(PurchaseModel):
-    """MBG/NBD fitted by ``lifetimes.ModifiedBetaGeoFitter`` on the compressed (x, t_x, T) matrix."""
+class ModifiedBetaGeoModel(BetaGeoFamilyModel):
+    """MBG/NBD fitted on the compressed (x, t_x, T) matrix to the optimum of
+    ``lifetimes.ModifiedBetaGeoFitter``'s objective (see ``crmvalue.models.beta_geo_fit``)."""
+
+    modified = True
 
     params_class = ModifiedBetaGeoParams
     fitter_name = "ModifiedBetaGeoFitter"
