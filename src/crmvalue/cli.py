@@ -261,6 +261,7 @@ def predict(
     out: Path = typer.Option(..., "--out", help="scores file (.csv or .parquet), in the export schema"),
     customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes, if the churn model was trained with them"),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
+    quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
@@ -269,7 +270,7 @@ def predict(
     from crmvalue.predict import predict as run_predict
 
     result = run_predict(model, data, observation_end, out, customers, interactions, tracking_uri,
-                         Progress(enabled=not quiet))
+                         Progress(enabled=not quiet), quantity_col)
     version = f" version {result.model.version}" if result.model.version is not None else ""
     q = result.predictions["quadrant"].value_counts().sort_index()
     typer.echo("\n".join([

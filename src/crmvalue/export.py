@@ -232,10 +232,7 @@ def write_scores(scores: RunScores, url: str, table: str = DEFAULT_TABLE,
                 return ExportResult(scores.run_id, shown, table, n, changed=False)
             staging.drop(conn, checkfirst=True)
             staging.create(conn)
-            records = _records(rows)
-            for start in range(0, n, CHUNK_ROWS):
-                conn.execute(staging.insert(), records[start:start + CHUNK_ROWS])
-                echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
+            _insert(conn, staging, rows, echo)
             _swap(conn, current, staging, table)
             if not _in_history(conn, history, scores.run_id):
                 names = [c.name for c in current.columns]
@@ -346,20 +343,60 @@ def _check_rows(rows: pd.DataFrame, run_id: str) -> None:
         raise CrmvalueError(f"run {run_id}: customer_id {ids[duplicated].iloc[0]!r} appears twice; nothing exported")
 
 
-def _records(rows: pd.DataFrame) -> list[dict]:
-    """Rows as plain Python values (None for missing) for bound parameters."""
-    out = {}
+def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> None:
+    """Bulk-load the staging table in chunks, inside the caller's transaction.
+
+    PostgreSQL: ``COPY ... FROM STDIN`` through psycopg (values sent as data, never as SQL);
+    SQLite: one prepared ``INSERT`` executed many times. Both are far faster than row-by-row
+    ORM inserts: a few seconds for a million customers.
+    """
+    n = len(rows)
+    lists = _column_lists(rows)
+    if conn.dialect.name == "sqlite":
+        # SQLite keeps dates and times as text: SQLAlchemy's own format, so they read back as dates
+        for i, column in enumerate(rows.columns):
+            convert = COLUMN_TYPES[column].dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if column in ("as_of_date", "scored_at") and convert is not None:
+                lists[i] = [None if v is None else convert(v) for v in lists[i]]
+    values = list(zip(*lists))
+    if conn.dialect.name == "postgresql":
+        from psycopg import sql
+
+        copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
+            sql.Identifier(staging.name), sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns))
+        with conn.connection.driver_connection.cursor() as cursor:
+            for start in range(0, n, CHUNK_ROWS):
+                with cursor.copy(copy_sql) as copy:
+                    for row in values[start:start + CHUNK_ROWS]:
+                        copy.write_row(row)
+                echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
+        return
+    insert = str(staging.insert().compile(dialect=conn.dialect))  # INSERT INTO ... VALUES (?, ?, ...)
+    for start in range(0, n, CHUNK_ROWS):
+        conn.exec_driver_sql(insert, values[start:start + CHUNK_ROWS])
+        echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
+
+
+def _column_lists(rows: pd.DataFrame) -> list[list]:
+    """Each column as a list of plain Python values, None where missing."""
+    lists = []
     for column in rows.columns:
         values = rows[column]
+        if column in ("as_of_date", "scored_at"):
+            lists.append(values.tolist())
+            continue
+        missing = values.isna().to_numpy()
         if column in INTEGER_COLUMNS:
-            out[column] = [None if _missing(v) else int(v) for v in values.tolist()]
+            out = values.fillna(0).to_numpy(dtype=np.int64).tolist()
         elif column in TEXT_COLUMNS:
-            out[column] = [None if _missing(v) else str(v) for v in values.tolist()]
-        elif column in ("as_of_date", "scored_at"):
-            out[column] = values.tolist()
+            out = values.astype(object).where(~missing, None).map(lambda v: v if v is None else str(v)).tolist()
         else:
-            out[column] = [None if _missing(v) else float(v) for v in values.tolist()]
-    return [dict(zip(out, row)) for row in zip(*out.values())]
+            out = values.to_numpy(dtype=float, na_value=np.nan).tolist()
+        if missing.any():
+            for i in np.flatnonzero(missing):
+                out[i] = None
+        lists.append(out)
+    return lists
 
 
 def _missing(value) -> bool:

@@ -30,7 +30,7 @@ import yaml
 
 from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
-from crmvalue.data import Transactions, load_transactions
+from crmvalue.data import BUNDLED, Transactions, load_transactions
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import SUMMARY_COLUMNS, revenue_in_window, rfm_summary_with_report
 from crmvalue.io import atomic_copy, write_table
@@ -72,7 +72,8 @@ class _TrainedRun:
 
 def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, out: Path,
             customers: str | Path | None = None, interactions: str | Path | None = None,
-            tracking_uri: str | None = None, progress: Progress | None = None) -> PredictResult:
+            tracking_uri: str | None = None, progress: Progress | None = None,
+            quantity_col: str | None = None) -> PredictResult:
     import mlflow
 
     from crmvalue.store import open_store
@@ -84,8 +85,8 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
     mlflow.set_tracking_uri(tracking_uri)
     obs_end = _day(observation_end, "--observation-end")
 
-    with progress.stage("model", f"resolved {model_uri}", announce=False), open_store(tracking_uri) as client, \
-            tempfile.TemporaryDirectory() as tmp:
+    # no progress line yet: a bad model URI or bad data should be the only line the user sees
+    with open_store(tracking_uri) as client, tempfile.TemporaryDirectory() as tmp:
         ref = resolve(client, model_uri)
         trained = _trained_run(client, ref, Path(tmp))
         pyfunc = mlflow.pyfunc.load_model(ref.uri)
@@ -101,10 +102,17 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             "the model has seen later purchases; score as of that date or later"
         )
 
-    with progress.stage("load", f"loaded and checked the transactions from {data if not isinstance(data, pd.DataFrame) else 'a DataFrame'}", announce=False):
+    source = "a DataFrame" if isinstance(data, pd.DataFrame) else data
+    with progress.stage("load", f"loaded {ref.uri} and checked the transactions from {source}", announce=False):
         d = cfg.data
+        quantity_col = quantity_col or d.quantity_col
+        needs_quantity = bool(trained.churn_state and "quantity_total" in trained.churn_state["feature_columns"])
+        if needs_quantity and quantity_col is None and not (isinstance(data, str) and data in BUNDLED):
+            raise CrmvalueError(
+                f"the churn model of run {trained.run_id} uses purchase quantities: name the column with --quantity-col"
+            )
         tx = load_transactions(data, customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
-                               quantity_col=d.quantity_col, date_format=d.date_format)
+                               quantity_col=quantity_col, date_format=d.date_format)
         frame = tx.frame
         _check_drift(tx, trained, d.date_col, obs_end)
         attributes = None
