@@ -38,7 +38,7 @@ mlflow-ui: $(STAMP) ## Browse the runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
 
 clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
-	rm -rf mlruns mlflow.db exports .pytest_cache
+	rm -rf mlruns mlflow.db crm.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
 .PHONY: help install train experiments test bench strip mlflow-ui clean
