@@ -96,7 +96,8 @@ def test_run_artifacts(trained):
     assert {a.path for a in client.list_artifacts(result.run_id, "analyses")} == {f"analyses/{name}.csv" for name in (
         "rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention", "crm_components")}
     assert {a.path for a in client.list_artifacts(result.run_id, "churn")} == {
-        "churn/churn_calibration.json", "churn/feature_importance_gain.csv", "churn/test_scores.csv"}
+        "churn/churn_calibration.json", "churn/churn_scoring.json", "churn/feature_importance_gain.csv",
+        "churn/test_scores.csv"}
     tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
     assert tables == {f"diagnostics/{name}.csv" for name in (
         "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")}
