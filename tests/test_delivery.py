@@ -375,7 +375,7 @@ def test_credentials_never_leak(store, database, tmp_path):
         url = sa.engine.make_url(database)
         engine = sa.create_engine(url)
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP ROLE IF EXISTS crm_writer")
+            conn.exec_driver_sql("DROP ROLE IF EXISTS crm_writer")
             conn.exec_driver_sql(f"CREATE ROLE crm_writer LOGIN PASSWORD '{PASSWORD}'")
             conn.exec_driver_sql("GRANT ALL ON SCHEMA public TO crm_writer")
         engine.dispose()

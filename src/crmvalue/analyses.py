@@ -2,7 +2,8 @@
 retention and cohorts, and market segments (``../shared/docs/domain.md``, sections 1-4).
 
 Every function takes pandas objects and returns a new one, indexed by ``customer_id`` where the
-result is per customer. Orders are *purchase days* (:func:`crmvalue.features.purchase_days`):
+result is per customer; transactions may be canonical rows or their netted
+:class:`~crmvalue.customer_days.CustomerDays`. Orders are *purchase days* (:mod:`crmvalue.customer_days`):
 a customer's transactions on one day, returns netted, a day cancelled by a return dropped, as in
 the rest of the package. Everything is vectorised: no per-customer Python loop.
 """
@@ -19,8 +20,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 # the transactions' own validators, so an interactions file fails with the same messages
 from crmvalue.data import _customer_ids, _existing_file, _frame_row, _read_file, _timestamps
+from crmvalue.customer_days import CustomerDays, customer_days, day_number
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import purchase_days
 
 log = logging.getLogger("crmvalue")
 
@@ -30,14 +31,20 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _end_day(transactions: pd.DataFrame, observation_end) -> pd.Timestamp:
+def _end_day(days: CustomerDays, observation_end) -> pd.Timestamp:
     if observation_end is None:
-        return transactions["date"].max().normalize()
+        return days.last_date
     return pd.Timestamp(observation_end).normalize()
 
 
-def _up_to(transactions: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
-    return transactions[(transactions["date"].dt.normalize() <= end).to_numpy()]
+def _up_to(frame: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
+    return frame[(frame["date"].dt.normalize() <= end).to_numpy()]
+
+
+def _netted(transactions: "pd.DataFrame | CustomerDays") -> CustomerDays:
+    if not isinstance(transactions, CustomerDays):
+        _require(transactions, ["customer_id", "date", "amount"], "transactions")
+    return customer_days(transactions)
 
 
 def _by_customer(frame: pd.DataFrame) -> pd.DataFrame:
@@ -63,7 +70,7 @@ MEASURE_COLUMNS = [
 ]
 
 
-def customer_measures(transactions: pd.DataFrame, observation_end=None) -> pd.DataFrame:
+def customer_measures(transactions: "pd.DataFrame | CustomerDays", observation_end=None) -> pd.DataFrame:
     """The five CPM measures of seed 004, and what they are built from, per customer.
 
     Only transactions on or before ``observation_end`` (by calendar day; default the last
@@ -84,30 +91,32 @@ def customer_measures(transactions: pd.DataFrame, observation_end=None) -> pd.Da
     Customers without a purchase day (only returns, or only transactions after the end) are
     absent, as in :func:`crmvalue.features.rfm_summary`. The index is the customer id, sorted.
     """
-    _require(transactions, ["customer_id", "date", "amount"], "transactions")
-    end = _end_day(transactions, observation_end)
-    window = _up_to(transactions, end)
-    days = purchase_days(window)
-    code, ids = pd.factorize(days["customer_id"], sort=True)
-    index = pd.Index(ids, name="customer_id")
-    if len(days) == 0:
+    days = _netted(transactions)
+    end = _end_day(days, observation_end)
+    in_window = days.day <= day_number(end)
+    bought = in_window & days.purchase
+    customer, day = days.customer[bought], days.day[bought].astype(np.int64)
+    n = len(customer)
+    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if n else np.array([], dtype=np.int64)
+    codes = customer[starts]
+    index = pd.Index(days.ids[codes], name="customer_id")
+    if n == 0:
         return pd.DataFrame({c: pd.Series(dtype=float) for c in MEASURE_COLUMNS}, index=index)
-    day = days["day"].to_numpy().astype("datetime64[D]").astype(np.int64)
-    n = len(code)
-    starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     stops = np.r_[starts[1:], n]
     orders = stops - starts
     first, last = day[starts], day[stops - 1]
-    # gaps between consecutive purchase days of the same customer; purchase_days sorts by customer, day
-    same = code[1:] == code[:-1]
+    # gaps between consecutive purchase days of the same customer (sorted by customer, day)
+    same = customer[1:] == customer[:-1]
+    position = np.cumsum(np.r_[True, ~same]) - 1  # each purchase day's customer, 0.. in index order
     gaps = pd.Series(np.diff(day)[same].astype(float))
-    median_gap = gaps.groupby(code[1:][same]).median().reindex(np.arange(len(ids))).to_numpy()
+    median_gap = gaps.groupby(position[1:][same]).median().reindex(np.arange(len(codes))).to_numpy()
 
-    rows = window.groupby("customer_id", sort=False)
-    total_sales = rows["amount"].sum().reindex(index).to_numpy(dtype=float)
-    if "quantity" in window.columns:
-        quantity = rows["quantity"].sum().reindex(index).to_numpy(dtype=float)
-        unit_price = np.divide(total_sales, quantity, out=np.full(len(ids), np.nan), where=quantity > 0)
+    # every day up to the end, returns on days of their own included: the sum of the rows
+    owner, size = days.customer[in_window], len(days.ids)
+    total_sales = np.bincount(owner, weights=days.amount[in_window], minlength=size)[codes]
+    if days.quantity is not None:
+        quantity = np.bincount(owner, weights=days.quantity[in_window], minlength=size)[codes]
+        unit_price = np.divide(total_sales, quantity, out=np.full(len(codes), np.nan), where=quantity > 0)
     else:
         unit_price = total_sales / orders
     end_day = np.datetime64(end.date(), "D").astype(np.int64)
@@ -707,27 +716,39 @@ def crm_value_score(
 PERIODS_PER_YEAR = {"M": 12, "Q": 4}
 
 
-def _period_ordinals(days: pd.Series, period: str) -> np.ndarray:
-    """Months or quarters since 1970-01, the ordinals of pandas' monthly and quarterly periods."""
+def _period_ordinals(days, period: str) -> np.ndarray:
+    """Months or quarters since 1970-01, the ordinals of pandas' monthly and quarterly periods.
+
+    ``days`` are datetimes, or integer days since 1970-01-01."""
     if period not in PERIODS_PER_YEAR:
         raise CrmvalueError(f"period must be 'M' (month) or 'Q' (quarter), not {period!r}")
-    months = (days.dt.year.to_numpy() - 1970) * 12 + days.dt.month.to_numpy() - 1
+    values = np.asarray(days)
+    if values.dtype.kind in "iu":
+        values = values.astype(np.int64).astype("datetime64[D]")
+    months = values.astype("datetime64[M]").astype(np.int64)
     return months if period == "M" else months // 3
 
 
-def _customer_periods(transactions: pd.DataFrame, period: str, observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Purchase days with their period, and the sorted distinct (customer code, period) pairs."""
-    _require(transactions, ["customer_id", "date", "amount"], "transactions")
+def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
+                      observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    """Purchase days (``period``, ``amount``), and the sorted distinct (customer code, period) pairs."""
+    netted = _netted(transactions)
+    keep = netted.purchase
     if observation_end is not None:
-        transactions = _up_to(transactions, pd.Timestamp(observation_end).normalize())
-    days = purchase_days(transactions)
-    days["period"] = _period_ordinals(days["day"], period)
-    code = pd.factorize(days["customer_id"], sort=True)[0].astype(np.int64)
-    pairs = np.unique(np.c_[code, days["period"].to_numpy()], axis=0)
-    return days, pairs[:, 0], pairs[:, 1]
+        keep &= netted.day <= day_number(pd.Timestamp(observation_end).normalize())
+    code = netted.customer[keep].astype(np.int64)
+    ordinal = _period_ordinals(netted.day[keep], period)
+    days = pd.DataFrame({"period": ordinal, "amount": netted.amount[keep]})
+    if len(days) == 0:
+        return days, code, ordinal
+    # one int64 key per (customer, period): np.unique of a key is much faster than of rows
+    low = ordinal.min()
+    width = np.int64(ordinal.max() - low + 1)
+    pairs = np.unique(code * width + (ordinal - low))
+    return days, pairs // width, pairs % width + low
 
 
-def retention_table(transactions: pd.DataFrame, period: Literal["M", "Q"] = "M", observation_end=None) -> pd.DataFrame:
+def retention_table(transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M", observation_end=None) -> pd.DataFrame:
     """Per calendar month or quarter, the retention revenue-cost measures of seed 003.
 
     - ``active_customers``: customers with a purchase day in the period; ``new_customers``:
@@ -775,7 +796,7 @@ def retention_table(transactions: pd.DataFrame, period: Literal["M", "Q"] = "M",
 
 
 def cohort_retention(
-    transactions: pd.DataFrame, period: Literal["M", "Q"] = "M", observation_end=None, counts: bool = False
+    transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M", observation_end=None, counts: bool = False
 ) -> pd.DataFrame:
     """Cohort matrix: rows the acquisition period (of the first purchase day), columns the
     periods since acquisition 0, 1, ..., values the share of the cohort with a purchase day

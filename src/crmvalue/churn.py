@@ -36,6 +36,7 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score, brier_score_loss, log_loss, roc_auc_score
 
+from crmvalue.customer_days import CustomerDays, customer_days, day_number
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import (
     DAYS_PER_UNIT,
@@ -98,7 +99,7 @@ class ChurnData:
         return pd.Timestamp(int(self.day.min()), unit="D")
 
 
-def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | None = None,
+def prepare(transactions: "pd.DataFrame | CustomerDays", last_day, attributes: pd.DataFrame | None = None,
             categories: dict[str, list[str]] | None = None) -> ChurnData:
     """Purchase days of every customer up to ``last_day``, and their attributes by the same codes.
 
@@ -112,16 +113,12 @@ def prepare(transactions: pd.DataFrame, last_day, attributes: pd.DataFrame | Non
     data with a model trained on others: a category the model never saw becomes missing.
     """
     last_day = pd.Timestamp(last_day).normalize()
-    days = _purchase_day_arrays(transactions, last_day)
+    netted = customer_days(transactions)
+    days = _purchase_day_arrays(netted, last_day)
     quantity = None
-    if "quantity" in transactions.columns:
-        # quantity per purchase day, in the same (customer, day) order as the purchase days
-        frame = transactions.loc[(transactions["date"].dt.normalize() <= last_day).to_numpy()]
-        codes = days.ids.get_indexer(frame["customer_id"])
-        day = frame["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
-        per_day = pd.Series(frame["quantity"].to_numpy(float)).groupby([codes, day]).sum()
-        key = pd.MultiIndex.from_arrays([days.customer, days.day])
-        quantity = per_day.reindex(key, fill_value=0.0).to_numpy(float)
+    if netted.quantity is not None:
+        # quantity per purchase day (the sum of its rows), in the order of the purchase days
+        quantity = netted.quantity[netted.purchase & (netted.day <= day_number(last_day))]
     coded, categories = None, {}
     if attributes is not None:
         matched = days.ids.isin(attributes.index)

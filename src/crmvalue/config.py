@@ -63,6 +63,10 @@ class DataConfig(_Strict):
         None, description="optional customer table (.csv/.parquet), one row per id: churn features, segments, satisfaction"
     )
     customers_id_col: str = "customer_id"
+    engine: Literal["auto", "pandas", "duckdb"] = Field(
+        "auto", description="who reads and nets the transactions: DuckDB for large files (auto: CSV/Parquet of 100 MB "
+        "or more), pandas otherwise; both give the same numbers"
+    )
 
 
 PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]

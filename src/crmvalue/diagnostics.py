@@ -46,8 +46,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import betainc, betaln, gammaln, hyp2f1, logsumexp, xlogy
 
+from crmvalue.customer_days import customer_days, day_number
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import DAYS_PER_UNIT, TimeUnit, purchase_days
+from crmvalue.features import DAYS_PER_UNIT, TimeUnit
 
 ModelFamily = Literal["bg_nbd", "mbg_nbd", "pareto_nbd"]
 
@@ -235,8 +236,8 @@ def repeat_transactions_tracking(
 
     Parameters
     ----------
-    transactions : DataFrame
-        Canonical ``customer_id, date, amount`` rows.
+    transactions : DataFrame or CustomerDays
+        Canonical ``customer_id, date, amount`` rows, or their netted customer-days.
     model
         A fitted purchase model in the same time unit (see the module docstring).
     calibration_end, observation_end
@@ -264,22 +265,27 @@ def repeat_transactions_tracking(
     unit = int(period_days) if period_days is not None else int(unit_days)
     if unit < 1:
         raise CrmvalueError(f"a tracking period must be at least one day, got {period_days}")
-    days = purchase_days(transactions)
-    days = days[(days["day"] <= obs_end).to_numpy()]
-    first = days.groupby("customer_id", sort=False)["day"].transform("min")
-    tracked = (first <= cal_end).to_numpy()
+    netted = customer_days(transactions)
+    keep = netted.purchase & (netted.day <= day_number(obs_end))
+    customer, day = netted.customer[keep], netted.day[keep].astype(np.int64)
+    starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if len(customer) else np.array([], np.int64)
+    first_days = day[starts]  # purchase days are sorted by customer, then day
+    first = np.repeat(first_days, np.diff(np.r_[starts, len(day)]))
+    tracked = first <= day_number(cal_end)
     if not tracked.any():
         raise CrmvalueError(f"no customer made a first purchase on or before the calibration end {cal_end.date()}")
-    days, first = days[tracked], first[tracked]
-    start = first.min()
+    day, first = day[tracked], first[tracked]
+    start_day = int(first.min())
+    start = pd.Timestamp(start_day, unit="D")
 
     n_periods = -(-((obs_end - start).days + 1) // unit)  # ceiling division
     period_end = np.minimum(np.arange(1, n_periods + 1) * unit - 1, (obs_end - start).days)
 
-    repeat_offset = (days["day"] - start).dt.days.to_numpy()[(days["day"] > first).to_numpy()]
+    repeat_offset = (day - start_day)[day > first]
     actual = np.bincount(repeat_offset // unit, minlength=n_periods)[:n_periods]
 
-    cohort_offset, cohort_size = np.unique((first[days["day"] == first] - start).dt.days.to_numpy(), return_counts=True)
+    first_days = first_days[first_days <= day_number(cal_end)]
+    cohort_offset, cohort_size = np.unique(first_days - start_day, return_counts=True)
     age = np.maximum(period_end[:, None] - cohort_offset[None, :], 0) / unit_days
     expected = expected_repeat_purchases(model, age) @ cohort_size
 

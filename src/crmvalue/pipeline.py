@@ -28,8 +28,9 @@ import yaml
 
 from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
-from crmvalue.data import Transactions, load_transactions
+from crmvalue.customer_days import CustomerDays
 from crmvalue.diagnostics import fit_diagnostics, gamma_gamma_spend_fit
+from crmvalue.engine import load_customer_days
 from crmvalue.errors import CrmvalueError
 from crmvalue.evaluation import Evaluation, evaluate_purchase_models
 from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
@@ -80,13 +81,23 @@ def export_columns(predictions: pd.DataFrame) -> list[str]:
     return columns + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
 
 
+def peak_rss_mb() -> float:
+    """The process's peak resident memory so far, in MB (``getrusage`` max RSS; KB on Linux, bytes on macOS)."""
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
+
+
 class Progress:
-    """Prints one line per stage to stderr with its duration; silent when ``enabled`` is False."""
+    """Prints one line per stage to stderr with its duration and the peak memory so far; silent
+    when ``enabled`` is False. ``timings`` and ``peaks_mb`` hold both per stage."""
 
     def __init__(self, enabled: bool = True, stream=None):
         self.enabled = enabled
         self.stream = stream or sys.stderr
         self.timings: dict[str, float] = {}
+        self.peaks_mb: dict[str, float] = {}  # the process's peak RSS when the stage ended
 
     @contextlib.contextmanager
     def stage(self, key: str, text: str, announce: bool = True):
@@ -98,8 +109,17 @@ class Progress:
         yield
         elapsed = time.perf_counter() - start
         self.timings[key] = elapsed
+        self.peaks_mb[key] = peak_rss_mb()
         if self.enabled:
-            print(f"  {'done' if announce else text} in {elapsed:.1f}s", file=self.stream, flush=True)
+            print(f"  {'done' if announce else text} in {elapsed:.1f}s (peak memory {self.peaks_mb[key]:,.0f} MB)",
+                  file=self.stream, flush=True)
+
+    def metrics(self) -> dict[str, float]:
+        """``time.<stage>_s`` for every stage, ``memory.<stage>_peak_mb`` and the overall ``memory.peak_mb``."""
+        metrics = {f"time.{k}_s": v for k, v in self.timings.items()}
+        metrics.update({f"memory.{k}_peak_mb": v for k, v in self.peaks_mb.items()})
+        metrics["memory.peak_mb"] = peak_rss_mb()
+        return metrics
 
 
 @dataclass
@@ -120,12 +140,15 @@ class TrainResult:
 
 
 def resolve_dates(
-    config: ExperimentConfig, transactions: pd.DataFrame, source: str | None = None
+    config: ExperimentConfig, transactions: pd.DataFrame | CustomerDays, source: str | None = None
 ) -> tuple[pd.Timestamp, pd.Timestamp]:
     """Observation end defaults to the last transaction day; calibration end to the span's midpoint."""
     where = f"{source}: " if source else ""
-    first = transactions["date"].min().normalize()
-    obs_end = pd.Timestamp(config.observation_end) if config.observation_end else transactions["date"].max().normalize()
+    if isinstance(transactions, CustomerDays):
+        first, last = transactions.first_date, transactions.last_date
+    else:
+        first, last = transactions["date"].min().normalize(), transactions["date"].max().normalize()
+    obs_end = pd.Timestamp(config.observation_end) if config.observation_end else last
     if config.calibration_end:
         cal_end = pd.Timestamp(config.calibration_end)
     else:
@@ -158,15 +181,17 @@ def train(
             from crmvalue.simulate import simulate_from_config
 
             data = simulate_from_config(cfg.data.simulation)
-        tx = load_transactions(
+        tx = load_customer_days(
             data if data is not None else cfg.data.source,
             customer_col=cfg.data.customer_col,
             date_col=cfg.data.date_col,
             amount_col=cfg.data.amount_col,
             quantity_col=cfg.data.quantity_col,
             date_format=cfg.data.date_format,
+            engine=cfg.data.engine,
         )
-        frame = tx.frame
+        data = None  # the netted customer-days below are all the later steps need, not the rows
+        frame = tx
         cal_end, obs_end = resolve_dates(cfg, frame, tx.source)
         attributes = interactions = None
         if cfg.data.customers is not None and (cfg.churn.enabled or cfg.analyses.enabled):
@@ -193,7 +218,7 @@ def train(
 
             # refuse data too short for the churn protocol now, not after every model is fitted
             check_test_window(cal_end, obs_end, cfg.horizon_days)
-            check_history(frame["date"].min(), cal_end, cfg.horizon_days, cfg.churn.min_history_days)
+            check_history(frame.first_date, cal_end, cfg.horizon_days, cfg.churn.min_history_days)
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
         split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
@@ -307,6 +332,7 @@ def train(
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
         run_id, model_uri, registered = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
                                      purchase, gg, thresholds, cal_end, obs_end, progress, churn_result, analyses)
+    _log_final_metrics(run_id, progress)
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -337,7 +363,7 @@ def _check_finite(predictions: pd.DataFrame) -> None:
         )
 
 
-def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
+def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
              predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
              cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None,
              analyses: "AnalysesResult | None" = None) -> tuple[str, str, dict[str, int]]:
@@ -371,7 +397,7 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
         mlflow.set_tags({
             "crmvalue.kind": "train",
             "crmvalue.as_of_date": str(obs_end.date()),
-            "crmvalue.data_first_date": str(tx.frame["date"].min().date()),
+            "crmvalue.data_first_date": str(tx.first_date.date()),
             "crmvalue.predictions_artifact": out_path.name,
         })
         params = flatten(resolved, "config.")
@@ -390,7 +416,7 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
                 metrics.update({f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()})
         metrics.update(
             {
-                "data.transactions": float(len(tx.frame)),
+                "data.transactions": float(tx.transactions),
                 "data.customers": float(len(predictions)),
                 **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
             }
@@ -426,7 +452,7 @@ def _log_run(cfg, tx: Transactions, evaluation: Evaluation, diagnostics: dict[st
         model_uri = log_value_model(value_model, predictions)
         churn_uri = _log_churn(churn_result, tmp, cfg) if churn_result is not None else None
         registered = _register(cfg, run_id, model_uri, churn_uri) if cfg.registry.enabled else {}
-        mlflow.log_metrics({f"time.{k}_s": v for k, v in progress.timings.items()})
+        mlflow.log_metrics(progress.metrics())
 
         # the run is complete: only now do the files a CRM or a later run reads appear, each in one rename
         model_dir = Path(cfg.models_dir) / cfg.name
@@ -453,6 +479,16 @@ def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str
         registered[cfg.registry.churn_model] = registry.register(churn_uri, cfg.registry.churn_model, run_id)
         mlflow.set_tag(registry.CHURN_VERSION_TAG, str(registered[cfg.registry.churn_model]))
     return registered
+
+
+def _log_final_metrics(run_id: str, progress: Progress) -> None:
+    """The track stage's own time and memory, known only once the run is logged."""
+    from mlflow.tracking import MlflowClient
+
+    metrics = progress.metrics()
+    client = MlflowClient()
+    for key in ("time.track_s", "memory.track_peak_mb", "memory.peak_mb"):
+        client.log_metric(run_id, key, metrics[key])
 
 
 def _log_figures(figures: dict) -> None:

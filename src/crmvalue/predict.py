@@ -30,7 +30,9 @@ import yaml
 
 from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
+from crmvalue.customer_days import CustomerDays, customer_days
 from crmvalue.data import BUNDLED, Transactions, load_transactions
+from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import SUMMARY_COLUMNS, revenue_in_window, rfm_summary_with_report
 from crmvalue.io import atomic_copy, write_table
@@ -111,10 +113,16 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             raise CrmvalueError(
                 f"the churn model of run {trained.run_id} uses purchase quantities: name the column with --quantity-col"
             )
-        tx = load_transactions(data, customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
-                               quantity_col=quantity_col, date_format=d.date_format)
-        frame = tx.frame
-        _check_drift(tx, trained, d.date_col, obs_end)
+        options = dict(customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
+                       quantity_col=quantity_col, date_format=d.date_format)
+        if choose_engine(data, d.engine) == "pandas":  # the rows are at hand: name the first bad one
+            rows = load_transactions(data, **options)
+            _check_drift(rows, trained, d.date_col, obs_end)
+            tx = customer_days(rows.frame).with_source(rows.source, rows.sha256)
+        else:  # out of core, as in training; the netted days name a customer instead of a row
+            tx = load_customer_days(data, engine="duckdb", **options)
+            _check_drift_days(tx, trained, obs_end)
+        frame = tx
         attributes = None
         if customers is not None:
             from crmvalue.data import load_customer_attributes
@@ -262,7 +270,19 @@ def _check_drift(tx: Transactions, trained: _TrainedRun, date_col: str, obs_end:
         raise CrmvalueError(f"{tx.source}: no transaction on or before --observation-end {obs_end.date()}")
 
 
-def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: Transactions, obs_end, predictions,
+def _check_drift_days(days, trained: _TrainedRun, obs_end: pd.Timestamp) -> None:
+    if trained.data_first_date is not None and days.first_date < trained.data_first_date:
+        at = int(np.argmin(days.day))
+        raise CrmvalueError(
+            f"{days.source}: customer {days.ids[days.customer[at]]!r} has a transaction on {days.first_date.date()}, "
+            f"before the model's training data, which starts on {trained.data_first_date.date()} (run {trained.run_id}); "
+            "score with a model trained on that period"
+        )
+    if days.first_date > obs_end:
+        raise CrmvalueError(f"{days.source}: no transaction on or before --observation-end {obs_end.date()}")
+
+
+def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: CustomerDays, obs_end, predictions,
                      quadrants, out: Path, progress: Progress) -> str:
     import mlflow
 
@@ -287,7 +307,7 @@ def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: Tran
         mlflow.set_tags(tags)
         mlflow.log_params({"model_uri": ref.uri, "observation_end": str(obs_end.date())})
         mlflow.log_metrics({
-            "data.transactions": float(len(tx.frame)),
+            "data.transactions": float(tx.transactions),
             "data.customers": float(len(predictions)),
             **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
             **{f"time.{k}_s": v for k, v in progress.timings.items()},

@@ -66,7 +66,7 @@ def resolve(client, uri: str) -> ModelRef:
                 mv = client.get_model_version(name, found["version"])
         except MlflowException as exc:
             what = f"alias {found['alias']!r}" if found["alias"] else f"version {found['version']}"
-            hint = f"; set it with `crmvalue promote --version N`" if found["alias"] else ""
+            hint = "; set it with `crmvalue promote --version N`" if found["alias"] else ""
             raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({_first_line(exc)}){hint}") from None
         if not mv.run_id:
             raise CrmvalueError(f"--model {uri}: version {mv.version} of {name!r} has no source run")

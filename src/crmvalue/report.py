@@ -14,19 +14,16 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 import re
 import tempfile
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import pandas as pd
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import atomic_write
-from crmvalue.store import display_uri as _display_uri, get_run as _get_run, latest_run_id, open_store as _store
+from crmvalue.store import get_run as _get_run, latest_run_id, open_store as _store
 from crmvalue.tracking import resolve_tracking_uri
 
 LATEST = "latest"
