@@ -40,6 +40,7 @@ def train(
     amount_col: Optional[str] = typer.Option(None, "--amount-col", help="amount (revenue) column"),
     quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="optional quantity column (a churn feature)"),
     date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
+    engine: Optional[str] = typer.Option(None, "--engine", help="auto, pandas or duckdb: who reads and nets the transactions (default auto)"),
     calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
     observation_end: Optional[str] = typer.Option(None, "--observation-end", help="last day of observation"),
     time_unit: Optional[TimeUnitChoice] = typer.Option(None, "--time-unit", help="time unit of recency and T"),
@@ -78,6 +79,7 @@ def train(
             "data.amount_col": amount_col,
             "data.quantity_col": quantity_col,
             "data.date_format": date_format,
+            "data.engine": engine,
             "calibration_end": calibration_end,
             "observation_end": observation_end,
             "time_unit": time_unit.value if time_unit else None,
@@ -301,3 +303,7 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+
+
+if __name__ == "__main__":
+    main()
