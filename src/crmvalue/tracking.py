@@ -104,7 +104,8 @@ class ValueModelPyfunc(mlflow.pyfunc.PythonModel):
 
 def log_value_model(model: ValueModel, example: pd.DataFrame, name: str = "value_model") -> str:
     """Log the value model as a pyfunc with a signature; returns its model URI."""
-    example = example[SUMMARY_COLUMNS].astype("float64").reset_index(drop=True)
+    # a signature needs a few rows, not every customer (5 million of them cost seconds here)
+    example = example[SUMMARY_COLUMNS].head(100).astype("float64").reset_index(drop=True)
     signature = infer_signature(example, model.predict(example).reset_index(drop=True))
     code = Path(__file__).with_name("mlflow_model.py")
     with tempfile.TemporaryDirectory() as tmp:
