@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 import pandas as pd
 
-from crmvalue.errors import CrmvalueError
+from crmvalue.errors import CrmvalueError, first_line
 
 CANONICAL = ("customer_id", "date", "amount")
 
@@ -200,8 +200,7 @@ def _read_file(path: Path) -> tuple[pd.DataFrame, Callable[[int], str]]:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    return first_line(exc, limit=None)
 
 
 def _parquet_row(i: int) -> str:

@@ -9,3 +9,11 @@ class CrmvalueError(Exception):
     The message is one line that names the file, the column and the first bad row where
     those apply, and says what to do. The CLI prints it without a traceback and exits 2.
     """
+
+
+def first_line(exc: BaseException, limit: int | None = 300) -> str:
+    """The first line of an exception's message (MLflow's ``.message`` when it has one), for a
+    one-line :class:`CrmvalueError`; cut at ``limit`` characters."""
+    lines = str(getattr(exc, "message", exc)).strip().splitlines()
+    text = lines[0] if lines else type(exc).__name__
+    return text if limit is None else text[:limit]

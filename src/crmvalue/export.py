@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Date, DateTime, Double, Integer, SmallInteger, String, Text
 
-from crmvalue.errors import CrmvalueError
+from crmvalue.errors import CrmvalueError, first_line
 from crmvalue.io import atomic_write
 
 DEFAULT_URL = "sqlite:///crm.db"
@@ -251,7 +251,7 @@ def _engine(url: str, shown: str):
     try:
         engine = create_engine(url)
     except (ArgumentError, NoSuchModuleError) as exc:
-        raise CrmvalueError(f"--to {shown}: {_first_line(exc)}") from None
+        raise CrmvalueError(f"--to {shown}: {first_line(exc)}") from None
     except ImportError as exc:
         raise CrmvalueError(f"--to {shown}: the database driver is not installed ({exc.name})") from None
     if engine.dialect.name == "sqlite":
@@ -407,16 +407,12 @@ def _db_reason(exc, url: str) -> str:
     """The driver's first line, with the password scrubbed should a driver ever echo it."""
     from sqlalchemy.engine import make_url
 
-    reason = _first_line(getattr(exc, "orig", None) or exc)
+    reason = first_line(getattr(exc, "orig", None) or exc)
     password = make_url(url).password
     if password:
         reason = reason.replace(str(password), "***")
     return reason
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 def _tag_run(run_id: str, key: str, value: str, tracking_uri: str | None) -> None:

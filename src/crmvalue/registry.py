@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from crmvalue.errors import CrmvalueError
+from crmvalue.errors import CrmvalueError, first_line
 
 VALUE_MODEL = "crmvalue-value"
 CHURN_MODEL = "crmvalue-churn"
@@ -48,7 +48,7 @@ def register(model_uri: str, name: str, run_id: str) -> int:
         with contextlib.redirect_stderr(io.StringIO()):
             version = mlflow.register_model(model_uri, name, tags={"crmvalue.run_id": run_id})
     except MlflowException as exc:
-        raise CrmvalueError(f"cannot register {name} in the MLflow model registry: {_first_line(exc)}") from None
+        raise CrmvalueError(f"cannot register {name} in the MLflow model registry: {first_line(exc)}") from None
     return int(version.version)
 
 
@@ -67,7 +67,7 @@ def resolve(client, uri: str) -> ModelRef:
         except MlflowException as exc:
             what = f"alias {found['alias']!r}" if found["alias"] else f"version {found['version']}"
             hint = "; set it with `crmvalue promote --version N`" if found["alias"] else ""
-            raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({_first_line(exc)}){hint}") from None
+            raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({first_line(exc)}){hint}") from None
         if not mv.run_id:
             raise CrmvalueError(f"--model {uri}: version {mv.version} of {name!r} has no source run")
         return ModelRef(uri, name, int(mv.version), mv.run_id)
@@ -87,7 +87,7 @@ def promote(client, version: int, alias: str = CHAMPION, value_model: str = VALU
     try:
         mv = client.get_model_version(value_model, str(version))
     except MlflowException as exc:
-        raise CrmvalueError(f"--version {version}: no such version of {value_model!r} ({_first_line(exc)})") from None
+        raise CrmvalueError(f"--version {version}: no such version of {value_model!r} ({first_line(exc)})") from None
     client.set_registered_model_alias(value_model, alias, str(version))
     moved = {value_model: int(version)}
     try:
@@ -105,7 +105,3 @@ def promote(client, version: int, alias: str = CHAMPION, value_model: str = VALU
             pass
     return moved
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "message", exc)).strip()
-    return text.splitlines()[0][:300] if text else type(exc).__name__

@@ -40,7 +40,7 @@ from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS, TimeUnit
 from crmvalue.models.value import PREDICTION_COLUMNS
 
 if TYPE_CHECKING:
-    from pyspark.sql import Column, DataFrame
+    from pyspark.sql import DataFrame
 
 _MICROS_PER_DAY = 86_400_000_000
 

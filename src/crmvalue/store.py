@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
-from crmvalue.errors import CrmvalueError
+from crmvalue.errors import CrmvalueError, first_line
 from crmvalue.tracking import quiet_mlflow, resolve_tracking_uri
 
 LATEST = "latest"
@@ -53,7 +53,7 @@ def open_store(tracking_uri: str):
     try:
         yield mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
     except MlflowException as exc:
-        reason = str(exc.message if hasattr(exc, "message") else exc).strip().splitlines()[0][:300]
+        reason = first_line(exc)
         raise CrmvalueError(f"cannot read the MLflow store at {shown}: {reason}") from None
     finally:
         for key in added:
