@@ -593,3 +593,16 @@ def test_segment_table_counts_a_segment_spanning_two_rules_once():
     table = an.rfm_segment_table(rfm, [an.RfmSegmentRule(**r) for r in rules])
     assert list(table.index) == ["good", "rest"] and table["customers"].sum() == 10
     assert table["share"].sum() == pytest.approx(1.0)
+
+
+def test_median_by_group_equals_pandas():
+    """The sort-based per-customer median of the gaps against pandas' groupby median, ties and empty groups included."""
+    from crmvalue.analyses import _median_by_group
+
+    rng = np.random.default_rng(4)
+    sizes = rng.integers(0, 7, 2000)
+    group = np.repeat(np.arange(2000), sizes)
+    values = rng.integers(0, 40, len(group))
+    expected = pd.Series(values.astype(float)).groupby(group).median().reindex(np.arange(2000)).to_numpy()
+    np.testing.assert_array_equal(_median_by_group(values, group, 2000), expected)
+    assert np.isnan(_median_by_group(np.array([], int), np.array([], int), 3)).all()

@@ -70,6 +70,26 @@ MEASURE_COLUMNS = [
 ]
 
 
+def _median_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np.ndarray:
+    """Median of non-negative integer ``values`` per group ``0 .. n_groups - 1`` (NaN for an empty group).
+
+    ``group`` is sorted, so one sort of ``group * 2**k + value`` orders the values within each
+    group (a stable sort runs through the already ordered groups quickly); the median is the
+    middle value, or the mean of the two middle values, as pandas computes it.
+    """
+    out = np.full(n_groups, np.nan)
+    if len(values) == 0:
+        return out
+    values = values.astype(np.int64)
+    shift = max(int(values.max()).bit_length(), 1)
+    ordered = np.sort((group.astype(np.int64) << shift) | values, kind="stable") & ((1 << shift) - 1)
+    starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]])
+    count = np.diff(np.r_[starts, len(group)])
+    low, high = ordered[starts + (count - 1) // 2], ordered[starts + count // 2]
+    out[group[starts]] = (low.astype(float) + high.astype(float)) / 2
+    return out
+
+
 def customer_measures(transactions: "pd.DataFrame | CustomerDays", observation_end=None) -> pd.DataFrame:
     """The five CPM measures of seed 004, and what they are built from, per customer.
 
@@ -108,8 +128,7 @@ def customer_measures(transactions: "pd.DataFrame | CustomerDays", observation_e
     # gaps between consecutive purchase days of the same customer (sorted by customer, day)
     same = customer[1:] == customer[:-1]
     position = np.cumsum(np.r_[True, ~same]) - 1  # each purchase day's customer, 0.. in index order
-    gaps = pd.Series(np.diff(day)[same].astype(float))
-    median_gap = gaps.groupby(position[1:][same]).median().reindex(np.arange(len(codes))).to_numpy()
+    median_gap = _median_by_group(np.diff(day)[same], position[1:][same], len(codes))
 
     # every day up to the end, returns on days of their own included: the sum of the rows
     owner, size = days.customer[in_window], len(days.ids)
@@ -723,9 +742,15 @@ def _period_ordinals(days, period: str) -> np.ndarray:
     if period not in PERIODS_PER_YEAR:
         raise CrmvalueError(f"period must be 'M' (month) or 'Q' (quarter), not {period!r}")
     values = np.asarray(days)
-    if values.dtype.kind in "iu":
-        values = values.astype(np.int64).astype("datetime64[D]")
-    months = values.astype("datetime64[M]").astype(np.int64)
+    if values.dtype.kind in "iu" and len(values):
+        # a lookup over the few distinct days instead of a calendar conversion of every row
+        low = int(values.min())
+        span = np.arange(low, int(values.max()) + 1, dtype=np.int64).astype("datetime64[D]")
+        months = span.astype("datetime64[M]").astype(np.int64)[values - low]
+    else:
+        if values.dtype.kind in "iu":
+            values = values.astype(np.int64).astype("datetime64[D]")
+        months = values.astype("datetime64[M]").astype(np.int64)
     return months if period == "M" else months // 3
 
 
@@ -741,10 +766,12 @@ def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
     days = pd.DataFrame({"period": ordinal, "amount": netted.amount[keep]})
     if len(days) == 0:
         return days, code, ordinal
-    # one int64 key per (customer, period): np.unique of a key is much faster than of rows
+    # one int64 key per (customer, period); the days are sorted by customer, then day, so the keys are
+    # sorted already and the distinct pairs are where the key changes (no sort of tens of millions of rows)
     low = ordinal.min()
     width = np.int64(ordinal.max() - low + 1)
-    pairs = np.unique(code * width + (ordinal - low))
+    key = code * width + (ordinal - low)
+    pairs = key[np.r_[True, key[1:] != key[:-1]]]
     return days, pairs // width, pairs % width + low
 
 
@@ -809,8 +836,8 @@ def cohort_retention(
     start = ordinal[first_pair][np.cumsum(first_pair) - 1]  # each pair's acquisition period
     first, last = ordinal.min(), ordinal.max()
     rows, cols = last - first + 1, last - first + 1
-    matrix = np.zeros((rows, cols))
-    np.add.at(matrix, (start - first, ordinal - start), 1.0)
+    cell = (start - first) * cols + (ordinal - start)
+    matrix = np.bincount(cell, minlength=rows * cols).reshape(rows, cols).astype(float)
     observed = np.arange(cols)[None, :] <= (last - np.arange(first, last + 1))[:, None]
     size = matrix[:, 0]
     keep = size > 0  # periods in which nobody was acquired are not cohorts
