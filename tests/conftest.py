@@ -28,6 +28,14 @@ def cdnow_master() -> pd.DataFrame:
     return load_transactions("cdnow").frame
 
 
+@pytest.fixture(scope="session")
+def cdnow_master_summary(cdnow_master) -> pd.DataFrame:
+    """CDNOW master (23,570 customers) summarised at the papers' calibration end, in weeks."""
+    from crmvalue.features import rfm_summary
+
+    return rfm_summary(cdnow_master, "1997-09-30", "weeks")
+
+
 def random_transactions(n_customers: int = 300, seed: int = 0, start: str = "2020-01-01", days: int = 365) -> pd.DataFrame:
     """A log with same-day repeats, one-purchase customers and varied amounts, in canonical columns."""
     rng = np.random.default_rng(seed)

@@ -62,6 +62,21 @@ def test_gamma_gamma_reproduces_published_parameters(fitted):
     assert gg.frequency_spend_correlation_ == pytest.approx(0.11, abs=0.005)
 
 
+@pytest.mark.parametrize("penalizer", [0.0, 0.001])  # 0.01 drives q below 1 on the sample
+def test_gamma_gamma_fit_equals_lifetimes(sample_summary, cdnow_master_summary, penalizer):
+    """Our analytic-Hessian fit against lifetimes' GammaGammaFitter (autograd) on the CDNOW sample and master:
+    the same estimates, standard errors and log-parameter covariance."""
+    for s in (sample_summary, cdnow_master_summary):
+        repeat = s[(s["frequency"] > 0) & (s["monetary_value"] > 0)]
+        reference = GammaGammaFitter(penalizer_coef=penalizer).fit(repeat["frequency"], repeat["monetary_value"])
+        ours = GammaGammaModel(penalizer).fit(s["frequency"], s["monetary_value"])
+        for name, value in reference.params_.items():
+            assert ours.params_.as_dict()[name] == pytest.approx(value, rel=1e-6), name
+            assert ours.standard_errors_[name] == pytest.approx(reference.standard_errors_[name], rel=1e-4), name
+        np.testing.assert_allclose(ours.log_param_covariance_,
+                                   np.linalg.inv(reference._hessian_) / len(repeat), rtol=1e-4)
+
+
 def test_compressed_fit_equals_lifetimes_fit_on_raw_rows(sample_summary, fitted):
     s = sample_summary
     raw = BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"])
@@ -154,13 +169,15 @@ def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
     from scipy.optimize import minimize
 
     import crmvalue.models.beta_geo_fit as beta_geo_fit
+    import crmvalue.models.gamma_gamma as gamma_gamma
 
     class Failed:
         success = False
 
     monkeypatch.setattr(fitters, "minimize", lambda *args, **kwargs: Failed())
-    # BG/NBD has its own optimiser: stop it after two iterations, far from the optimum
-    monkeypatch.setattr(beta_geo_fit, "minimize", lambda *args, **kwargs: minimize(*args, **{**kwargs, "options": {"maxiter": 2}}))
+    # BG/NBD and Gamma-Gamma have their own optimisers: stop them after two iterations, far from the optimum
+    for module in (beta_geo_fit, gamma_gamma):
+        monkeypatch.setattr(module, "minimize", lambda *args, **kwargs: minimize(*args, **{**kwargs, "options": {"maxiter": 2}}))
     s = sample_summary
     with pytest.raises(CrmvalueError, match="did not converge.*penalizer") as failure:
         BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
