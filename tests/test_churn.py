@@ -321,3 +321,56 @@ def test_on_cdnow_master_the_model_beats_every_baseline(cdnow_master):
         assert m["churn.brier"] < m[f"baseline.{baseline}.brier"], baseline
     assert m["churn.roc_auc"] == pytest.approx(0.777, abs=0.003)
     assert m["baseline.bgnbd_p_alive.roc_auc"] == pytest.approx(0.333, abs=0.002)  # worse than chance, as explained
+
+
+# --------------------------------------------------------------------------- many customers: a sample to train, chunks to score
+
+
+def test_a_subset_has_the_same_feature_rows_as_the_whole(evaluated):
+    """With the BG/NBD parameters fixed, the rows of a subset of customers are those customers' rows of the whole."""
+    data, _ = evaluated
+    params = churn.bgnbd_params_at(data, "2021-06-30", "days")
+    whole = churn.feature_rows(data, "2021-06-30", 90, "days", bgnbd_params=params).set_index("customer_id")
+    part = churn.sample_customers(data, 700, seed=3)
+    assert len(part.ids) == 700 and part.ids.is_monotonic_increasing and set(part.ids) <= set(data.ids)
+    rows = churn.feature_rows(part, "2021-06-30", 90, "days", bgnbd_params=params).set_index("customer_id")
+    pd.testing.assert_frame_equal(rows, whole.loc[rows.index])
+    # the fit feature_rows makes itself is the one bgnbd_params_at makes for chunked scoring
+    assert churn.feature_rows(data, "2021-06-30", 90, "days").attrs["bgnbd_params"] == params
+    assert churn.sample_customers(data, None, 0) is data and churn.sample_customers(data, 10**9, 0) is data
+
+
+def test_scoring_in_chunks_does_not_depend_on_the_chunk_size(evaluated):
+    data, result = evaluated
+    params = churn.bgnbd_params_at(data, "2021-12-31", "days")
+    columns = list(result.model.feature_names_in_)
+
+    def predict(rows):
+        return result.model.predict_proba(rows[columns])[:, 1]
+
+    whole = churn.feature_rows(data, "2021-12-31", 90, "days", label=False, bgnbd_params=params)
+    ids, scores, example = churn.score_in_chunks(data, "2021-12-31", 90, "days", params, predict, chunk_customers=10**9)
+    np.testing.assert_array_equal(ids, whole["customer_id"].to_numpy())
+    np.testing.assert_array_equal(scores, predict(whole))
+    chunked_ids, chunked, _ = churn.score_in_chunks(data, "2021-12-31", 90, "days", params, predict, chunk_customers=451)
+    np.testing.assert_array_equal(chunked_ids, ids)
+    np.testing.assert_array_equal(chunked, scores)
+    assert len(example) == 5
+
+
+def test_the_model_trains_and_tests_on_a_sample_of_customers(evaluated):
+    data, _ = evaluated
+    sample = churn.sample_customers(data, 1000, seed=0)
+    result = churn.evaluate_churn(sample, "2021-06-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+    assert set(result.windows["customer_id"]) <= set(sample.ids)
+    assert set(result.test["customer_id"]) <= set(sample.ids)
+    assert result.metrics["churn.test_rows"] <= 1000
+
+
+def test_a_range_of_codes_is_the_subset_of_those_codes(evaluated):
+    data, _ = evaluated
+    for start, stop in ((0, 1), (17, 951), (2990, len(data.ids))):
+        by_range, by_codes = churn.code_range(data, start, stop), churn.subset(data, np.arange(start, stop))
+        assert by_range.ids.equals(by_codes.ids)
+        for name in ("customer", "day", "amount"):
+            np.testing.assert_array_equal(getattr(by_range, name), getattr(by_codes, name))

@@ -163,6 +163,17 @@ def test_two_runs_give_identical_churn_scores(trained, tmp_path):
         k: v for k, v in result.metrics.items() if k.startswith(("churn.", "baseline."))}
 
 
+def test_churn_on_a_sample_of_customers_still_scores_everyone(trained, tmp_path):
+    """Above churn.sample_customers the model learns and is tested on a sample; every customer is scored."""
+    _, _, result = trained
+    sampled = train(_config(tmp_path, **{"churn": {"sample_customers": 250}, "analyses": {"enabled": False}}),
+                    data=simulated_transactions(n_customers=400, seed=3))
+    assert sampled.metrics["churn.sampled_customers"] == 250
+    assert result.metrics["churn.sampled_customers"] == len(result.predictions) == len(sampled.predictions)
+    assert sampled.predictions["churn_probability"].notna().all()
+    assert sampled.metrics["churn.test_rows"] < result.metrics["churn.test_rows"]
+
+
 def test_export_schema(trained):
     tmp, cfg, result = trained
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})

@@ -151,6 +151,76 @@ def prepare(transactions: "pd.DataFrame | CustomerDays", last_day, attributes: p
     return ChurnData(days.ids, days.customer, days.day, days.amount, quantity, coded, categories)
 
 
+def subset(data: ChurnData, codes) -> ChurnData:
+    """The customers with codes ``codes`` (sorted, unique) of ``data``, renumbered ``0 .. len(codes) - 1``."""
+    codes = np.asarray(codes, dtype=np.int64)
+    renumber = np.full(len(data.ids), -1, dtype=np.int64)
+    renumber[codes] = np.arange(len(codes))
+    mapped = renumber[data.customer]
+    keep = mapped >= 0
+    attributes = None if data.attributes is None else data.attributes.iloc[codes].reset_index(drop=True)
+    return ChurnData(data.ids[codes], mapped[keep].astype(data.customer.dtype), data.day[keep], data.amount[keep],
+                     None if data.quantity is None else data.quantity[keep], attributes, data.categories)
+
+
+def code_range(data: ChurnData, start: int, stop: int) -> ChurnData:
+    """The customers with codes ``start .. stop - 1``, renumbered from 0: slices, since the days are sorted by code."""
+    lo, hi = np.searchsorted(data.customer, [start, stop])
+    attributes = None if data.attributes is None else data.attributes.iloc[start:stop].reset_index(drop=True)
+    return ChurnData(data.ids[start:stop], data.customer[lo:hi] - data.customer.dtype.type(start), data.day[lo:hi],
+                     data.amount[lo:hi], None if data.quantity is None else data.quantity[lo:hi], attributes,
+                     data.categories)
+
+
+def sample_customers(data: ChurnData, n: int | None, seed: int) -> ChurnData:
+    """At most ``n`` customers of ``data``, drawn at random without replacement (all of them when ``n`` is None
+    or not smaller)."""
+    if n is None or len(data.ids) <= n:
+        return data
+    return subset(data, np.sort(np.random.default_rng(seed).choice(len(data.ids), size=n, replace=False)))
+
+
+def bgnbd_params_at(data: ChurnData, cutoff, time_unit: TimeUnit = "weeks", penalizer: float = 0.0) -> BetaGeoParams | str:
+    """The BG/NBD fit :func:`feature_rows` makes at ``cutoff`` on every customer of ``data``, or ``NO_BGNBD``
+    when it fails; for scoring in chunks with one fit."""
+    c = _day(cutoff)
+    customer, day, amount = data.customer, data.day, data.amount
+    if day.max() > c:  # prepare() usually ends the days at the cut-off already: no copies then
+        seen = day <= c
+        customer, day, amount = customer[seen], day[seen], amount[seen]
+    rfm = _summarise_days(_PurchaseDays(data.ids, customer, day, amount, 0), pd.Timestamp(int(c), unit="D"), time_unit)
+    try:
+        return BetaGeoModel(penalizer).fit(rfm["frequency"], rfm["recency"], rfm["T"]).params_
+    except CrmvalueError as exc:
+        log.warning("cut-off %s: BG/NBD features left missing (%s)", pd.Timestamp(int(c), unit="D").date(), exc)
+        return NO_BGNBD
+
+
+SCORE_CHUNK_CUSTOMERS = 500_000  # feature rows of ~30 float columns: ~120 MB per chunk
+
+
+def score_in_chunks(data: ChurnData, cutoff, horizon_days: int, time_unit: TimeUnit, bgnbd_params: BetaGeoParams | str,
+                    predict, chunk_customers: int = SCORE_CHUNK_CUSTOMERS) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+    """``predict(feature_rows)`` for every customer with a purchase by ``cutoff``, ``chunk_customers`` at a time.
+
+    Every chunk uses the same BG/NBD parameters, so the result does not depend on the chunk size.
+    Returns the customer ids, the predictions in their order, and the first few feature rows.
+    """
+    ids, scores, example = [], [], None
+    for start in range(0, len(data.ids), chunk_customers):
+        part = code_range(data, start, min(start + chunk_customers, len(data.ids)))
+        if not (part.day <= _day(cutoff)).any():
+            continue
+        rows = feature_rows(part, cutoff, horizon_days, time_unit, label=False, bgnbd_params=bgnbd_params)
+        ids.append(rows["customer_id"].to_numpy())
+        scores.append(np.asarray(predict(rows), dtype=float))
+        if example is None:
+            example = rows.head(5)
+    if example is None:
+        raise CrmvalueError(f"no customer has a purchase on or before the cut-off {pd.Timestamp(cutoff).date()}")
+    return np.concatenate(ids), np.concatenate(scores), example
+
+
 def _day(value) -> int:
     return int(np.datetime64(pd.Timestamp(value).date(), "D").astype(np.int64))
 

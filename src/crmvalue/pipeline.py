@@ -558,18 +558,27 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
 
     c = cfg.churn
     data = churn.prepare(frame, obs_end, attributes)
-    evaluation = churn.evaluate_churn(data, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
-    rows = churn.training_rows(data, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
+    # trained and tested on a random sample of customers (all of them up to churn.sample_customers); all are scored
+    sample = churn.sample_customers(data, c.sample_customers, c.seed)
+    if len(sample.ids) < len(data.ids):
+        log.info("churn: training and testing on %s of %s customers (churn.sample_customers)",
+                 f"{len(sample.ids):,}", f"{len(data.ids):,}")
+    evaluation = churn.evaluate_churn(sample, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
+    evaluation.metrics["churn.sampled_customers"] = float(len(sample.ids))
+    rows = churn.training_rows(sample, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
     model, _ = churn.fit_churn_model(rows, c, list(data.categories))
-    now = churn.feature_rows(data, obs_end, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer, label=False)
     columns = churn.feature_columns(rows)
-    probability = model.predict_proba(now[columns])[:, 1]
+    del rows
+    params = churn.bgnbd_params_at(data, obs_end, cfg.time_unit, cfg.model.penalizer)
+    ids, probability, example = churn.score_in_chunks(data, obs_end, cfg.horizon_days, cfg.time_unit, params,
+                                                      lambda now: model.predict_proba(now[columns])[:, 1])
     scores = pd.DataFrame({
-        "customer_id": now["customer_id"].to_numpy(),
+        "customer_id": ids,
         "churn_probability": probability,
         "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
     })
-    return ChurnResult(evaluation, model, scores, now[columns].head(5), data.categories, now.attrs.get("bgnbd_params"))
+    return ChurnResult(evaluation, model, scores, example[columns], data.categories,
+                       None if isinstance(params, str) else params)
 
 
 def churn_scoring_state(result: ChurnResult, cfg: ExperimentConfig) -> dict:

@@ -201,10 +201,12 @@ def score_churn(booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp
     data = churn.prepare(frame, obs_end, attributes, categories=state["categories"])
     # None: the run's own fit failed, so the model learned these features as missing
     params = BetaGeoParams(**state["bgnbd_params"]) if state["bgnbd_params"] else churn.NO_BGNBD
-    rows = churn.feature_rows(data, obs_end, state["horizon_days"], state["time_unit"], label=False, bgnbd_params=params)
-    probability = churn.calibrate(booster.predict(rows[state["feature_columns"]]), state["calibration"])
+    ids, probability, _ = churn.score_in_chunks(
+        data, obs_end, state["horizon_days"], state["time_unit"], params,
+        lambda rows: churn.calibrate(booster.predict(rows[state["feature_columns"]]), state["calibration"]),
+    )
     return pd.DataFrame({
-        "customer_id": rows["customer_id"].to_numpy(),
+        "customer_id": ids,
         "churn_probability": probability,
         "churn_risk": churn.churn_risk(probability, state["risk"]["high"], state["risk"]["medium"]),
     })
