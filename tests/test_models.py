@@ -226,3 +226,23 @@ def test_gamma_gamma_intervals_agree_with_lifetimes_standard_errors(sample_summa
     ci = gg.confidence_intervals_
     assert (ci["lower"].to_numpy() < values).all() and (values < ci["upper"].to_numpy()).all()
     assert ((ci["upper"].to_numpy() - values) > (values - ci["lower"].to_numpy())).all()
+
+
+def test_weighted_fits_equal_fits_on_expanded_rows(sample_summary):
+    """A row that stands for w customers counts as w rows: weights give the fit on the expanded data."""
+    s = sample_summary
+    counts = s.groupby(["frequency", "recency", "T"]).size().rename("weights").reset_index()
+    expanded = BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
+    weighted = BetaGeoModel().fit(counts["frequency"], counts["recency"], counts["T"], weights=counts["weights"])
+    np.testing.assert_allclose(list(weighted.params_.as_dict().values()), list(expanded.params_.as_dict().values()),
+                               rtol=1e-9)
+    assert weighted.n_customers_ == len(s)
+    spend = s.groupby(["frequency", "monetary_value"]).size().rename("weights").reset_index()
+    gg = GammaGammaModel().fit(s["frequency"], s["monetary_value"])
+    gg_weighted = GammaGammaModel().fit(spend["frequency"], spend["monetary_value"], weights=spend["weights"])
+    np.testing.assert_allclose(list(gg_weighted.params_.as_dict().values()), list(gg.params_.as_dict().values()),
+                               rtol=1e-9)
+    assert gg_weighted.n_customers_ == gg.n_customers_ == 946
+    assert gg_weighted.frequency_spend_correlation_ == pytest.approx(gg.frequency_spend_correlation_, rel=1e-12)
+    with pytest.raises(CrmvalueError, match="weights"):
+        BetaGeoModel().fit(s["frequency"], s["recency"], s["T"], weights=-np.ones(len(s)))

@@ -199,24 +199,47 @@ def revenue_in_window(transactions: "pd.DataFrame | CustomerDays", observation_e
     return pd.Series(revenue, index=days.ids[present].rename("customer_id"), name="amount")
 
 
-def compress_rfm(frequency, recency, T) -> pd.DataFrame:
+def compress_rfm(frequency, recency, T, weights=None) -> pd.DataFrame:
     """Unique ``(frequency, recency, T)`` rows with the number of customers in each.
 
     Fader and Hardie fit the BTYD models on this compressed matrix: the likelihood of a
     pattern times its count equals the sum over its customers, at a fraction of the cost.
     Rows are sorted by ``(frequency, recency, T)``; rows with a missing value are dropped.
+    ``weights`` (customers per row, e.g. rows compressed already, as Spark collects them) are
+    summed per pattern instead of counting rows.
     """
     columns = {"frequency": frequency, "recency": recency, "T": T}
+    w = None if weights is None else _checked_weights(weights, len(np.asarray(frequency)))
     codes, uniques = zip(*(pd.factorize(np.asarray(c, float), sort=True) for c in columns.values()))
     n_recency, n_T = len(uniques[1]), len(uniques[2])
     if len(uniques[0]) * n_recency * n_T >= 2**62:  # one int64 key per pattern would overflow
-        frame = pd.DataFrame({k: np.asarray(v, float) for k, v in columns.items()})
-        return frame.groupby(list(columns), sort=True).size().rename("weights").reset_index()
+        frame = pd.DataFrame({k: np.asarray(v, float) for k, v in columns.items()}).assign(weights=1 if w is None else w)
+        return frame.dropna().groupby(list(columns), sort=True)["weights"].sum().reset_index()
     # one sortable integer key per pattern: about twice as fast as a groupby on three float columns
     keep = (codes[0] >= 0) & (codes[1] >= 0) & (codes[2] >= 0)
     key = (codes[0][keep].astype(np.int64) * n_recency + codes[1][keep]) * n_T + codes[2][keep]
-    patterns, counts = np.unique(key, return_counts=True)
+    if w is None:
+        patterns, counts = np.unique(key, return_counts=True)
+    else:
+        patterns, inverse = np.unique(key, return_inverse=True)
+        counts = np.bincount(inverse.reshape(-1), weights=w[keep], minlength=len(patterns))
     i_frequency, rest = np.divmod(patterns, n_recency * n_T)
     i_recency, i_T = np.divmod(rest, n_T)
     return pd.DataFrame({"frequency": uniques[0][i_frequency], "recency": uniques[1][i_recency], "T": uniques[2][i_T],
-                         "weights": counts.astype(np.int64)})
+                         "weights": counts.astype(np.int64) if w is None or w.dtype.kind == "i" else counts})
+
+
+def _checked_weights(weights, n: int) -> np.ndarray:
+    """Customer counts per row: finite, non-negative, one per row; integer counts stay integers."""
+    w = np.asarray(weights)
+    if w.shape != (n,):
+        raise CrmvalueError(f"weights: {w.size} values for {n} rows")
+    if w.dtype.kind in "iub":
+        w = w.astype(np.int64)
+    else:
+        w = w.astype(float)
+        if (w == np.round(w)).all():
+            w = w.astype(np.int64)
+    if not np.isfinite(w.astype(float)).all() or (w < 0).any():
+        raise CrmvalueError("weights: every weight must be a finite count >= 0")
+    return w

@@ -176,8 +176,8 @@ def fit_value_model(
     exactly the rows the pandas path would use, so the parameters are the same. ``time_unit``
     must be the summary's. The defaults of the horizons are the experiment config's.
 
-    The estimators take one row per customer, so the counts are expanded on the driver before
-    the fit (three floats per customer); they compress them again at once.
+    The estimators take the counts as weights: the driver holds one row per distinct pattern,
+    never one per customer.
     """
     from crmvalue.models import PURCHASE_MODELS, GammaGammaModel, ValueModel
 
@@ -187,14 +187,10 @@ def fit_value_model(
     if not isinstance(counts, FitCounts):
         counts = collect_fit_counts(counts)
     rows, spend = counts.purchases, counts.spend
-    repeat = rows["weights"].to_numpy(np.int64)
-    purchase = PURCHASE_MODELS[purchase_model](penalizer).fit(
-        *(np.repeat(rows[c].to_numpy(float), repeat) for c in ("frequency", "recency", "T"))
-    )
-    repeat = spend["weights"].to_numpy(np.int64)
-    gamma_gamma = GammaGammaModel(gamma_gamma_penalizer).fit(
-        *(np.repeat(spend[c].to_numpy(float), repeat) for c in ("frequency", "monetary_value"))
-    )
+    purchase = PURCHASE_MODELS[purchase_model](penalizer).fit(rows["frequency"], rows["recency"], rows["T"],
+                                                              weights=rows["weights"])
+    gamma_gamma = GammaGammaModel(gamma_gamma_penalizer).fit(spend["frequency"], spend["monetary_value"],
+                                                             weights=spend["weights"])
     return ValueModel(purchase.params_, gamma_gamma.params_, time_unit, horizon_days, clv_months, discount_rate)
 
 

@@ -68,12 +68,13 @@ class PurchaseModel:
     def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
         fitter.fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"])
 
-    def fit(self, frequency, recency, T) -> "PurchaseModel":
+    def fit(self, frequency, recency, T, weights=None) -> "PurchaseModel":
+        """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
         import lifetimes
         from lifetimes.utils import ConvergenceError
 
         label = self.params_class.label
-        rows = compress_rfm(frequency, recency, T)
+        rows = compress_rfm(frequency, recency, T, weights)
         if len(rows) == 0:
             raise CrmvalueError(f"{label}: no customers to fit")
         if rows["frequency"].max() == 0:

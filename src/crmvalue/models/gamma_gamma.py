@@ -140,14 +140,18 @@ class GammaGammaModel:
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
 
-    def fit(self, frequency, monetary_value) -> "GammaGammaModel":
+    def fit(self, frequency, monetary_value, weights=None) -> "GammaGammaModel":
+        """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
+        from crmvalue.features import _checked_weights
+
         x = np.asarray(frequency, float)
         m = np.asarray(monetary_value, float)
-        keep = (x > 0) & (m > 0)
-        x, m = x[keep], m[keep]
-        if len(x) < 2:
+        w = np.ones_like(x) if weights is None else _checked_weights(weights, len(x)).astype(float)
+        keep = (x > 0) & (m > 0) & (w > 0)
+        x, m, w = x[keep], m[keep], w[keep]
+        if w.sum() < 2:
             raise CrmvalueError("Gamma-Gamma: fewer than two repeat buyers with positive spend; cannot fit spend")
-        objective = GammaGammaObjective(x, m, np.ones_like(x), self.penalizer)
+        objective = GammaGammaObjective(x, m, w, self.penalizer)
         with np.errstate(all="ignore"):
             result = minimize(objective, LIFETIMES_START, jac=True, hess=objective.hessian, method="trust-exact",
                               options={"gtol": 1e-10, "maxiter": 500})
@@ -169,15 +173,16 @@ class GammaGammaModel:
                                           index=["p", "q", "v"], dtype=float)
         # asymptotic covariance of the log-parameters (the Hessian of the mean NLL)
         self.log_param_covariance_ = inverse / objective.W
-        frame = pd.DataFrame({"frequency": x, "monetary_value": m})
         values = np.array(list(self.params_.as_dict().values()))
         log_se = np.sqrt(np.diag(self.log_param_covariance_))
         self.confidence_intervals_ = pd.DataFrame(  # 95%, in log-parameters as for the purchase models
             {"lower": values * np.exp(-1.96 * log_se), "upper": values * np.exp(1.96 * log_se)},
             index=list(self.params_.as_dict()),
         )
-        self.n_customers_ = len(frame)
-        self.frequency_spend_correlation_ = float(np.corrcoef(frame["frequency"], frame["monetary_value"])[0, 1])
+        self.n_customers_ = int(round(objective.W))
+        # weighted Pearson correlation (the plain one when every weight is 1)
+        cov = np.cov(x, m, aweights=w)
+        self.frequency_spend_correlation_ = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
         return self
 
     def conditional_expected_average_profit(self, frequency, monetary_value) -> np.ndarray:
