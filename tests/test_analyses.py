@@ -606,3 +606,14 @@ def test_median_by_group_equals_pandas():
     expected = pd.Series(values.astype(float)).groupby(group).median().reindex(np.arange(2000)).to_numpy()
     np.testing.assert_array_equal(_median_by_group(values, group, 2000), expected)
     assert np.isnan(_median_by_group(np.array([], int), np.array([], int), 3)).all()
+
+
+def test_retention_tables_from_shared_customer_periods_equal_those_from_transactions(cdnow_sample):
+    from crmvalue.analyses import customer_periods
+
+    for period in ("M", "Q"):
+        periods = customer_periods(cdnow_sample, period, "1998-06-30")
+        pd.testing.assert_frame_equal(retention_table(periods, period), retention_table(cdnow_sample, period, "1998-06-30"))
+        pd.testing.assert_frame_equal(cohort_retention(periods, period), cohort_retention(cdnow_sample, period, "1998-06-30"))
+    with pytest.raises(CrmvalueError, match="by 'Q', not 'M'"):
+        retention_table(periods, "M")

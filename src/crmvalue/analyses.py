@@ -11,6 +11,7 @@ the rest of the package. Everything is vectorised: no per-customer Python loop.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -249,6 +250,9 @@ def quintile_scores(values, higher_is_better: bool = True) -> np.ndarray:
     return (1 + np.floor(5 * worse / len(x))).astype(np.int64)
 
 
+_RFM_CODES = np.array([f"{r}{f}{m}" for r in range(1, 6) for f in range(1, 6) for m in range(1, 6)], dtype=object)
+
+
 def rfm_scores(
     recency_days,
     frequency,
@@ -274,14 +278,14 @@ def rfm_scores(
     r = quintile_scores(recency_days, higher_is_better=False)
     f = quintile_scores(frequency)
     m = quintile_scores(monetary)
-    code = 100 * r + 10 * f + m
-    segment = np.asarray(names, dtype=object)[lookup[25 * (r - 1) + 5 * (f - 1) + (m - 1)]]
+    cell = 25 * (r - 1) + 5 * (f - 1) + (m - 1)  # 0..124
+    segment = np.asarray(names, dtype=object)[lookup[cell]]
     return pd.DataFrame(
         {
             "rfm_r": r,
             "rfm_f": f,
             "rfm_m": m,
-            "rfm_score": code.astype(str).astype(object),
+            "rfm_score": _RFM_CODES[cell],  # a lookup of the 125 codes, not millions of int-to-text conversions
             "rfm_total": r + f + m,
             "rfm_segment": segment,
         },
@@ -754,6 +758,33 @@ def _period_ordinals(days, period: str) -> np.ndarray:
     return months if period == "M" else months // 3
 
 
+@dataclass(frozen=True)
+class CustomerPeriods:
+    """What the retention table and the cohort matrix are built from, for one period length and end:
+    each purchase day's ``period`` and ``amount``, and the sorted distinct (``customer`` code, ``ordinal``)
+    pairs. Build it once with :func:`customer_periods` and pass it to both instead of the transactions."""
+
+    days: pd.DataFrame
+    customer: np.ndarray
+    ordinal: np.ndarray
+    period: str
+
+
+def customer_periods(transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M",
+                     observation_end=None) -> CustomerPeriods:
+    """The purchase days by calendar month or quarter (see :class:`CustomerPeriods`)."""
+    return CustomerPeriods(*_customer_periods(transactions, period, observation_end), period)
+
+
+def _periods_of(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: str,
+                observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    if isinstance(transactions, CustomerPeriods):
+        if transactions.period != period:
+            raise CrmvalueError(f"customer periods are by {transactions.period!r}, not {period!r}")
+        return transactions.days, transactions.customer, transactions.ordinal
+    return _customer_periods(transactions, period, observation_end)
+
+
 def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
                       observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Purchase days (``period``, ``amount``), and the sorted distinct (customer code, period) pairs."""
@@ -775,7 +806,7 @@ def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
     return days, pairs // width, pairs % width + low
 
 
-def retention_table(transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M", observation_end=None) -> pd.DataFrame:
+def retention_table(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: Literal["M", "Q"] = "M", observation_end=None) -> pd.DataFrame:
     """Per calendar month or quarter, the retention revenue-cost measures of seed 003.
 
     - ``active_customers``: customers with a purchase day in the period; ``new_customers``:
@@ -789,7 +820,7 @@ def retention_table(transactions: "pd.DataFrame | CustomerDays", period: Literal
     Every period from the first to the last purchase is listed, empty ones with zero buyers.
     The index is a pandas ``PeriodIndex`` named ``period``; the last period may be partial.
     """
-    days, customer, ordinal = _customer_periods(transactions, period, observation_end)
+    days, customer, ordinal = _periods_of(transactions, period, observation_end)
     if len(days) == 0:
         raise CrmvalueError("retention table: no purchase days")
     periods = np.arange(ordinal.min(), ordinal.max() + 1)
@@ -823,13 +854,13 @@ def retention_table(transactions: "pd.DataFrame | CustomerDays", period: Literal
 
 
 def cohort_retention(
-    transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M", observation_end=None, counts: bool = False
+    transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: Literal["M", "Q"] = "M", observation_end=None, counts: bool = False
 ) -> pd.DataFrame:
     """Cohort matrix: rows the acquisition period (of the first purchase day), columns the
     periods since acquisition 0, 1, ..., values the share of the cohort with a purchase day
     in that period (column 0 is 1). Cells after the last period of the data are NaN, not 0.
     ``counts=True`` gives the number of customers instead (column 0 is the cohort size)."""
-    days, customer, ordinal = _customer_periods(transactions, period, observation_end)
+    days, customer, ordinal = _periods_of(transactions, period, observation_end)
     if len(days) == 0:
         raise CrmvalueError("cohort retention: no purchase days")
     first_pair = np.r_[True, customer[1:] != customer[:-1]]

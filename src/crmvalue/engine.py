@@ -198,8 +198,8 @@ def duckdb_customer_days(
                                 f"({_first_line(exc)})") from None
         con.execute(f"CREATE TEMP TABLE ids AS SELECT rid, cid, (dense_rank() OVER (ORDER BY cid) - 1)::INTEGER AS code "
                     f"FROM (SELECT rid, {columns.trimmed('rid')} AS cid FROM (SELECT DISTINCT rid FROM raw_days))")
-        n_rows, n_bad = con.execute(
-            "SELECT coalesce(sum(rows), 0), count(*) FILTER (WHERE rid IS NULL OR day IS NULL "
+        n_rows, n_raw_days, n_bad = con.execute(
+            "SELECT coalesce(sum(rows), 0), count(*), count(*) FILTER (WHERE rid IS NULL OR day IS NULL "
             f"OR NOT isfinite(amount){' OR NOT isfinite(quantity)' if quantity_col else ''}) FROM raw_days"
         ).fetchall()[0]
         if n_rows == 0:
@@ -215,7 +215,8 @@ def duckdb_customer_days(
             )
         else:
             con.execute("CREATE TEMP VIEW days AS SELECT * FROM raw_days JOIN ids USING (rid)")
-        n_days = con.execute("SELECT count(*) FROM days").fetchall()[0][0]
+        # every raw day is one day unless ids merged on trimming; counting the joined view costs a join
+        n_days = con.execute("SELECT count(*) FROM days").fetchall()[0][0] if n_merged else n_raw_days
         ids = pd.Index(
             con.sql("SELECT DISTINCT cid, code FROM ids ORDER BY code").to_arrow_table().column(0)
             .to_numpy(zero_copy_only=False),

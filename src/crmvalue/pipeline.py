@@ -676,8 +676,11 @@ def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: 
         "rfm_segments": an.rfm_segment_table(rfm, a.rfm.segments),
         "cpm_groups": an.cpm_table(measures, cpm),
         "deciles": an.decile_table(measures["total_sales"], measures["orders"], deciles),
-        "retention": an.retention_table(frame, a.retention_period, obs_end),
-        "cohort_retention": an.cohort_retention(frame, a.retention_period, obs_end),
+    }
+    periods = an.customer_periods(frame, a.retention_period, obs_end)  # shared by the two tables
+    tables |= {
+        "retention": an.retention_table(periods, a.retention_period),
+        "cohort_retention": an.cohort_retention(periods, a.retention_period),
         "crm_components": components.describe().T,
     }
     if attributes is not None:
