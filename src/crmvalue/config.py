@@ -115,7 +115,7 @@ class ChurnConfig(_Strict):
     min_history_days: int = Field(60, ge=0, description="the earliest cut-off is this many days after the first transaction")
     seed: int = 0
     sample_customers: int | None = Field(
-        50_000, gt=0,
+        25_000, gt=0,
         description="train and test on at most this many customers, drawn at random with the seed (null: all); "
         "every customer is still scored",
     )
