@@ -209,7 +209,7 @@ def compress_rfm(frequency, recency, T, weights=None) -> pd.DataFrame:
     summed per pattern instead of counting rows.
     """
     columns = {"frequency": frequency, "recency": recency, "T": T}
-    w = None if weights is None else _checked_weights(weights, len(np.asarray(frequency)))
+    w = None if weights is None else checked_weights(weights, len(np.asarray(frequency)))
     codes, uniques = zip(*(pd.factorize(np.asarray(c, float), sort=True) for c in columns.values()))
     n_recency, n_T = len(uniques[1]), len(uniques[2])
     if len(uniques[0]) * n_recency * n_T >= 2**62:  # one int64 key per pattern would overflow
@@ -229,7 +229,7 @@ def compress_rfm(frequency, recency, T, weights=None) -> pd.DataFrame:
                          "weights": counts.astype(np.int64) if w is None or w.dtype.kind == "i" else counts})
 
 
-def _checked_weights(weights, n: int) -> np.ndarray:
+def checked_weights(weights, n: int) -> np.ndarray:
     """Customer counts per row: finite, non-negative, one per row; integer counts stay integers."""
     w = np.asarray(weights)
     if w.shape != (n,):

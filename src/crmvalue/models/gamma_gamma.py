@@ -142,11 +142,11 @@ class GammaGammaModel:
 
     def fit(self, frequency, monetary_value, weights=None) -> "GammaGammaModel":
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
-        from crmvalue.features import _checked_weights
+        from crmvalue.features import checked_weights
 
         x = np.asarray(frequency, float)
         m = np.asarray(monetary_value, float)
-        w = np.ones_like(x) if weights is None else _checked_weights(weights, len(x)).astype(float)
+        w = np.ones_like(x) if weights is None else checked_weights(weights, len(x)).astype(float)
         keep = (x > 0) & (m > 0) & (w > 0)
         x, m, w = x[keep], m[keep], w[keep]
         if w.sum() < 2:
