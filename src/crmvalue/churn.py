@@ -188,11 +188,17 @@ def bgnbd_params_at(data: ChurnData, cutoff, time_unit: TimeUnit = "weeks", pena
     if day.max() > c:  # prepare() usually ends the days at the cut-off already: no copies then
         seen = day <= c
         customer, day, amount = customer[seen], day[seen], amount[seen]
-    rfm = _summarise_days(_PurchaseDays(data.ids, customer, day, amount, 0), pd.Timestamp(int(c), unit="D"), time_unit)
+    cutoff = pd.Timestamp(int(c), unit="D")
+    rfm = _summarise_days(_PurchaseDays(data.ids, customer, day, amount, 0), cutoff, time_unit)
+    return _fit_bgnbd(rfm["frequency"], rfm["recency"], rfm["T"], penalizer, cutoff)
+
+
+def _fit_bgnbd(frequency, recency, T, penalizer: float, cutoff: pd.Timestamp) -> BetaGeoParams | str:
+    """The BG/NBD features' fit at a cut-off, or ``NO_BGNBD`` (with a warning) when it fails."""
     try:
-        return BetaGeoModel(penalizer).fit(rfm["frequency"], rfm["recency"], rfm["T"]).params_
+        return BetaGeoModel(penalizer).fit(frequency, recency, T).params_
     except CrmvalueError as exc:
-        log.warning("cut-off %s: BG/NBD features left missing (%s)", pd.Timestamp(int(c), unit="D").date(), exc)
+        log.warning("cut-off %s: BG/NBD features left missing (%s)", cutoff.date(), exc)
         return NO_BGNBD
 
 
@@ -331,11 +337,7 @@ def _add_bgnbd(frame: pd.DataFrame, horizon_days: int, time_unit: TimeUnit, pena
     returns the parameters used."""
     x, t_x, T_ = frame["frequency"], frame["recency"], frame["T"]
     if params is None:
-        try:
-            params = BetaGeoModel(penalizer).fit(x, t_x, T_).params_
-        except CrmvalueError as exc:
-            log.warning("cut-off %s: BG/NBD features left missing (%s)", frame["cutoff"].iloc[0].date(), exc)
-            params = NO_BGNBD
+        params = _fit_bgnbd(x, t_x, T_, penalizer, frame["cutoff"].iloc[0])
     if isinstance(params, str) and params == NO_BGNBD:
         frame["p_alive"] = np.nan
         frame["expected_purchases"] = np.nan

@@ -41,6 +41,7 @@ from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, polygamma
 
 from crmvalue.models.base import PurchaseModel
+from crmvalue.models.objective import NewtonObjective
 
 # lifetimes starts every log-parameter at 0.1; the start does not change the optimum it finds
 LIFETIMES_START = np.full(4, 0.1)
@@ -52,8 +53,9 @@ def _codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, np.asarray(uniques, float)
 
 
-class BetaGeoObjective:
-    """lifetimes' BG/NBD (``k=0``) or MBG/NBD (``k=1``) objective, gradient and Hessian in log-parameters.
+class BetaGeoObjective(NewtonObjective):
+    """lifetimes' BG/NBD (``k=0``) or MBG/NBD (``k=1``) objective, gradient and Hessian in log-parameters
+    ``log(r, alpha, a, b)``, alpha in scaled time.
 
     Parameters
     ----------
@@ -92,24 +94,6 @@ class BetaGeoObjective:
         self.m_x = x[mixed]
         self.m_w = w[mixed]
         self.m_wx = w[mixed] * x[mixed]
-        self._cache: tuple[bytes, tuple] | None = None
-
-    def __call__(self, log_params: np.ndarray) -> tuple[float, np.ndarray]:
-        """Objective and gradient at ``log_params`` = log(r, alpha, a, b), alpha in scaled time."""
-        value, gradient, _ = self.evaluate(log_params)
-        return value, gradient
-
-    def hessian(self, log_params: np.ndarray) -> np.ndarray:
-        return self.evaluate(log_params)[2]
-
-    def evaluate(self, log_params: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        """Objective, gradient and Hessian at ``log_params``, remembered for the next call at the same point."""
-        theta = np.asarray(log_params, float)
-        if self._cache is not None and self._cache[0] == theta.tobytes():
-            return self._cache[1]
-        result = self._evaluate(theta)
-        self._cache = (theta.tobytes(), result)
-        return result
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         p = np.exp(theta)

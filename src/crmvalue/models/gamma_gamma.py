@@ -17,6 +17,7 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from crmvalue.errors import CrmvalueError
+from crmvalue.models.objective import NewtonObjective
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def expected_average_value(params: GammaGammaParams, frequency, monetary_value) 
     return (p * (v + x * m)) / (p * x + q - 1)
 
 
-class GammaGammaObjective:
+class GammaGammaObjective(NewtonObjective):
     """``lifetimes.GammaGammaFitter``'s objective, with its analytic gradient and Hessian.
 
     The weighted mean negative log-likelihood in ``theta = log(p, q, v)`` plus
@@ -75,20 +76,6 @@ class GammaGammaObjective:
         self.wx = w * x
         self.s_log_m, self.s_x_log_m = w @ np.log(m), self.wx @ np.log(m)
         self.s_x_log_x = self.wx @ np.log(x)
-        self._cache: tuple[bytes, tuple] | None = None
-
-    def __call__(self, log_params) -> tuple[float, np.ndarray]:
-        f, g, _ = self.evaluate(log_params)
-        return f, g
-
-    def hessian(self, log_params) -> np.ndarray:
-        return self.evaluate(log_params)[2]
-
-    def evaluate(self, log_params) -> tuple[float, np.ndarray, np.ndarray]:
-        theta = np.asarray(log_params, float)
-        if self._cache is None or self._cache[0] != theta.tobytes():
-            self._cache = (theta.tobytes(), self._evaluate(theta))
-        return self._cache[1]
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         from scipy.special import digamma, gammaln, polygamma
