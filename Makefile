@@ -5,40 +5,68 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-stamp
+# the versions the tests passed with; pyproject.toml keeps the ranges for library users
+LOCK := requirements/lock.txt
+RUNTIME_STAMP := $(VENV)/.runtime-stamp
+DEV_STAMP := $(VENV)/.dev-stamp
 CONFIG ?= experiments/cdnow.yaml
 
 help: ## Show this help
 	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
-$(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) --upgrade pip
+
+# runtime only (what `make train` needs), every version from the lock file
+$(RUNTIME_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e .
 	@touch $@
 
-install: $(STAMP) ## Create .venv (if missing) and install crmvalue with its dev tools
+# runtime + the dev extras (pytest, Jupyter, PySpark, ...), for `make test`
+$(DEV_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --constraint $(LOCK) -e '.[dev]'
+	@touch $@ $(RUNTIME_STAMP)
 
-train: $(STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on the bundled CDNOW data
+install: $(DEV_STAMP) ## Create .venv (if missing) and install crmvalue with its dev tools, at the locked versions
+
+train: $(RUNTIME_STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.yaml) on the bundled CDNOW data
 	$(BIN)/crmvalue train --config $(CONFIG)
 
-experiments: $(STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
+experiments: $(RUNTIME_STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
 	@set -e; for config in experiments/*.yaml; do echo "== $$config"; $(BIN)/crmvalue train --config $$config; done
 
-test: $(STAMP) ## Run the test suite and execute the notebooks (with a throwaway PostgreSQL server if one is installed)
+test: $(DEV_STAMP) ## Run the test suite and execute the notebooks (with a throwaway PostgreSQL server if one is installed)
 	.ci/with-postgres $(BIN)/python -m pytest
 
-bench: $(STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
+bench: $(DEV_STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
 	$(BIN)/python bench/run.py --repeats 3
 
-strip: $(STAMP) ## Strip outputs from the notebooks before committing them (the tests fail otherwise)
+strip: $(DEV_STAMP) ## Strip outputs from the notebooks before committing them (the tests fail otherwise)
 	$(BIN)/nbstripout notebooks/*.ipynb
 
-mlflow-ui: $(STAMP) ## Browse the runs at http://127.0.0.1:5000
+mlflow-ui: $(RUNTIME_STAMP) ## Browse the runs at http://127.0.0.1:5000
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlflow.db
+
+lock: ## Refresh requirements/lock.txt to the newest versions pyproject.toml allows (on purpose, never by accident)
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet '.[dev]'
+	@mkdir -p $(dir $(LOCK))
+	{ echo "# pip constraints: the versions crmvalue was last tested with. Refresh with 'make lock', then run 'make test'."; \
+	  .venv-lock/bin/python -m pip freeze --all --exclude-editable | grep -v -i '^crmvalue' ; } > $(LOCK).new
+	mv $(LOCK).new $(LOCK)
+	rm -rf .venv-lock
+	@echo "$(LOCK) refreshed: run 'make test' (it reinstalls .venv from the new lock) before committing it"
+
+test-latest: ## Run the tests against the newest versions pyproject.toml allows, ignoring the lock (in .venv-latest)
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet -e '.[dev]'
+	.ci/with-postgres .venv-latest/bin/python -m pytest
 
 clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
 	rm -rf mlruns mlflow.db crm.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
-.PHONY: help install train experiments test bench strip mlflow-ui clean
+.PHONY: help install train experiments test test-latest lock bench strip mlflow-ui clean
