@@ -166,13 +166,69 @@ def resolve_dates(
     return cal_end, obs_end
 
 
+@dataclass
+class TrainedRun:
+    """Everything a finished training computed, before anything is written: what a run writer records."""
+
+    cfg: ExperimentConfig
+    tx: CustomerDays
+    evaluation: Evaluation
+    diagnostics: dict[str, dict[str, pd.DataFrame]]
+    predictions: pd.DataFrame
+    quadrants: pd.DataFrame
+    metrics: dict[str, float]
+    value_model: ValueModel
+    purchase: PurchaseModel
+    gamma_gamma: GammaGammaModel
+    thresholds: tuple[float, float]
+    calibration_end: pd.Timestamp
+    observation_end: pd.Timestamp
+    progress: Progress
+    churn: "ChurnResult | None" = None
+    analyses: "AnalysesResult | None" = None
+
+
+class MlflowRunWriter:
+    """Records a trained run in MLflow (params, metrics, artifacts, registry) and then moves the
+    predictions file and ``models/<name>/`` into place."""
+
+    def write(self, run: TrainedRun) -> tuple[str, str, dict[str, int]]:
+        """Returns the run id, the value model's URI and the registered versions."""
+        ids = _log_run(run.cfg, run.tx, run.evaluation, run.diagnostics, run.predictions, run.quadrants, run.metrics,
+                       run.value_model, run.purchase, run.gamma_gamma, run.thresholds, run.calibration_end,
+                       run.observation_end, run.progress, run.churn, run.analyses)
+        _log_final_metrics(ids[0], run.progress)
+        return ids
+
+
+class InMemoryRunWriter:
+    """Keeps each run in memory and writes only the predictions file (atomically): for tests that
+    train hundreds of times, where MLflow's own cost would dominate. Everything else is real."""
+
+    def __init__(self):
+        self.runs: dict[str, TrainedRun] = {}
+
+    def write(self, run: TrainedRun) -> tuple[str, str, dict[str, int]]:
+        import uuid
+
+        from crmvalue.io import atomic_write_table
+
+        run_id = uuid.uuid4().hex
+        self.runs[run_id] = run
+        atomic_write_table(run.predictions.assign(run_id=run_id)[export_columns(run.predictions)], run.cfg.output_path)
+        return run_id, f"memory://{run_id}/value_model", {}
+
+
 def train(
     config: ExperimentConfig,
     data: pd.DataFrame | None = None,
     progress: Progress | None = None,
+    writer: "MlflowRunWriter | InMemoryRunWriter | None" = None,
 ) -> TrainResult:
-    """Run the whole experiment; ``data`` replaces ``config.data.source`` when given."""
+    """Run the whole experiment; ``data`` replaces ``config.data.source`` when given. ``writer``
+    records the result (default: an MLflow run, the predictions file and ``models/``)."""
     progress = progress or Progress(enabled=False)
+    writer = writer or MlflowRunWriter()
     cfg = config
 
     with progress.stage("load", f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}", announce=False):
@@ -330,9 +386,9 @@ def train(
         )
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
-        run_id, model_uri, registered = _log_run(cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model,
-                                     purchase, gg, thresholds, cal_end, obs_end, progress, churn_result, analyses)
-    _log_final_metrics(run_id, progress)
+        run_id, model_uri, registered = writer.write(TrainedRun(
+            cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model, purchase, gg, thresholds,
+            cal_end, obs_end, progress, churn_result, analyses))
 
     predictions["run_id"] = run_id
     return TrainResult(
