@@ -165,8 +165,9 @@ def test_one_time_buyers_get_population_mean_spend(fitted):
 
 
 def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
+    """An optimiser that never converges, not even with the fallback ridges: one line naming the penalizer."""
     import lifetimes.fitters as fitters
-    from scipy.optimize import minimize
+    from scipy.optimize import OptimizeResult
 
     import crmvalue.models.beta_geo_fit as beta_geo_fit
     import crmvalue.models.gamma_gamma as gamma_gamma
@@ -174,10 +175,13 @@ def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
     class Failed:
         success = False
 
+    def stopped(fun, x0, *args, **kwargs):  # stops where it starts, far from the optimum
+        return OptimizeResult(x=np.asarray(x0, float), success=False, message="stopped", nfev=0)
+
     monkeypatch.setattr(fitters, "minimize", lambda *args, **kwargs: Failed())
-    # BG/NBD and Gamma-Gamma have their own optimisers: stop them after two iterations, far from the optimum
-    for module in (beta_geo_fit, gamma_gamma):
-        monkeypatch.setattr(module, "minimize", lambda *args, **kwargs: minimize(*args, **{**kwargs, "options": {"maxiter": 2}}))
+    for module in (beta_geo_fit, gamma_gamma):  # BG/NBD and Gamma-Gamma have their own optimisers
+        monkeypatch.setattr(module, "minimize", stopped)
+        monkeypatch.setattr(module, "newton_polish", lambda objective, theta: np.asarray(theta, float))
     s = sample_summary
     with pytest.raises(CrmvalueError, match="did not converge.*penalizer") as failure:
         BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
@@ -186,9 +190,16 @@ def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
         GammaGammaModel().fit(s["frequency"], s["monetary_value"])
 
 
-def test_no_repeat_buyers_is_a_clear_error():
-    with pytest.raises(CrmvalueError, match="no customer has a repeat purchase"):
-        BetaGeoModel().fit([0, 0, 0], [0, 0, 0], [5.0, 6.0, 7.0])
+def test_no_repeat_buyers_is_a_boundary_fit_and_no_customers_a_clear_error():
+    """Valid data without a repeat purchase completes as a boundary fit (r -> 0), with a warning and finite
+    predictions; no customer at all is still an error."""
+    bg = BetaGeoModel().fit([0, 0, 0], [0, 0, 0], [5.0, 6.0, 7.0])
+    assert bg.penalizer_used_ > 0 and "no customer has a repeat purchase" in bg.boundary_
+    assert "\n" not in bg.warning_ and str(bg.penalizer_used_) in bg.warning_
+    predictions = bg.conditional_expected_number_of_purchases_up_to_time(10.0, [0, 0, 0], [0, 0, 0], [5.0, 6.0, 7.0])
+    assert np.isfinite(predictions).all()
+    with pytest.raises(CrmvalueError, match="no customers"):
+        BetaGeoModel().fit([], [], [])
 
 
 def test_bgnbd_recovers_parameters_from_simulated_data():
@@ -203,16 +214,24 @@ def test_bgnbd_recovers_parameters_from_simulated_data():
         assert abs(estimate - value) < 0.1 * value, (name, estimate, value)
 
 
-def test_a_boundary_fit_fails_clearly_and_the_named_remedy_works():
-    """200 simulated customers whose calibration data show no dropout: the MLE of (a, b) runs off to infinity."""
+def test_a_boundary_fit_is_handled_with_a_warning_and_the_named_remedy_works():
+    """200 simulated customers whose calibration data show no dropout: the MLE of (a, b) runs off to infinity.
+    The fit no longer fails: it is a boundary fit, refitted with the smallest ridge that gives an interior optimum,
+    with one warning line and finite predictions; the penalizer a user would name still works as before."""
     from conftest import simulated_transactions
     from crmvalue.features import calibration_holdout_summary
 
     s = calibration_holdout_summary(simulated_transactions(200, seed=21), "2020-12-31", "2021-12-31", "days")
-    with pytest.raises(CrmvalueError, match="--penalizer 0.001"):
-        BetaGeoModel().fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
+    handled = BetaGeoModel().fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
+    assert handled.boundary_ == "a and b diverge together (no dropout heterogeneity)"
+    assert handled.penalizer_used_ == 1e-3
+    assert handled.warning_.startswith("BG/NBD: boundary estimate") and "\n" not in handled.warning_
+    assert handled.params_.r == pytest.approx(0.25, rel=0.2)  # the simulation's truth
+    calibration = s["frequency_cal"], s["recency_cal"], s["T_cal"]
+    assert np.isfinite(handled.conditional_expected_number_of_purchases_up_to_time(365, *calibration)).all()
     penalized = BetaGeoModel(penalizer=0.001).fit(s["frequency_cal"], s["recency_cal"], s["T_cal"])
-    assert penalized.params_.r == pytest.approx(0.25, rel=0.2)  # the simulation's truth
+    assert penalized.penalizer_used_ == 0.0 and penalized.boundary_ is None
+    assert penalized.params_.r == pytest.approx(0.25, rel=0.2)
 
 
 def test_gamma_gamma_intervals_agree_with_lifetimes_standard_errors(sample_summary):

@@ -86,12 +86,14 @@ def evaluate_purchase_models(
     penalizer: float = 0.0,
     gamma_gamma_penalizer: float = 0.0,
     selection_metric: str = "rmse",
+    mean_spend: float | None = None,
 ) -> Evaluation:
     """Fit each candidate on the calibration period, score the holdout, and choose by holdout error.
 
     ``split`` is :func:`crmvalue.features.calibration_holdout_summary`. With one candidate its
     failure is raised; with several, a candidate that fails is recorded and the others compete
-    (if all fail, the first failure is raised).
+    (if all fail, the first failure is raised). ``mean_spend`` is the calibration period's mean
+    purchase amount, Gamma-Gamma's fallback when no customer has a repeat purchase there.
 
     The default criterion is RMSE because the models forecast the *mean* number of purchases,
     and squared error is minimised by the mean; absolute error is minimised by the median,
@@ -106,7 +108,7 @@ def evaluate_purchase_models(
     duration = float(split["duration_holdout"].iloc[0])
     actual = split["frequency_holdout"].to_numpy()
     revenue = split["revenue_holdout"]
-    gg = GammaGammaModel(gamma_gamma_penalizer).fit(x, split["monetary_value_cal"])
+    gg = GammaGammaModel(gamma_gamma_penalizer).fit(x, split["monetary_value_cal"], mean_spend=mean_spend)
     spend = expected_average_value(gg.params_, x, split["monetary_value_cal"])
 
     results: dict[str, CandidateResult] = {}

@@ -243,3 +243,11 @@ def checked_weights(weights, n: int) -> np.ndarray:
     if not np.isfinite(w.astype(float)).all() or (w < 0).any():
         raise CrmvalueError("weights: every weight must be a finite count >= 0")
     return w
+
+
+def mean_purchase_amount(transactions: "pd.DataFrame | CustomerDays", end) -> float | None:
+    """Mean net amount of the purchase days with a positive amount on or before ``end`` (None if there are none):
+    the expected spend Gamma-Gamma falls back on when no customer has a repeat purchase."""
+    days = customer_days(transactions)
+    keep = days.purchase & (days.amount > 0) & (days.day <= day_number(end))
+    return float(days.amount[keep].mean()) if keep.any() else None

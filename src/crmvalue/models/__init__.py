@@ -2,7 +2,7 @@
 
 from crmvalue.models.base import PurchaseModel, PurchaseParams
 from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
-from crmvalue.models.gamma_gamma import GammaGammaModel, GammaGammaParams
+from crmvalue.models.gamma_gamma import GammaGammaModel, GammaGammaParams, MeanSpendParams
 from crmvalue.models.mbgnbd import ModifiedBetaGeoModel, ModifiedBetaGeoParams
 from crmvalue.models.paretonbd import ParetoNBDModel, ParetoNBDParams
 from crmvalue.models.value import PREDICTION_COLUMNS, ValueModel, customer_lifetime_value
@@ -19,6 +19,7 @@ __all__ = [
     "BetaGeoParams",
     "GammaGammaModel",
     "GammaGammaParams",
+    "MeanSpendParams",
     "ModifiedBetaGeoModel",
     "ModifiedBetaGeoParams",
     "PREDICTION_COLUMNS",

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import io
-from dataclasses import asdict
+import warnings
+from dataclasses import asdict, replace
 from typing import ClassVar
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import compress_rfm
+from crmvalue.models.objective import RIDGE_LADDER, FitAttempt, best_rung, describe_boundary, not_interior
 
 
 class PurchaseParams:
@@ -48,15 +50,28 @@ class PurchaseModel:
     """Fits on the unique (frequency, recency, T) rows, weighted by their counts: with a lifetimes
     fitter by default, or with the model's own optimiser of the same objective (BG/NBD, MBG/NBD).
 
+    A fit that does not end at an interior optimum (see :func:`crmvalue.models.objective.not_interior`:
+    converged, every parameter in [1e-6, 1e6] in scaled time, a positive-definite Hessian, no
+    log-parameter standard error above 4.5, finite predictions) is a boundary fit. It is refitted
+    with each ridge ``lambda * sum(log-parameter ** 2)`` of ``RIDGE_LADDER``; of those that give an
+    interior optimum, the one with the highest Laplace-approximated marginal likelihood is kept
+    (the ridge is a Gaussian prior; see :func:`crmvalue.models.objective.log_evidence`). The ridge is
+    centred at 1 in scaled time (the largest T is 1), so it stops parameters running off towards 0
+    as well as towards infinity. The outcome is recorded in
+    ``penalizer_used_`` (0.0 when no ridge was needed), ``boundary_`` (None, or why) and
+    ``warning_`` (one line for the log). Only when no rung gives an interior optimum does the fit fail,
+    with a one-line :class:`CrmvalueError`.
+
     Parameters
     ----------
     penalizer : float
-        L2 penalty on the parameters, passed to lifetimes as ``penalizer_coef``. Raise it
-        (e.g. 0.001) when the fit does not converge.
+        L2 penalty on the parameters, passed to lifetimes as ``penalizer_coef`` (the user's own
+        choice, applied as lifetimes does; the fallback ridge comes on top of it, only when needed).
     """
 
     params_class: ClassVar[type]
     fitter_name: ClassVar[str]
+    boundary_pairs: ClassVar[dict] = {}
 
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
@@ -71,44 +86,87 @@ class PurchaseModel:
     def fit(self, frequency, recency, T, weights=None) -> "PurchaseModel":
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
         import lifetimes
-        from lifetimes.utils import ConvergenceError
 
         label = self.params_class.label
         rows = compress_rfm(frequency, recency, T, weights)
+        rows = rows[rows["weights"] > 0].reset_index(drop=True)
         if len(rows) == 0:
             raise CrmvalueError(f"{label}: no customers to fit")
-        if rows["frequency"].max() == 0:
-            raise CrmvalueError(f"{label}: no customer has a repeat purchase, so the model cannot be fitted")
         fitter = getattr(lifetimes, self.fitter_name)(penalizer_coef=self.penalizer)
-        try:
-            # lifetimes prints the optimiser state on failure; the error below says it better
-            with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"):
-                values, log_likelihood, hessian = self._fit_compressed(fitter, rows)
-        except ConvergenceError:
-            raise self._not_converged() from None
-        params = self.params_class(**{k: float(v) for k, v in values.items()})
-        if not all(np.isfinite(v) and v > 0 for v in params.as_dict().values()):
-            raise CrmvalueError(f"{label} gave invalid parameters {params}; set a larger penalizer")
+        attempts = [self._attempt(fitter, rows, 0.0)]
+        why = self._not_interior(attempts[0], rows)
+        if rows["frequency"].max() == 0:
+            why = why or "no customer has a repeat purchase"
+        attempt = attempts[0]
+        if why is not None:
+            attempts += [self._attempt(fitter, rows, ridge) for ridge in RIDGE_LADDER]
+            interior = [a for a in attempts[1:] if self._not_interior(a, rows) is None]
+            attempt = best_rung(interior, rows["weights"].sum())
+            if attempt is None:
+                raise self._not_converged(
+                    f"{describe_boundary(attempts, self.boundary_pairs)}, and no ridge up to {RIDGE_LADDER[-1]:g} "
+                    "on the log-parameters gives an interior optimum"
+                )
+        self.penalizer_used_ = attempt.ridge
+        if attempt.ridge == 0.0:
+            self.boundary_ = None
+            self.warning_ = None
+        else:
+            self.boundary_ = (
+                "no customer has a repeat purchase, so the purchase rate goes to 0 and dropout is not identified"
+                if rows["frequency"].max() == 0 else describe_boundary(attempts, self.boundary_pairs)
+            )
+            self.warning_ = (
+                f"{label}: boundary estimate ({self.boundary_}); refitted with a ridge of {attempt.ridge:g} on the "
+                "log-parameters (of the ridges that give an interior optimum, the one the data support most)"
+            )
+        params = self.params_class(**attempt.values)
+        fitter.params_ = pd.Series(attempt.values)
         self.fitter_ = fitter
         self.params_ = params
-        self.n_customers_ = int(rows["weights"].sum())
+        self.n_customers_ = int(round(rows["weights"].sum()))
         self.n_patterns_ = len(rows)
-        if log_likelihood is None:
-            log_likelihood = params.log_likelihood(rows["frequency"], rows["recency"], rows["T"], rows["weights"])
-        self.log_likelihood_ = log_likelihood
-        cov = self._log_param_covariance(rows, hessian)
-        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
-            raise self._not_converged("the likelihood is flat or not at a maximum")
+        self.log_likelihood_ = attempt.log_likelihood
+        cov = attempt.covariance
         self.log_param_covariance_ = cov
-        values = np.array(list(params.as_dict().values()))
-        se = values * np.sqrt(np.diag(cov))  # delta method from log-parameters
-        names = list(params.as_dict())
-        self.standard_errors_ = pd.Series(se, index=names)
+        values = np.array([attempt.values[n] for n in attempt.names])
+        log_se = np.sqrt(np.diag(cov))
+        self.standard_errors_ = pd.Series(values * log_se, index=list(attempt.names))  # delta method
         self.confidence_intervals_ = pd.DataFrame(
-            {"lower": values * np.exp(-1.96 * np.sqrt(np.diag(cov))), "upper": values * np.exp(1.96 * np.sqrt(np.diag(cov)))},
-            index=names,
+            {"lower": values * np.exp(-1.96 * log_se), "upper": values * np.exp(1.96 * log_se)},
+            index=list(attempt.names),
         )
         return self
+
+    def _attempt(self, fitter, rows: pd.DataFrame, ridge: float) -> FitAttempt:
+        """One fit, with every failure of the optimiser (lifetimes' included) turned into a non-converged attempt."""
+        from lifetimes.utils import ConvergenceError
+
+        names = tuple(self.params_class.__dataclass_fields__)
+        try:
+            # lifetimes prints the optimiser state on failure; the boundary rule says it better
+            with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                attempt = self._fit_compressed(fitter, rows, ridge)
+                if attempt.converged and attempt.covariance is None:
+                    attempt = replace(attempt, covariance=self._log_param_covariance(rows, attempt))
+        except Exception as exc:  # noqa: BLE001 - any failure inside an optimiser is a fit that did not converge
+            failure = "lifetimes did not converge" if isinstance(exc, ConvergenceError) else type(exc).__name__
+            return FitAttempt(names, {}, np.full(len(names), np.nan), False, np.nan, None, ridge, failure)
+        return attempt
+
+    def _not_interior(self, attempt: FitAttempt, rows: pd.DataFrame) -> str | None:
+        """The boundary rule, with the predictions on the fitted rows as its last check."""
+        why = not_interior(attempt)
+        if why is not None:
+            return why
+        params = self.params_class(**attempt.values)
+        x, t_x, T_ = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T"))
+        with np.errstate(all="ignore"):
+            finite = (np.all(np.isfinite(params.p_alive(x, t_x, T_)))
+                      and np.all(np.isfinite(params.expected_purchases(T_.max(), x, t_x, T_)))
+                      and np.isfinite(attempt.log_likelihood))
+        return not_interior(attempt, predictions_finite=bool(finite))
 
     def _not_converged(self, why: str = "") -> CrmvalueError:
         detail = f": {why}" if why else ""
@@ -117,25 +175,32 @@ class PurchaseModel:
             "set a larger penalizer, e.g. --penalizer 0.001 or model.penalizer in the config"
         )
 
-    def _fit_compressed(self, fitter, rows: pd.DataFrame) -> tuple[dict[str, float], float | None, np.ndarray | None]:
-        """Parameters, total log-likelihood (None: compute it from them) and lifetimes' Hessian (None: numerical).
+    def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
+        """One optimisation of the model's objective (plus ``ridge`` on the log-parameters in scaled time).
 
-        This default fits ``fitter`` itself; a subclass with its own optimiser leaves ``fitter``
-        unfitted apart from ``params_``, raises ``self._not_converged()`` when it fails, and
-        returns the Hessian of lifetimes' objective (mean negative log-likelihood plus penalty,
-        in log-parameters).
+        This default fits ``fitter`` itself (no ridge: a subclass that needs the ridge overrides
+        this); the covariance is then left ``None`` and computed numerically by the caller.
         """
         self._fit_lifetimes(fitter, rows)
-        return dict(fitter.params_), None, getattr(fitter, "_hessian_", None)
+        values = {k: float(v) for k, v in fitter.params_.items()}
+        names = tuple(values)
+        theta = np.log(np.array(list(values.values())))
+        scale = 1.0 / rows["T"].max()
+        theta = theta + np.array([np.log(scale) if n in ("alpha", "beta") else 0.0 for n in names])
+        params = self.params_class(**values)
+        ll = params.log_likelihood(rows["frequency"], rows["recency"], rows["T"], rows["weights"])
+        return FitAttempt(names, values, theta, bool(np.all(np.isfinite(theta))), ll, None, ridge)
 
-    def _log_param_covariance(self, rows: pd.DataFrame, hessian: np.ndarray | None = None) -> np.ndarray:
-        """Asymptotic covariance of the log-parameters: the inverse observed information."""
-        if hessian is not None:
-            # the Hessian of lifetimes' mean negative log-likelihood in log-parameters;
-            # rescaling time only shifts log(alpha), so the Hessian is the same in our units
-            with np.errstate(all="ignore"):
-                return np.linalg.inv(np.asarray(hessian, float)) / rows["weights"].sum()
-        return _numerical_log_param_covariance(self.params_, rows)
+    def _log_param_covariance(self, rows: pd.DataFrame, attempt: FitAttempt) -> np.ndarray:
+        """Asymptotic covariance of the log-parameters: the inverse observed information, plus the ridge's."""
+        params = self.params_class(**attempt.values)
+        information = -_numerical_log_likelihood_hessian(params, rows)
+        information = information + 2 * attempt.ridge * rows["weights"].sum() * np.eye(len(information))
+        with np.errstate(all="ignore"):
+            try:
+                return np.linalg.inv(information)
+            except np.linalg.LinAlgError:
+                return np.full(information.shape, np.nan)
 
     # predictions under lifetimes' names, so code written for lifetimes works unchanged
     def conditional_probability_alive(self, frequency, recency, T) -> np.ndarray:
@@ -163,8 +228,8 @@ class PurchaseModel:
         return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
 
-def _numerical_log_param_covariance(params: PurchaseParams, rows: pd.DataFrame, step: float = 1e-4) -> np.ndarray:
-    """Inverse of the negative Hessian of the total log-likelihood in log-parameters, by central differences."""
+def _numerical_log_likelihood_hessian(params: PurchaseParams, rows: pd.DataFrame, step: float = 1e-4) -> np.ndarray:
+    """Hessian of the total log-likelihood in log-parameters, by central differences."""
     names = list(params.as_dict())
     theta = np.log(np.array(list(params.as_dict().values())))
     args = (rows["frequency"].to_numpy(), rows["recency"].to_numpy(), rows["T"].to_numpy(), rows["weights"].to_numpy())
@@ -175,11 +240,18 @@ def _numerical_log_param_covariance(params: PurchaseParams, rows: pd.DataFrame, 
     k = len(theta)
     hessian = np.empty((k, k))
     eye = np.eye(k) * step
-    for i in range(k):
-        for j in range(i, k):
-            value = (
-                ll(theta + eye[i] + eye[j]) - ll(theta + eye[i] - eye[j]) - ll(theta - eye[i] + eye[j]) + ll(theta - eye[i] - eye[j])
-            ) / (4 * step * step)
-            hessian[i, j] = hessian[j, i] = value
     with np.errstate(all="ignore"):
-        return np.linalg.inv(-hessian)
+        for i in range(k):
+            for j in range(i, k):
+                value = (
+                    ll(theta + eye[i] + eye[j]) - ll(theta + eye[i] - eye[j]) - ll(theta - eye[i] + eye[j])
+                    + ll(theta - eye[i] - eye[j])
+                ) / (4 * step * step)
+                hessian[i, j] = hessian[j, i] = value
+    return hessian
+
+
+def _numerical_log_param_covariance(params: PurchaseParams, rows: pd.DataFrame, step: float = 1e-4) -> np.ndarray:
+    """Inverse of the negative Hessian of the total log-likelihood in log-parameters, by central differences."""
+    with np.errstate(all="ignore"):
+        return np.linalg.inv(-_numerical_log_likelihood_hessian(params, rows, step))

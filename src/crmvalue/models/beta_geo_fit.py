@@ -41,7 +41,7 @@ from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, polygamma
 
 from crmvalue.models.base import PurchaseModel
-from crmvalue.models.objective import NewtonObjective
+from crmvalue.models.objective import FitAttempt, NewtonObjective, newton_polish
 
 # lifetimes starts every log-parameter at 0.1; the start does not change the optimum it finds
 LIFETIMES_START = np.full(4, 0.1)
@@ -162,9 +162,11 @@ class BetaGeoObjective(NewtonObjective):
         return float(value), gradient, hess_theta
 
     def log_likelihood(self, log_params: np.ndarray) -> float:
-        """Total log-likelihood in the data's own time unit (undoes the time scaling)."""
-        p = np.exp(np.asarray(log_params, float))
-        value, _ = self(log_params)
+        """Total log-likelihood in the data's own time unit (undoes the time scaling); no penalty, no ridge."""
+        theta = np.asarray(log_params, float)
+        p = np.exp(theta)
+        with np.errstate(all="ignore"):
+            value = self._evaluate(theta)[0] if np.all(np.isfinite(theta)) else np.nan
         # in scaled time each customer's log-likelihood is lower by x log(scale)
         return float(-(value - self.penalizer * (p @ p)) * self.n + self.sum_wx * np.log(self.scale))
 
@@ -177,25 +179,29 @@ class BetaGeoFit:
     converged: bool
     message: str
     log_likelihood: float
-    hessian: np.ndarray  # of lifetimes' objective (mean, penalised) in log-parameters
+    hessian: np.ndarray  # of lifetimes' objective (mean, penalised, ridge included) in log-parameters
     n_evaluations: int
+    log_params: np.ndarray  # in scaled time (the largest T is 1), where the ridge is centred
 
 
 def fit_beta_geo(frequency, recency, T, weights, penalizer: float = 0.0, modified: bool = False,
-                 start: np.ndarray | None = None, method: str = "trust-exact") -> BetaGeoFit:
+                 start: np.ndarray | None = None, method: str = "trust-exact", ridge: float = 0.0) -> BetaGeoFit:
     """Minimise lifetimes' BG/NBD (or MBG/NBD) objective from lifetimes' start.
 
     ``trust-exact`` (Newton steps in a trust region, with the analytic Hessian) needs a handful
     of evaluations; ``BFGS`` (lifetimes' method, with the analytic gradient only) is kept for
     comparison. The gradient tolerance is 1e-10 on the mean objective (lifetimes stops at 1e-7),
     so the estimates are those of the optimum rather than of wherever a looser stop lands.
+    ``ridge`` adds ``ridge * sum(theta ** 2)`` on the log-parameters in scaled time (the
+    boundary fallback, see :mod:`crmvalue.models.objective`).
     """
     objective = BetaGeoObjective(frequency, recency, T, weights, penalizer, modified)
+    objective.ridge = float(ridge)
     x0 = LIFETIMES_START if start is None else np.asarray(start, float)
     hess = objective.hessian if method == "trust-exact" else None
     with np.errstate(all="ignore"):
         result = minimize(objective, x0, jac=True, hess=hess, method=method, options={"gtol": 1e-10, "maxiter": 500})
-        theta = result.x
+        theta = newton_polish(objective, result.x) if method == "trust-exact" else np.asarray(result.x, float)
         value, gradient, hessian = objective.evaluate(theta)
         # a stop on precision loss right at the optimum is still lifetimes' success (gradient < 1e-7)
         converged = bool(result.success or np.max(np.abs(gradient)) < 1e-7)
@@ -210,6 +216,7 @@ def fit_beta_geo(frequency, recency, T, weights, penalizer: float = 0.0, modifie
         log_likelihood=log_likelihood,
         hessian=hessian,
         n_evaluations=int(result.nfev),
+        log_params=theta,
     )
 
 
@@ -218,10 +225,28 @@ class BetaGeoFamilyModel(PurchaseModel):
     ``probability_of_n_purchases_up_to_time`` and gets the fitted ``params_``."""
 
     modified: ClassVar[bool] = False
+    boundary_pairs: ClassVar[dict] = {("a", "b"): "dropout", ("r", "alpha"): "purchase-rate"}
 
-    def _fit_compressed(self, fitter, rows: pd.DataFrame):
-        fit = fit_beta_geo(rows["frequency"], rows["recency"], rows["T"], rows["weights"], self.penalizer, self.modified)
-        if not fit.converged:
-            raise self._not_converged()
+    def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
+        fit = fit_beta_geo(rows["frequency"], rows["recency"], rows["T"], rows["weights"], self.penalizer,
+                           self.modified, start=LIFETIMES_START, ridge=ridge)
         fitter.params_ = pd.Series(fit.params)
-        return fit.params, fit.log_likelihood, fit.hessian
+        return FitAttempt(
+            names=("r", "alpha", "a", "b"),
+            values=fit.params,
+            offsets=fit.log_params,
+            converged=fit.converged,
+            log_likelihood=fit.log_likelihood,
+            covariance=_inverse(fit.hessian) / rows["weights"].sum(),
+            ridge=ridge,
+            failure="" if fit.converged else fit.message,
+            penalty=self.penalizer * float(np.exp(2 * fit.log_params).sum()) * float(rows["weights"].sum()),
+        )
+
+
+def _inverse(matrix: np.ndarray) -> np.ndarray:
+    with np.errstate(all="ignore"):
+        try:
+            return np.linalg.inv(np.asarray(matrix, float))
+        except np.linalg.LinAlgError:
+            return np.full(np.shape(matrix), np.nan)

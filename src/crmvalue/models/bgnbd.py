@@ -10,7 +10,7 @@ http://brucehardie.com/notes/021/.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
@@ -67,6 +67,10 @@ def expected_purchases(params: BetaGeoParams, t, frequency, recency, T) -> np.nd
     ``x`` except ``c``, and the series converges faster as ``x`` grows. Accepts arrays that
     broadcast together (e.g. ``t`` of shape ``(k, 1)`` against customers of shape ``(n,)``).
     """
+    return smooth_at_a_equal_1(_expected_purchases, params, t, frequency, recency, T)
+
+
+def _expected_purchases(params: BetaGeoParams, t, frequency, recency, T) -> np.ndarray:
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
     t = np.asarray(t, float)
     x = np.asarray(frequency, float)
@@ -76,6 +80,28 @@ def expected_purchases(params: BetaGeoParams, t, frequency, recency, T) -> np.nd
     G = one_minus_z ** (a - 1) * hyp2f1(a + b - 1 - r, a - 1, a + b + x - 1, z)
     A = (a + b + x - 1) / (a - 1)
     return A * (1 - G) * p_alive(params, x, recency, T_)
+
+
+# within this distance of a = 1, E[Y(t)] is interpolated (its (1 - G)/(a - 1) is 0/0 at a = 1)
+A_NEAR_ONE = 1e-4
+
+
+def smooth_at_a_equal_1(expected, params, t, frequency, recency, T) -> np.ndarray:
+    """``expected(params, ...)``, linearly interpolated between a = 1 -/+ ``A_NEAR_ONE`` where a is closer to 1.
+
+    BG/NBD's and MBG/NBD's E[Y(t)] have a removable singularity at a = 1 (``(1 - G)/(a - 1)``),
+    where they would give NaN, and lose digits near it; a ridge fit with no information about
+    dropout lands there. The interpolation error is O(A_NEAR_ONE^2) ~ 1e-8 relative, the
+    rounding error at the nodes ~ 1e-12.
+    """
+    a = np.asarray(params.a, float)
+    near = np.abs(a - 1.0) < A_NEAR_ONE
+    if not np.any(near):
+        return expected(params, t, frequency, recency, T)
+    low = expected(replace(params, a=np.where(near, 1.0 - A_NEAR_ONE, a)), t, frequency, recency, T)
+    high = expected(replace(params, a=np.where(near, 1.0 + A_NEAR_ONE, a)), t, frequency, recency, T)
+    weight = np.where(near, (a - (1.0 - A_NEAR_ONE)) / (2 * A_NEAR_ONE), 0.0)
+    return low + weight * (high - low)
 
 
 def log_likelihood(params: BetaGeoParams, frequency, recency, T, weights=None) -> float:

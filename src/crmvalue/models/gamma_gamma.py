@@ -10,6 +10,7 @@ http://brucehardie.com/notes/025/.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -17,7 +18,15 @@ import pandas as pd
 from scipy.optimize import minimize
 
 from crmvalue.errors import CrmvalueError
-from crmvalue.models.objective import NewtonObjective
+from crmvalue.models.objective import (
+    RIDGE_LADDER,
+    FitAttempt,
+    NewtonObjective,
+    best_rung,
+    describe_boundary,
+    newton_polish,
+    not_interior,
+)
 
 
 @dataclass(frozen=True)
@@ -37,13 +46,40 @@ class GammaGammaParams:
         return self.p * self.v / (self.q - 1)
 
 
-def expected_average_value(params: GammaGammaParams, frequency, monetary_value) -> np.ndarray:
+@dataclass(frozen=True)
+class MeanSpendParams:
+    """The degraded spend model of too few repeat buyers: every customer's expected spend is ``mean_spend``."""
+
+    mean_spend: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @property
+    def population_mean(self) -> float:
+        return self.mean_spend
+
+
+SpendParams = GammaGammaParams | MeanSpendParams
+
+
+def spend_params_from_dict(values: dict) -> SpendParams:
+    """The spend parameters saved by ``as_dict``: Gamma-Gamma's ``p, q, v`` or the fallback's ``mean_spend``."""
+    if set(values) == {"mean_spend"}:
+        return MeanSpendParams(**values)
+    return GammaGammaParams(**values)
+
+
+def expected_average_value(params: SpendParams, frequency, monetary_value) -> np.ndarray:
     """E[M | x, m_x], Fader-Hardie (2013) eq. (5): a weighted mean of m_x and the population mean.
 
     With ``x = 0`` it is the population mean, so one-time buyers get the population's spend.
+    For :class:`MeanSpendParams` it is the mean spend for everyone.
     """
-    p, q, v = params.p, params.q, params.v
     x = np.asarray(frequency, float)
+    if isinstance(params, MeanSpendParams):
+        return np.asarray(params.mean_spend, float) * np.ones_like(x)
+    p, q, v = params.p, params.q, params.v
     m = np.where(x > 0, np.asarray(monetary_value, float), 0.0)
     return (p * (v + x * m)) / (p * x + q - 1)
 
@@ -112,7 +148,25 @@ class GammaGammaObjective(NewtonObjective):
         return float(f), g, H
 
 
-LIFETIMES_START = np.full(3, 0.1)  # lifetimes starts every log-parameter at 0.1
+class _FixedQObjective(NewtonObjective):
+    """``GammaGammaObjective`` in ``log(p, v)`` with ``q`` held at ``exp(log_q)``."""
+
+    def __init__(self, full: GammaGammaObjective, log_q: float):
+        self.full, self.log_q = full, log_q
+
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        value, gradient, hessian = self.full._evaluate(np.array([theta[0], self.log_q, theta[1]]))
+        return value, gradient[[0, 2]], hessian[np.ix_([0, 2], [0, 2])]
+
+
+# the start, relative to the centre (p = 1, q = Q_FLOOR, v = mean spend): lifetimes starts every log-parameter at 0.1
+START_OFFSET = np.full(3, 0.1)
+# q below this is fitted at it: the constrained maximum-likelihood estimate on q >= Q_FLOOR. Below q = 1 the
+# mean spend p v / (q - 1) is undefined; between 1 and 2 it exists but customers' mean spend has infinite variance
+Q_FLOOR = 2.0
+# with fewer repeat buyers with positive spend, every customer's expected spend is the observed mean spend
+MIN_REPEAT_BUYERS = 10
+_NAMES = ("p", "q", "v")
 
 
 class GammaGammaModel:
@@ -121,56 +175,198 @@ class GammaGammaModel:
     fraction of the time.
 
     Only customers with ``frequency > 0`` and a positive ``monetary_value`` enter the fit, as
-    in the paper.
+    in the paper. Three rules keep every valid input fitted (each recorded in ``boundary_`` and
+    ``warning_``; ``penalizer_used_`` is the fallback ridge, 0.0 when none was needed):
+
+    - fewer than ``MIN_REPEAT_BUYERS`` repeat buyers: no fit, every customer's expected spend is
+      the observed mean spend per repeat purchase (``params_`` is a :class:`MeanSpendParams`);
+    - an optimum with ``q < Q_FLOOR`` (heavy-tailed customer means; the mean spend is undefined
+      for q <= 1): q is held at ``Q_FLOOR``, the constrained maximum-likelihood estimate, and p, v
+      are fitted; q's standard error is 0;
+    - a boundary fit (the rule of :class:`crmvalue.models.PurchaseModel`, e.g. q and v diverging
+      together when customers do not differ in spend): refitted with each ridge of ``RIDGE_LADDER``
+      on the log-parameters, keeping the interior fit with the highest evidence. The ridge is
+      centred at p = 1, q = Q_FLOOR and v = the mean spend, so it is currency-free and its centre
+      has the observed mean spend as population mean.
+
+    Parameters
+    ----------
+    penalizer : float
+        lifetimes' L2 penalty on the parameters (``penalizer_coef``), applied as lifetimes does.
     """
 
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
 
-    def fit(self, frequency, monetary_value, weights=None) -> "GammaGammaModel":
-        """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
+    def fit(self, frequency, monetary_value, weights=None, mean_spend: float | None = None) -> "GammaGammaModel":
+        """Fit on one row per customer, or on rows that each stand for ``weights`` customers.
+
+        ``mean_spend`` is the expected spend to fall back on when no customer has a repeat
+        purchase with positive spend (e.g. the mean amount of all purchases); without it, that case
+        is a one-line error.
+        """
         from crmvalue.features import checked_weights
 
         x = np.asarray(frequency, float)
         m = np.asarray(monetary_value, float)
         w = np.ones_like(x) if weights is None else checked_weights(weights, len(x)).astype(float)
-        keep = (x > 0) & (m > 0) & (w > 0)
+        keep = (x > 0) & (m > 0) & (w > 0) & np.isfinite(m)
         x, m, w = x[keep], m[keep], w[keep]
-        if w.sum() < 2:
-            raise CrmvalueError("Gamma-Gamma: fewer than two repeat buyers with positive spend; cannot fit spend")
+        self.n_customers_ = int(round(w.sum()))
+        self.frequency_spend_correlation_ = _weighted_correlation(x, m, w)
+        self.penalizer_used_ = 0.0
+        self.boundary_ = None
+        self.warning_ = None
+        if w.sum() < MIN_REPEAT_BUYERS:
+            return self._fit_mean_spend(x, m, w, mean_spend)
+        mean = float((w * x) @ m / (w @ x))
         objective = GammaGammaObjective(x, m, w, self.penalizer)
-        with np.errstate(all="ignore"):
-            result = minimize(objective, LIFETIMES_START, jac=True, hess=objective.hessian, method="trust-exact",
-                              options={"gtol": 1e-10, "maxiter": 500})
-        if not (result.success or np.abs(result.jac).max() < 1e-7) or not np.all(np.isfinite(result.x)):
+        objective.centre = np.array([0.0, np.log(Q_FLOOR), np.log(mean)])
+        fixed = _FixedQObjective(objective, np.log(Q_FLOOR))
+        fixed.centre = objective.centre[[0, 2]]
+
+        n = float(w.sum())
+        attempts = [self._attempt(objective, 0.0)]
+        path, accepted = "free", None
+        if self._not_interior(attempts[0], x, m) is None and attempts[0].values["q"] >= Q_FLOOR:
+            accepted = attempts[0]
+        elif attempts[0].values.get("q", np.inf) < Q_FLOOR:
+            path = "fixed"
+        else:
+            attempts += [self._attempt(objective, ridge) for ridge in RIDGE_LADDER]
+            interior = [a for a in attempts[1:] if self._not_interior(a, x, m) is None]
+            accepted = best_rung([a for a in interior if a.values["q"] >= Q_FLOOR], n)
+            if accepted is None and interior:  # the ridge fits end below the floor: hold q there
+                path = "fixed"
+        attempts_free = attempts
+        free_q = attempts[0].values.get("q", np.nan)
+        if path == "fixed":
+            attempts = [self._attempt(fixed, 0.0)]
+            if self._not_interior(attempts[0], x, m) is None:
+                accepted = attempts[0]
+            else:
+                attempts += [self._attempt(fixed, ridge) for ridge in RIDGE_LADDER]
+                accepted = best_rung([a for a in attempts[1:] if self._not_interior(a, x, m) is None], n)
+        reasons = []
+        if path == "fixed":
+            free_interior = self._not_interior(attempts_free[0], x, m) is None
+            where = f"has q = {free_q:.3g}" if free_interior else "runs to q"
+            reasons.append(f"the unconstrained optimum {where} < {Q_FLOOR:g} (heavy-tailed customer spend; for q <= 1 "
+                           f"the mean spend is undefined), so q is held at {Q_FLOOR:g}")
+        if accepted is None or accepted.ridge > 0:
+            reasons.append(describe_boundary(attempts, {("q", "v"): "spend"}))
+        if accepted is None:
             raise CrmvalueError(
-                f"Gamma-Gamma did not converge (penalizer={self.penalizer}); "
+                f"Gamma-Gamma did not converge (penalizer={self.penalizer}): {'; '.join(reasons)}, and no ridge up to "
+                f"{RIDGE_LADDER[-1]:g} on the log-parameters gives an interior optimum; "
                 "set a larger penalizer, e.g. model.gamma_gamma_penalizer: 0.001 in the config"
             )
-        p, q, v = np.exp(result.x)
-        self.params_ = GammaGammaParams(float(p), float(q), float(v))
-        if not self.params_.q > 1:
-            raise CrmvalueError(
-                f"Gamma-Gamma gave q={self.params_.q:.4g} <= 1, so mean spend is undefined; set a penalizer"
-            )
-        hessian = objective.hessian(result.x)
-        inverse = np.linalg.inv(hessian)
+        if reasons:
+            self.boundary_ = "; ".join(reasons)
+            done = [f"q held at {Q_FLOOR:g}"] if path == "fixed" else []
+            if accepted.ridge > 0:
+                done.append(f"refitted with a ridge of {accepted.ridge:g} on the log-parameters "
+                            "(of the ridges that give an interior optimum, the one the data support most)")
+            self.warning_ = f"Gamma-Gamma: boundary estimate ({self.boundary_}); {' and '.join(done)}"
+        self.penalizer_used_ = accepted.ridge
+        self._record(accepted)
+        return self
+
+    def _attempt(self, objective: NewtonObjective, ridge: float) -> FitAttempt:
+        """One trust-exact fit; any failure of the optimiser is an attempt that did not converge."""
+        fixed = isinstance(objective, _FixedQObjective)
+        full = objective.full if fixed else objective
+        keep = [0, 2] if fixed else [0, 1, 2]
+        objective.ridge = ridge
+        objective._cache = None
+        start = (full.centre + START_OFFSET)[keep]
+        try:
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                result = minimize(objective, start, jac=True, hess=objective.hessian, method="trust-exact",
+                                  options={"gtol": 1e-10, "maxiter": 500})
+                theta = newton_polish(objective, result.x)
+                value, gradient, hessian = objective.evaluate(theta)
+                converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
+                covariance = np.zeros((3, 3))  # q held fixed: no variance
+                try:
+                    covariance[np.ix_(keep, keep)] = np.linalg.inv(hessian) / full.W
+                except np.linalg.LinAlgError:
+                    covariance[np.ix_(keep, keep)] = np.nan
+                message = str(result.message)
+        except Exception as exc:  # noqa: BLE001 - a failure inside the optimiser is a fit that did not converge
+            return FitAttempt(_NAMES, {}, np.full(3, np.nan), False, np.nan, None, ridge, type(exc).__name__)
+        full_theta = np.array([theta[0], objective.log_q, theta[1]]) if fixed else theta
+        values = dict(zip(_NAMES, map(float, np.exp(full_theta))))
+        with np.errstate(all="ignore"):
+            penalty = full.penalizer * float(np.exp(2 * full_theta).sum())
+            finite = np.all(np.isfinite(full_theta))
+            log_likelihood = -(full._evaluate(full_theta)[0] - penalty) * full.W if finite else np.nan
+        return FitAttempt(
+            names=_NAMES, values=values, offsets=full_theta - full.centre, converged=converged,
+            log_likelihood=float(log_likelihood), covariance=covariance, ridge=ridge,
+            failure="" if converged else message, free=(True, not fixed, True), penalty=penalty * full.W,
+        )
+
+    @staticmethod
+    def _not_interior(attempt: FitAttempt, x: np.ndarray, m: np.ndarray) -> str | None:
+        why = not_interior(attempt)
+        if why is not None:
+            return why
+        params = GammaGammaParams(**attempt.values)
+        with np.errstate(all="ignore"):
+            finite = (params.q > 1 and np.isfinite(params.population_mean)
+                      and np.all(np.isfinite(expected_average_value(params, x, m))))
+        return not_interior(attempt, predictions_finite=bool(finite))
+
+    def _record(self, attempt: FitAttempt) -> None:
+        self.params_ = GammaGammaParams(**attempt.values)
+        # asymptotic covariance of the log-parameters (the inverse Hessian of the mean penalised objective)
+        self.log_param_covariance_ = attempt.covariance
+        log_se = attempt.log_standard_errors()
+        values = np.array([attempt.values[n] for n in _NAMES])
         # lifetimes' standard errors: the delta method on the log-parameters' covariance
-        self.standard_errors_ = pd.Series(np.exp(result.x) * np.sqrt(np.diag(inverse) / objective.W),
-                                          index=["p", "q", "v"], dtype=float)
-        # asymptotic covariance of the log-parameters (the Hessian of the mean NLL)
-        self.log_param_covariance_ = inverse / objective.W
-        values = np.array(list(self.params_.as_dict().values()))
-        log_se = np.sqrt(np.diag(self.log_param_covariance_))
+        self.standard_errors_ = pd.Series(values * log_se, index=list(_NAMES), dtype=float)
         self.confidence_intervals_ = pd.DataFrame(  # 95%, in log-parameters as for the purchase models
             {"lower": values * np.exp(-1.96 * log_se), "upper": values * np.exp(1.96 * log_se)},
-            index=list(self.params_.as_dict()),
+            index=list(_NAMES),
         )
-        self.n_customers_ = int(round(objective.W))
-        # weighted Pearson correlation (the plain one when every weight is 1)
-        cov = np.cov(x, m, aweights=w)
-        self.frequency_spend_correlation_ = float(cov[0, 1] / np.sqrt(cov[0, 0] * cov[1, 1]))
+
+    def _fit_mean_spend(self, x: np.ndarray, m: np.ndarray, w: np.ndarray,
+                        mean_spend: float | None) -> "GammaGammaModel":
+        """Too few repeat buyers: every customer's expected spend is the observed mean spend per repeat purchase."""
+        purchases = w @ x
+        if purchases > 0:
+            mean = float((w * x) @ m / purchases)
+            # standard error of that mean, from the spread of the buyers' own means
+            spread = float((w * x) @ (m - mean) ** 2 / purchases)
+            log_se = float(np.sqrt(spread / purchases) / mean)
+            source = f"the mean of their repeat purchases, {mean:.4g}"
+        elif mean_spend is not None and np.isfinite(mean_spend) and mean_spend > 0:
+            mean, log_se, source = float(mean_spend), 0.0, f"the mean spend given, {float(mean_spend):.4g}"
+        else:
+            raise CrmvalueError("Gamma-Gamma: no repeat buyer with a positive spend, so the expected spend is unknown")
+        self.params_ = MeanSpendParams(mean)
+        self.log_param_covariance_ = np.array([[log_se**2]])
+        self.standard_errors_ = pd.Series([mean * log_se], index=["mean_spend"], dtype=float)
+        self.confidence_intervals_ = pd.DataFrame(
+            {"lower": [mean * np.exp(-1.96 * log_se)], "upper": [mean * np.exp(1.96 * log_se)]}, index=["mean_spend"]
+        )
+        self.boundary_ = f"{self.n_customers_} repeat buyers with positive spend, fewer than {MIN_REPEAT_BUYERS}"
+        self.warning_ = (f"Gamma-Gamma: only {self.n_customers_} repeat buyers with positive spend (fewer than "
+                         f"{MIN_REPEAT_BUYERS}), so every customer's expected spend is {source}")
         return self
 
     def conditional_expected_average_profit(self, frequency, monetary_value) -> np.ndarray:
         return expected_average_value(self.params_, frequency, monetary_value)
+
+
+def _weighted_correlation(x: np.ndarray, m: np.ndarray, w: np.ndarray) -> float:
+    """Weighted Pearson correlation (the plain one when every weight is 1); NaN when it is undefined."""
+    if w.sum() <= 0 or len(x) < 2:
+        return float("nan")
+    mx, mm = (w @ x) / w.sum(), (w @ m) / w.sum()
+    cxm, cxx, cmm = w @ ((x - mx) * (m - mm)), w @ (x - mx) ** 2, w @ (m - mm) ** 2
+    if not (cxx > 0 and cmm > 0):
+        return float("nan")
+    return float(cxm / np.sqrt(cxx * cmm))

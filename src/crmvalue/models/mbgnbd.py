@@ -18,6 +18,7 @@ from scipy.special import expit, gammaln, hyp2f1
 
 from crmvalue.models.base import PurchaseParams
 from crmvalue.models.beta_geo_fit import BetaGeoFamilyModel
+from crmvalue.models.bgnbd import smooth_at_a_equal_1
 
 
 @dataclass(frozen=True)
@@ -46,13 +47,7 @@ class ModifiedBetaGeoParams(PurchaseParams):
         ``G = (1-z)^(r+x) 2F1(r+x, b+x+1; a+b+x; z)`` overflows for heavy buyers in lifetimes;
         after Euler's transformation it is ``(1-z)^(a-1) 2F1(a+b-r, a-1; a+b+x; z)``.
         """
-        r, alpha, a, b = self.r, self.alpha, self.a, self.b
-        t = np.asarray(t, float)
-        x = np.asarray(frequency, float)
-        T_ = np.asarray(T, float)
-        z = t / (alpha + T_ + t)
-        G = ((alpha + T_) / (alpha + T_ + t)) ** (a - 1) * hyp2f1(a + b - r, a - 1, a + b + x, z)
-        return (a + b + x) / (a - 1) * (1 - G) * self.p_alive(x, recency, T_)
+        return smooth_at_a_equal_1(_expected_purchases, self, t, frequency, recency, T)
 
     def expected_purchases_unconditional(self, t) -> np.ndarray:
         return self.expected_purchases(t, 0.0, 0.0, 0.0)
@@ -67,6 +62,16 @@ class ModifiedBetaGeoParams(PurchaseParams):
         a3 = -(r + x) * np.log(alpha + T_)
         a4 = np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T_) - np.log(alpha + t_x))
         return a1 + a2 + a3 + np.logaddexp(a4, 0.0)
+
+
+def _expected_purchases(params: ModifiedBetaGeoParams, t, frequency, recency, T) -> np.ndarray:
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    t = np.asarray(t, float)
+    x = np.asarray(frequency, float)
+    T_ = np.asarray(T, float)
+    z = t / (alpha + T_ + t)
+    G = ((alpha + T_) / (alpha + T_ + t)) ** (a - 1) * hyp2f1(a + b - r, a - 1, a + b + x, z)
+    return (a + b + x) / (a - 1) * (1 - G) * params.p_alive(x, recency, T_)
 
 
 class ModifiedBetaGeoModel(BetaGeoFamilyModel):

@@ -16,9 +16,10 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import expit, gammaln, hyp2f1
+from scipy.special import expit, exprel, gammaln, hyp2f1
 
 from crmvalue.models.base import PurchaseModel, PurchaseParams
+from crmvalue.models.objective import FitAttempt, NewtonObjective, newton_polish
 
 
 @dataclass(frozen=True)
@@ -71,14 +72,16 @@ class ParetoNBDParams(PurchaseParams):
         t = np.asarray(t, float)
         x = np.asarray(frequency, float)
         T_ = np.asarray(T, float)
-        # -expm1((s-1) log q)/(s-1) is 1 - q^(s-1) over s-1, accurate when s is near 1
-        horizon = -np.expm1((s - 1) * np.log((beta + T_) / (beta + T_ + t))) / (s - 1)
+        # (1 - q^(s-1))/(s-1) = -log(q) exprel((s-1) log q): accurate when s is near 1, and finite at s = 1
+        log_q = np.log((beta + T_) / (beta + T_ + t))
+        horizon = -log_q * exprel((s - 1) * log_q)
         return (r + x) * (beta + T_) / (alpha + T_) * horizon * self.p_alive(x, recency, T_)
 
     def expected_purchases_unconditional(self, t) -> np.ndarray:
         r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
         t = np.asarray(t, float)
-        return r * beta / alpha * (-np.expm1((s - 1) * np.log(beta / (beta + t))) / (s - 1))
+        log_q = np.log(beta / (beta + t))
+        return r * beta / alpha * (-log_q * exprel((s - 1) * log_q))
 
     def per_customer_log_likelihood(self, frequency, recency, T) -> np.ndarray:
         """Note 009 eq. (18)."""
@@ -93,19 +96,98 @@ class ParetoNBDParams(PurchaseParams):
         return a1 + a2
 
 
+# lifetimes' Nelder-Mead start here (it draws a random one): 1 for every parameter, in scaled time
+LIFETIMES_START = np.ones(4)
+
+
+class ParetoNBDObjective(NewtonObjective):
+    """lifetimes' Pareto/NBD objective per customer (the weighted mean negative log-likelihood in scaled time,
+    the largest T being 1, plus lifetimes' penalty over the number of rows), in log-parameters
+    ``log(r, alpha, s, beta)``, with its gradient and Hessian by central differences.
+
+    The 41 points the differences need are evaluated in one batch (the parameters as column
+    vectors), so a Newton step costs little more than one evaluation. Only used for the ridge
+    fits of a boundary; the published fit stays lifetimes' Nelder-Mead.
+    """
+
+    STEP_GRADIENT = 1e-5
+    STEP_HESSIAN = 1e-4
+
+    def __init__(self, frequency, recency, T, weights, penalizer: float = 0.0):
+        x, t_x, T_, w = (np.asarray(a, float) for a in (frequency, recency, T, weights))
+        self.scale = 1.0 / T_.max()
+        self.x, self.t_x, self.T, self.w = x, t_x * self.scale, T_ * self.scale, w
+        self.W, self.n_rows, self.penalizer = w.sum(), len(w), float(penalizer)
+        g, h, eye = self.STEP_GRADIENT, self.STEP_HESSIAN, np.eye(4)
+        pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
+        self._pairs = pairs
+        self._offsets = np.vstack([
+            np.zeros((1, 4)), g * eye, -g * eye, h * eye, -h * eye,
+            *[h * np.array([eye[i] + eye[j], eye[i] - eye[j], -eye[i] + eye[j], -eye[i] - eye[j]]) for i, j in pairs],
+        ])
+
+    def values(self, thetas: np.ndarray) -> np.ndarray:
+        """The objective at each row of ``thetas``."""
+        p = np.exp(thetas)
+        params = ParetoNBDParams(*(p[:, i : i + 1] for i in range(4)))
+        ll = params.per_customer_log_likelihood(self.x, self.t_x, self.T)
+        return -(ll @ self.w) / self.W + self.penalizer * (p * p).sum(axis=1) / self.n_rows
+
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+        f = self.values(theta + self._offsets)
+        g, h = self.STEP_GRADIENT, self.STEP_HESSIAN
+        gradient = (f[1:5] - f[5:9]) / (2 * g)
+        hessian = np.diag((f[9:13] - 2 * f[0] + f[13:17]) / h**2)
+        for k, (i, j) in enumerate(self._pairs):
+            pp, pm, mp, mm = f[17 + 4 * k : 21 + 4 * k]
+            hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h * h)
+        return float(f[0]), gradient, hessian
+
+
 class ParetoNBDModel(PurchaseModel):
     """Pareto/NBD fitted by ``lifetimes.ParetoNBDFitter`` on the compressed (x, t_x, T) matrix.
 
     lifetimes starts its Nelder-Mead search from random values and returns without checking
-    convergence; here it starts from fixed values (reproducible fits), and the result must be a
-    maximum of the likelihood (a positive-definite observed information) or the fit fails.
+    convergence; here it starts from fixed values (reproducible fits), and the result must be an
+    interior maximum of the likelihood (the boundary rule of :class:`PurchaseModel`). A boundary fit
+    is refitted here, not by lifetimes: the same objective (:class:`ParetoNBDObjective`) plus the
+    ridge on the log-parameters, by trust-exact from the same start.
     """
 
     params_class = ParetoNBDParams
     fitter_name = "ParetoNBDFitter"
+    boundary_pairs = {("s", "beta"): "dropout-rate", ("r", "alpha"): "purchase-rate"}
 
     def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
         fitter.fit(
             rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"],
-            initial_params=np.ones(4), maxiter=10_000, tol=1e-8,
+            initial_params=LIFETIMES_START, maxiter=10_000, tol=1e-8,
+        )
+
+    def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
+        if ridge == 0.0:
+            return super()._fit_compressed(fitter, rows, ridge)
+        from scipy.optimize import minimize
+
+        x, t_x, T_, w = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T", "weights"))
+        objective = ParetoNBDObjective(x, t_x, T_, w, self.penalizer)
+        objective.ridge = float(ridge)
+        result = minimize(objective, np.log(LIFETIMES_START), jac=True, hess=objective.hessian, method="trust-exact",
+                          options={"gtol": 1e-10, "maxiter": 500})
+        theta = newton_polish(objective, result.x)
+        value, gradient, hessian = objective.evaluate(theta)
+        converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
+        values = np.exp(theta)
+        values[[1, 3]] /= objective.scale
+        params = ParetoNBDParams(*map(float, values))
+        return FitAttempt(
+            names=("r", "alpha", "s", "beta"),
+            values=params.as_dict(),
+            offsets=theta,
+            converged=converged,
+            log_likelihood=params.log_likelihood(x, t_x, T_, w),
+            covariance=np.linalg.inv(hessian) / objective.W,
+            ridge=ridge,
+            failure="" if converged else str(result.message),
+            penalty=self.penalizer * float(np.exp(2 * theta).sum()) * objective.W / objective.n_rows,
         )

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from crmvalue.features import SUMMARY_COLUMNS
-from crmvalue.models.gamma_gamma import GammaGammaParams, expected_average_value
+from crmvalue.models.gamma_gamma import SpendParams, expected_average_value
 from crmvalue.models.value import ValueModel, discounted_purchases, unique_patterns
 
 _CELLS = 20_000_000  # draws x customers x months evaluated at once, to bound memory
@@ -44,7 +44,7 @@ def bootstrap_intervals(
     """
     rng = np.random.default_rng(seed)
     purchase = draw_parameters(model.purchase, purchase_log_covariance, draws, rng)
-    spend: GammaGammaParams = draw_parameters(model.gamma_gamma, spend_log_covariance, draws, rng)
+    spend: SpendParams = draw_parameters(model.gamma_gamma, spend_log_covariance, draws, rng)
     x, t_x, T_, m = (summary[c].to_numpy(float) for c in SUMMARY_COLUMNS)
     ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
     tails = [(1 - level) / 2, (1 + level) / 2]

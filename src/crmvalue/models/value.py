@@ -14,7 +14,7 @@ import pandas as pd
 
 from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS, TimeUnit
 from crmvalue.models.base import PurchaseParams
-from crmvalue.models.gamma_gamma import GammaGammaParams, expected_average_value
+from crmvalue.models.gamma_gamma import SpendParams, expected_average_value, spend_params_from_dict
 
 # lifetimes' month in each time unit (utils._customer_lifetime_value: 30 days, 4.345 weeks)
 MONTH_LENGTH = {"days": 30.0, "weeks": 4.345}
@@ -100,10 +100,14 @@ def _first_occurrences(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 @dataclass(frozen=True)
 class ValueModel:
-    """Fitted purchase-model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma parameters, with the horizons used to score."""
+    """Fitted purchase-model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma parameters, with the horizons used to score.
+
+    ``gamma_gamma`` is a ``GammaGammaParams``, or a ``MeanSpendParams`` when there were too few repeat
+    buyers to fit it (saved as ``{"mean_spend": ...}``; files with ``p, q, v`` load as before).
+    """
 
     purchase: PurchaseParams
-    gamma_gamma: GammaGammaParams
+    gamma_gamma: SpendParams
     time_unit: TimeUnit
     horizon_days: int
     clv_months: int
@@ -150,7 +154,7 @@ class ValueModel:
     def from_dict(cls, data: dict) -> "ValueModel":
         return cls(
             purchase=_purchase_params(data["purchase_model"], data["purchase_params"]),
-            gamma_gamma=GammaGammaParams(**data["gamma_gamma"]),
+            gamma_gamma=spend_params_from_dict(data["gamma_gamma"]),
             time_unit=data["time_unit"],
             horizon_days=int(data["horizon_days"]),
             clv_months=int(data["clv_months"]),
