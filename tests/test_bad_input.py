@@ -177,8 +177,8 @@ CLI_CASES = {
         ["customers.csv", "column 'customer_id' repeats the id 'A01' at line 4"],
         file="customers.csv",
     ),
-    "too-short-for-the-churn-model": CliCase(
-        _data("tx.csv", csv_text()),
+    "too-short-for-the-churn-model": CliCase(  # --churn: the strict mode (auto would skip the churn stage)
+        lambda tmp: _data("tx.csv", csv_text())(tmp) + ["--churn"],
         ["churn: the model needs 240 days of data up to 2021-06-30", "the data have 177", "--no-churn"],
         quiet=True,
     ),
@@ -432,7 +432,8 @@ def test_non_numeric_and_missing_amounts_count_and_first_line(tmp_path):
     # "29,90" splits into an extra field, so quote it the way a spreadsheet would
     path.write_text(path.read_text().replace("29,90", '"29,90"'))
     assert error_of(path) == (
-        f"{path}: column 'amount' has 3 missing or non-numeric values; first at line 7, which is '29,90'"
+        f"{path}: column 'amount' has 3 missing or non-numeric values; first at line 7, which is '29,90' "
+        "(set --decimal ',' if ',' is the decimal mark)"
     )
 
 
@@ -446,7 +447,9 @@ def test_amounts_that_are_not_finite_numbers(tmp_path, value, shown):
 def test_missing_customer_ids(tmp_path):
     path = tmp_path / "tx.csv"
     path.write_text(csv_text(replace_rows({3: ("", "2021-02-11", "9.90"), 4: ("  ", "2021-02-28", "19.90")})))
-    assert error_of(path) == f"{path}: column 'customer_id' has 2 missing ids; first at line 5"
+    assert error_of(path) == (
+        f"{path}: column 'customer_id' has 2 missing ids; first at line 5 (--drop-missing-ids drops rows without a customer id)"
+    )
 
 
 def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path):
