@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -235,3 +237,146 @@ def test_train_with_duckdb_exports_the_same_predictions(tmp_path):
     stages = ["load", "features", "evaluate", "fit", "score", "churn", "analyses", "diagnose", "track"]
     assert all(f"time.{stage}_s" in metrics for stage in stages)
     assert metrics["memory.peak_mb"] >= metrics["memory.load_peak_mb"] > 0
+
+
+# --------------------------------------------------------------------------------------------
+# your own data (tests/test_own_data.py): both engines read, warn about and refuse the same files
+# --------------------------------------------------------------------------------------------
+
+
+def _own_files():
+    from test_own_data import (
+        EUROPEAN_OPTIONS, INVOICE_OPTIONS, TYPO_ROWS, european_log, european_text, invoice_text, iso_text,
+    )
+
+    text = "customer_id;date;amount\nMüller;03.02.2023;19,90\nJürgen;04.03.2023;5,00\nMüller;15.04.2023;1.234,50\n"
+    iso_shapes = [  # every shape the ISO 8601 gate lets through, offsets converted to UTC
+        ("a", "2023-01-04", "1"), ("a", "2023-01-04T23:30", "2"), ("b", "2023-01-04 10:00:00", "3"),
+        ("b", "2023-01-05T01:00:00Z", "4"), ("c", "2023-01-05T01:00:00+02:00", "5"), ("c", "2023-01-05T23:00:00-0130", "6"),
+        ("d", "2023-01-06T10:00:00.123456789+02", "7"), ("d", "2023-01-07 00:30+05", "8"), ("e", "2023-02-28T23:59:59", "9"),
+    ]
+    return {
+        "european": (european_text(european_log(n_customers=40)), EUROPEAN_OPTIONS),
+        "invoice-lines": (invoice_text(simulated_transactions(n_customers=30, seed=2)),
+                          dict(INVOICE_OPTIONS, drop_missing_ids=True)),
+        "latin-1": (text.encode("latin-1"), dict(sep=";", decimal=",", thousands=".", encoding="latin-1")),
+        "utf-16-bom": (text.encode("utf-16"), dict(sep=";", decimal=",", thousands=".")),
+        "cp1252-gzip": (text.replace("Jürgen", "Jürgen €").encode("cp1252"), dict(sep=";", decimal=",", thousands=".",
+                                                                                   encoding="cp1252")),
+        "ambiguous-dayfirst": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
+                               dict(dayfirst=True)),
+        "ambiguous-monthfirst": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
+                                 dict(dayfirst=False)),
+        "month-first-with-times": (iso_text([("a", "12/1/2010 8:26", "5"), ("a", "12/1/2010 17:26", "1"),
+                                             ("b", "1/13/2011 10:05", "6"), ("a", "2/3/2011 0:00", "2")]), {}),
+        "yyyymmdd": (iso_text([("a", "20230104", "5"), ("b", "20230215", "6"), ("a", "20231231", "7")]), {}),
+        "float-like-ids": (iso_text([("17850.0", "2023-01-02", "5"), ("17850", "2023-01-02", "2"), (" 17850 ", "2023-01-02", "1"),
+                                     ("00012.0", "2023-02-03", "6"), ("00012", "2023-03-03", "1"), ("12", "2023-03-03", "1"),
+                                     ("12.5", "2023-04-05", "7")]), {}),
+        "iso-shapes": (iso_text(iso_shapes), {}),
+        "a-2031-typo-allowed": (iso_text(TYPO_ROWS), dict(allow_future_dates=True)),
+        "exact-duplicates": (iso_text([("a", "2023-01-02 10:00", "5"), ("a", "2023-01-02 10:00", "5.0"), ("a", "2023-01-02 10:00", "5"),
+                                       ("a", "2023-01-02 11:00", "5"), ("b", "2023-02-03", "8"), ("b", "2023-02-03", "8"),
+                                       ("c", "2023-02-03", "8"), ("c", "2023-02-03", "-8"), ("c", "2023-02-03", "8.5"),
+                                       (" b", "2023-02-03", "8")]), {}),
+    }
+
+
+def _write_own(tmp_path, case: str):
+    content, options = _own_files()[case]
+    suffix = ".csv.gz" if case.endswith("gzip") else ".csv"
+    path = tmp_path / f"{case}{suffix}"
+    data = content if isinstance(content, bytes) else content.encode()
+    path.write_bytes(gzip.compress(data) if suffix == ".csv.gz" else data)
+    return path, options
+
+
+def _read_both(path, options, caplog):
+    import logging
+
+    days, warnings = {}, {}
+    for name in ("pandas", "duckdb"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="crmvalue"):
+            days[name] = load_customer_days(path, engine=name, **options)
+        warnings[name] = list(caplog.messages)
+    return days, warnings
+
+
+OWN_CASES = ["european", "invoice-lines", "latin-1", "utf-16-bom", "cp1252-gzip", "ambiguous-dayfirst",
+             "ambiguous-monthfirst", "month-first-with-times", "yyyymmdd", "float-like-ids", "iso-shapes",
+             "a-2031-typo-allowed", "exact-duplicates"]
+
+
+@pytest.mark.parametrize("case", OWN_CASES)
+def test_own_data_files_give_the_same_days_and_warnings(tmp_path, case, caplog):
+    path, options = _write_own(tmp_path, case)
+    days, warnings = _read_both(path, options, caplog)
+    _same_days(days["duckdb"], days["pandas"])
+    assert warnings["duckdb"] == warnings["pandas"]
+    # and what the pandas path reads is right
+    if case == "float-like-ids":
+        assert list(days["pandas"].ids) == ["00012", "12", "12.5", "17850"]
+        assert days["pandas"].amount.tolist() == [6.0, 1.0, 1.0, 7.0, 8.0]
+    if case == "iso-shapes":
+        stamps = load_transactions(path).frame["date"].tolist()
+        assert stamps[4:8] == [pd.Timestamp("2023-01-04 23:00"), pd.Timestamp("2023-01-06 00:30"),
+                               pd.Timestamp("2023-01-06 08:00:00.123456789"), pd.Timestamp("2023-01-06 19:30")]
+    if case == "exact-duplicates":
+        assert warnings["pandas"] == [f"{path}: 4 rows repeat an earlier row exactly (same customer, timestamp and amount); "
+                                      "they are kept and summed into their customer-day like any other rows: drop them "
+                                      "first if they are a double export"]
+    if case in ("ambiguous-dayfirst", "ambiguous-monthfirst"):
+        first = {"ambiguous-dayfirst": "2023-02-05", "ambiguous-monthfirst": "2023-04-06"}[case]
+        assert days["pandas"].first_date == pd.Timestamp(first)
+    if case in ("latin-1", "utf-16-bom", "cp1252-gzip"):
+        assert days["pandas"].ids[0] in ("Jürgen", "Jürgen €") and days["pandas"].amount.max() == 1234.5
+
+
+def _own_rejections():
+    from test_own_data import INVOICE_HEADER, TYPO_ROWS, iso_text
+
+    return {
+        "semicolon-header": ("Kundennummer;Belegdatum;Umsatz\n1001;03.02.2023;19,90\n1002;04.02.2023;5,00\n",
+                             dict(customer_col="Kundennummer", date_col="Belegdatum", amount_col="Umsatz")),
+        "tab-header": ("customer_id\tdate\tamount\n1\t2023-01-01\t5\n", {}),
+        "decimal-comma": ("a;b;c\n1;2023-01-01;19,90\n", dict(customer_col="a", date_col="b", amount_col="c", sep=";")),
+        "point-under-decimal-comma": ("a;b;c\n1;2023-01-01;1.234\n",
+                                      dict(customer_col="a", date_col="b", amount_col="c", sep=";", decimal=",")),
+        "ambiguous": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]), {}),
+        "dayfirst-on-month-first": (iso_text([("a", "3/2/2023", "5"), ("b", "2/15/2023", "6")]), dict(dayfirst=True)),
+        "no-single-format": (iso_text([("a", "03/02/2023", "5"), ("b", "15/02/2023", "6"), ("c", "02/15/2023", "7")]), {}),
+        "date-and-datetime-mixed": (iso_text([("a", "3/2/2023", "5"), ("b", "3/2/2023 10:00", "6")]), {}),
+        "iso-and-a-typo": (iso_text([("a", "2023-01-02", "5"), ("b", "2023-02-30", "6"), ("c", "", "7")]), {}),
+        "a-2031-typo": (iso_text(TYPO_ROWS), {}),
+        "single-day": (iso_text([("a", "2023-03-01 09:00", "5"), ("b", "2023-03-01 17:30", "6")]), {}),
+        "all-returns": (iso_text([("a", "2023-03-01", "-5"), ("b", "2023-03-02", "-6")]), {}),
+        "latin-1-as-utf-8": ("customer_id,date,amount\nMüller,2023-02-03,19.90\n".encode("latin-1"), {}),
+        "guest-rows": (INVOICE_HEADER + "\n1,A,x,2,12/1/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
+                       dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
+                            price_col="UnitPrice")),
+        "bad-price": (INVOICE_HEADER + "\n1,A,x,2,12/13/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/14/2021 9:00,n/a,17850.0,UK\n",
+                      dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
+                           price_col="UnitPrice")),
+        "only-guests": (INVOICE_HEADER + "\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
+                        dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
+                             price_col="UnitPrice", drop_missing_ids=True)),
+        "bad-id-before-ambiguous-dates": ('customer_id,date,amount\n"  ",05/02/2023,5\nb,04/06/2023,6\n', {}),
+    }
+
+
+@pytest.mark.parametrize("case", list(_own_rejections()))
+def test_own_data_rejections_have_the_same_message(tmp_path, case):
+    content, options = _own_rejections()[case]
+    path = tmp_path / "tx.csv"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    else:
+        path.write_text(content)
+    messages = {}
+    for name in ("pandas", "duckdb"):
+        with pytest.raises(CrmvalueError) as info:
+            load_customer_days(path, engine=name, **options)
+        messages[name] = str(info.value)
+    assert messages["duckdb"] == messages["pandas"]
+    assert "\n" not in messages["pandas"] and messages["pandas"].startswith(f"{path}: ")

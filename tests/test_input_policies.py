@@ -345,7 +345,7 @@ def test_non_integer_float_ids_are_refused():
 
 def test_missing_float_ids_are_refused():
     df = pd.DataFrame({"customer_id": [12.0, np.nan], "date": ["2021-01-01"] * 2, "amount": [1.0] * 2})
-    with pytest.raises(CrmvalueError, match=r"^DataFrame: column 'customer_id' has 1 missing ids; first at row 1 \(index 1\)$"):
+    with pytest.raises(CrmvalueError, match=r"^DataFrame: column 'customer_id' has 1 missing ids; first at row 1 \(index 1\) \(--drop-missing-ids"):
         load_transactions(df)
 
 

@@ -104,3 +104,40 @@ def customer_days(transactions: "pd.DataFrame | CustomerDays") -> CustomerDays:
         rows=rows,
         quantity=quantity,
     )
+
+
+OBSERVATION_GAP_WARN_DAYS = 90  # an observation end this far past the last transaction reads as everyone's silence
+
+
+def check_modellable(days: CustomerDays) -> None:
+    """Refuse data no purchase model can learn from, with a message that says what they are.
+
+    - every transaction on one calendar day: there is no repeat behaviour over time to see;
+    - all returns: no customer-day is a purchase (each holds a negative amount and nets to <= 0).
+    """
+    from crmvalue.errors import CrmvalueError
+
+    if len(days) == 0:
+        return
+    if days.first_date == days.last_date:
+        raise CrmvalueError(
+            f"{days.source}: single-day data: all {days.transactions:,} transactions are on {days.first_date.date()}; "
+            "the models learn from purchases spread over time and need data from more than one day"
+        )
+    if not days.purchase.any():
+        raise CrmvalueError(
+            f"{days.source}: the data are all returns: every customer-day holds a negative amount and nets to <= 0, "
+            "so no customer has a purchase to model (if your export writes sales as negative amounts, flip their sign)"
+        )
+
+
+def observation_gap_warning(last_date, observation_end) -> str | None:
+    """A warning when the observation end is more than ``OBSERVATION_GAP_WARN_DAYS`` after the last transaction."""
+    gap = (pd.Timestamp(observation_end).normalize() - pd.Timestamp(last_date).normalize()).days
+    if gap <= OBSERVATION_GAP_WARN_DAYS:
+        return None
+    return (
+        f"the observation end {pd.Timestamp(observation_end).date()} is {gap} days after the last transaction "
+        f"{pd.Timestamp(last_date).date()}: the models read those days as every customer's silence; "
+        "set --observation-end to the date the export was taken"
+    )
