@@ -246,8 +246,12 @@ def test_too_little_history_names_the_remedy():
     tx = simulated_transactions(n_customers=300, seed=1)
     tx = tx[tx["date"] < "2020-06-01"]
     data = churn.prepare(tx, "2020-05-31")
-    with pytest.raises(CrmvalueError, match=r"needs 180 days of data up to 2020-03-31 .* the data have 90 .* --no-churn"):
+    with pytest.raises(CrmvalueError, match=r"needs 180 days of data up to 2020-03-31 .* the data have 90 .* --no-churn") as caught:
         churn.evaluate_churn(data, "2020-03-31", "2020-05-31", ChurnConfig(), 60, "days", 0.0)
+    # valid data the protocol cannot use: churn.enabled auto skips the stage with this reason
+    assert isinstance(caught.value, churn.ChurnNotEstimable)
+    assert caught.value.reason == ("the data have 90 days from 2020-01-01 to the calibration end 2020-03-31, the churn "
+                                   "protocol needs 180 (2 x 60-day horizon + min_history_days 60)")
     churn.check_history("2020-01-01", "2020-06-29", 60, 60)  # exactly enough
     with pytest.raises(CrmvalueError, match="needs 180 days"):
         churn.check_history("2020-01-01", "2020-06-28", 60, 60)
@@ -257,6 +261,38 @@ def test_a_test_window_past_the_observation_end_is_refused():
     data = churn.prepare(simulated_transactions(n_customers=300, seed=1), "2021-12-31")
     with pytest.raises(CrmvalueError, match="runs past the observation end"):
         churn.evaluate_churn(data, "2021-11-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
+
+
+@pytest.mark.parametrize("error", [
+    ValueError("array must not contain infs or NaNs"),  # trust-exact on SkylakeX, as the issue saw it
+    np.linalg.LinAlgError("Singular matrix"),
+    FloatingPointError("overflow encountered in exp"),
+    CrmvalueError("BG/NBD did not converge"),
+])
+def test_a_failed_bgnbd_feature_fit_leaves_the_features_missing(monkeypatch, caplog, error):
+    """Whatever the BG/NBD fit at a cut-off raises, the churn features it gives are left missing, as designed."""
+    data = churn.prepare(simulated_transactions(n_customers=300, seed=1), "2021-12-31")
+
+    def fail(self, *args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(churn.BetaGeoModel, "fit", fail)
+    with caplog.at_level("WARNING", logger="crmvalue"):
+        rows = churn.feature_rows(data, "2021-06-30", 90, "days")
+        assert churn.bgnbd_params_at(data, "2021-06-30", "days") == churn.NO_BGNBD
+    assert rows[["p_alive", "expected_purchases", "bgnbd_no_purchase"]].isna().all().all()
+    assert rows.attrs["bgnbd_params"] is None and rows["frequency"].notna().all()
+    assert [r.getMessage() for r in caplog.records] == [f"cut-off 2021-06-30: BG/NBD features left missing ({error})"] * 2
+
+
+def test_the_early_cdnow_sample_cutoff_of_the_issue_does_not_raise(cdnow_sample):
+    """The churn features' fit at 1997-03-04 (1,757 customers, 283 repeaters, T at most 8.9 weeks)
+    walked to a, b -> 0 and raised scipy's ValueError; now it is fitted or left missing, never raised."""
+    data = churn.prepare(cdnow_sample, "1998-06-30")
+    rows = churn.feature_rows(data, "1997-03-04", 90, "weeks")
+    assert len(rows) == 1757 and (rows["frequency"] > 0).sum() == 283
+    params = rows.attrs["bgnbd_params"]
+    assert params is None or np.isfinite(rows["p_alive"]).all()
 
 
 def test_customer_attributes_join_by_id_and_stay_categorical(tmp_path):
@@ -321,6 +357,67 @@ def test_on_cdnow_master_the_model_beats_every_baseline(cdnow_master):
         assert m["churn.brier"] < m[f"baseline.{baseline}.brier"], baseline
     assert m["churn.roc_auc"] == pytest.approx(0.777, abs=0.003)
     assert m["baseline.bgnbd_p_alive.roc_auc"] == pytest.approx(0.333, abs=0.002)  # worse than chance, as explained
+    # the quality gate, on this model's held-out cut-off (not the test's), keeps LightGBM too
+    rows = churn.training_rows(data, "1997-09-30", ChurnConfig(), 90, "weeks", 0.0)
+    gate = churn.gate_churn_model(result.model, rows, ChurnConfig().seed)
+    assert gate.cutoff == result.held_out_cutoff == pd.Timestamp("1997-07-02")
+    assert gate.scorer == "lightgbm", gate.reason
+    assert gate.metrics["lightgbm"]["brier"] == pytest.approx(0.1207, abs=5e-4)
+    assert gate.metrics["bgnbd_no_purchase"]["brier"] == pytest.approx(0.1220, abs=5e-4)
+
+
+# --------------------------------------------------------------------------- the quality gate
+
+
+@pytest.fixture(scope="module")
+def evaluated_rows(evaluated):
+    data, _ = evaluated
+    return churn.training_rows(data, "2021-06-30", ChurnConfig(), 90, "days", 0.0)
+
+
+def test_the_gate_judges_every_scorer_on_held_out_rows_no_calibration_saw(evaluated, evaluated_rows):
+    _, result = evaluated
+    rows = evaluated_rows
+    gate = churn.gate_churn_model(result.model, rows, ChurnConfig().seed)
+    windows = result.windows
+    assert gate.cutoff == result.held_out_cutoff and gate.rows == (windows["role"] == "early_stopping").sum()
+    assert set(gate.metrics) == {"lightgbm", "bgnbd_no_purchase", "bgnbd_p_alive", "recency"}
+    # each baseline's calibration is a logistic curve fitted on the calibration half only
+    calib = rows.merge(windows.loc[windows["role"] == "calibration", ["cutoff", "customer_id"]])
+    valid = rows.merge(windows.loc[windows["role"] == "early_stopping", ["cutoff", "customer_id"]])
+    for name, state in gate.calibrations.items():
+        assert state == churn.fit_baseline_calibration(calib, calib["churn"], name)
+        brier = np.mean((churn.baseline_probability(valid, state) - valid["churn"]) ** 2)
+        assert gate.metrics[name]["brier"] == pytest.approx(brier, rel=1e-12)
+    lightgbm = result.model.predict_proba(valid[list(result.model.feature_names_in_)])[:, 1]
+    assert gate.metrics["lightgbm"]["brier"] == pytest.approx(np.mean((lightgbm - valid["churn"]) ** 2), rel=1e-12)
+    # recency's curve is stated on raw days: older last purchases, likelier churn
+    assert gate.calibrations["recency"]["coef"] > 0
+    # the metrics logged: the model's and each baseline's, held out
+    items = gate.metric_items()
+    assert items["churn.held_out.brier"] == gate.metrics["lightgbm"]["brier"]
+    assert items["baseline.recency.held_out.roc_auc"] == gate.metrics["recency"]["roc_auc"]
+    # the live scorer scores through one function, whichever it is
+    live = churn.live_probability(valid, gate.scorer, gate.baseline_calibration,
+                                  lambda r: result.model.predict_proba(r[list(result.model.feature_names_in_)])[:, 1])
+    expected = lightgbm if gate.scorer == "lightgbm" else churn.baseline_probability(valid, gate.baseline_calibration)
+    np.testing.assert_array_equal(live, expected)
+
+
+def test_the_gate_drops_a_model_that_learnt_noise(evaluated_rows):
+    """Training labels shuffled (the held-out cut-off's left as they are): the features say nothing
+    about them, LightGBM cannot beat BG/NBD on the held-out rows, and the export falls back to the best baseline."""
+    rows = evaluated_rows.copy()
+    train = rows["cutoff"] < rows["cutoff"].max()
+    rows.loc[train, "churn"] = np.random.default_rng(0).permutation(rows.loc[train, "churn"].to_numpy())
+    model, _ = churn.fit_churn_model(rows, ChurnConfig())
+    gate = churn.gate_churn_model(model, rows, ChurnConfig().seed)
+    assert gate.scorer == gate.best_baseline != "lightgbm"
+    assert gate.metrics["lightgbm"]["brier"] > gate.metrics[gate.scorer]["brier"]
+    assert gate.reason.startswith(f"{gate.scorer}: LightGBM's held-out Brier")
+    # a BG/NBD baseline whose scores are missing is no candidate
+    without = churn.gate_churn_model(model, rows.assign(bgnbd_no_purchase=np.nan, p_alive=np.nan), ChurnConfig().seed)
+    assert set(without.metrics) == {"lightgbm", "recency"}
 
 
 # --------------------------------------------------------------------------- many customers: a sample to train, chunks to score

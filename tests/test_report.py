@@ -199,3 +199,47 @@ def test_empty_store_and_wrong_experiment(store, tmp_path):
     with pytest.raises(CrmvalueError, match="is in experiment 'bare', not 'synthetic'"):
         write_report(tmp_path / "r.html", run=store["bare"], experiment="synthetic", tracking_uri=store["uri"])
     assert not (tmp_path / "r.html").exists()
+
+
+def test_the_churn_section_says_which_score_the_export_uses(page, store):
+    import html
+
+    from crmvalue.report import CHURN_SCORERS
+
+    run = store["client"].get_run(store["result"].run_id)
+    tags, metrics = run.data.tags, run.data.metrics
+    scorer = tags["crmvalue.churn_scorer"]
+    assert scorer == store["result"].churn.scorer
+    section = html.unescape(page[page.index("<h3>Which churn score the export uses</h3>"):page.index('id="diagnostics"')])
+    if scorer == "lightgbm":
+        assert "The LightGBM model beats every simpler score on the held-out check" in section
+    else:
+        assert f"The LightGBM model does not beat the {CHURN_SCORERS[scorer]} on the held-out check" in section
+    assert tags["crmvalue.churn_gate"] in section
+    assert f"Held-out check ({metrics['churn.held_out.rows']:,.0f} customers; best in bold)" in section
+    for key in ("churn.held_out.brier", "baseline.bgnbd_no_purchase.held_out.brier", "baseline.recency.held_out.brier"):
+        assert f"{metrics[key]:.4f}" in section, key
+
+
+def test_quality_flags_and_a_skipped_churn_stage_are_said_first(tmp_path):
+    """A red flag on the value model heads the report; a churn stage that auto skipped says why in its section."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    experiment = client.create_experiment("flags", artifact_location=(tmp_path / "mlruns").resolve().as_uri())
+    red = "red: the holdout forecast of total purchases is 21 against 39 made (-46%), beyond the ±25% of quality.max_total_error"
+    run_id = client.create_run(experiment, tags={
+        "crmvalue.version": "0.0.test", "crmvalue.value_gate": red,
+        "crmvalue.churn": "skipped: the data have 136 days from 2020-01-01 to the calibration end 2020-05-16"}).info.run_id
+    for name, value in {"holdout.predicted_total": 21.0, "holdout.actual_total": 39.0, "quality.value_red_flag": 1.0}.items():
+        client.log_metric(run_id, name, value)
+    client.set_terminated(run_id)
+    page = build_report(run_id, uri)
+    header = page[:page.index("</header>")]
+    assert '<p class="warning"><b>Red flag on the value model:</b> the holdout forecast of total purchases is 21 against 39' in header
+    assert ("The churn model was skipped in this run: the data have 136 days from 2020-01-01 to the calibration end "
+            "2020-05-16.") in page
+    assert "churn.* metrics (trained with --no-churn?)" not in page and "Which churn score" not in page
+    # an ok verdict raises no flag
+    client.set_tag(run_id, "crmvalue.value_gate", "ok: holdout purchases predicted 38 against 39 made (-3%), within ±25%")
+    client.log_metric(run_id, "quality.value_red_flag", 0.0)
+    assert "Red flag" not in build_report(run_id, uri)

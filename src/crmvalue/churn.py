@@ -22,6 +22,15 @@ training label overlaps the held-out period).
 Baselines, scored on the same test rows: BG/NBD ``1 - p_alive``; the BG/NBD probability of
 no purchase in the horizon, :func:`bgnbd_no_purchase_probability`; and recency alone (days
 since the last purchase, mapped to a probability on the calibration half).
+
+The quality gate, :func:`gate_churn_model`: before the export is scored, the model is compared
+with the baselines on its held-out cut-off (never a test cut-off), each calibrated on the
+calibration half and judged by the Brier score on the early-stopping half. Where LightGBM does
+not beat the best baseline there, the export uses that baseline's calibrated probability
+(:func:`live_probability`, which ``crmvalue predict`` shares).
+
+Valid data the protocol cannot use (too short for its cut-offs, labels of one class) raise
+:class:`ChurnNotEstimable`; ``churn.enabled: auto`` skips the churn stage on it.
 """
 
 from __future__ import annotations
@@ -49,6 +58,17 @@ from crmvalue.features import (
 from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
 
 log = logging.getLogger("crmvalue")
+
+
+class ChurnNotEstimable(CrmvalueError):
+    """Valid data on which the churn protocol cannot be run: too short for its cut-offs, or labels
+    of one class only. ``churn.enabled: auto`` skips the churn stage on it (``reason`` says why);
+    ``true`` stops the run with the message."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
 
 WINDOWS = (30, 90, 180)
 NO_BGNBD = "missing"  # feature_rows(bgnbd_params=NO_BGNBD): leave the BG/NBD features missing, fit nothing
@@ -194,11 +214,18 @@ def bgnbd_params_at(data: ChurnData, cutoff, time_unit: TimeUnit = "weeks", pena
 
 
 def _fit_bgnbd(frequency, recency, T, penalizer: float, cutoff: pd.Timestamp) -> BetaGeoParams | str:
-    """The BG/NBD features' fit at a cut-off, or ``NO_BGNBD`` (with a warning) when it fails."""
+    """The BG/NBD features' fit at a cut-off, or ``NO_BGNBD`` (with a warning) when it fails.
+
+    Any failure leaves the features missing, which LightGBM handles: besides the one-line
+    ``CrmvalueError`` of a fit that does not converge, a fit that walks to a boundary (an early
+    cut-off with few repeat buyers sends a, b -> 0) can end in a raw scipy/numpy error, whose
+    kind depends on the CPU's BLAS kernel.
+    """
     try:
         return BetaGeoModel(penalizer).fit(frequency, recency, T).params_
-    except CrmvalueError as exc:
-        log.warning("cut-off %s: BG/NBD features left missing (%s)", cutoff.date(), exc)
+    except (CrmvalueError, ArithmeticError, ValueError, np.linalg.LinAlgError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        log.warning("cut-off %s: BG/NBD features left missing (%s)", cutoff.date(), message)
         return NO_BGNBD
 
 
@@ -390,10 +417,12 @@ def check_history(first_day, last_label_day, horizon_days: int, min_history_days
     needed = 2 * horizon_days + min_history_days
     have = (last_label_day - first_day).days
     if have < needed:
-        raise CrmvalueError(
+        raise ChurnNotEstimable(
             f"churn: the model needs {needed} days of data up to {last_label_day.date()} (2 x {horizon_days}-day "
             f"horizon + churn.min_history_days {min_history_days}); the data have {have} from {first_day.date()}. "
-            "Move the calibration end later, shorten --horizon-days, or pass --no-churn (churn.enabled: false)"
+            "Move the calibration end later, shorten --horizon-days, or pass --no-churn (churn.enabled: false)",
+            f"the data have {have} days from {first_day.date()} to the calibration end {last_label_day.date()}, "
+            f"the churn protocol needs {needed} (2 x {horizon_days}-day horizon + min_history_days {min_history_days})",
         )
 
 
@@ -401,10 +430,13 @@ def check_test_window(calibration_end, observation_end, horizon_days: int) -> No
     """The test labels need the whole horizon after the calibration end within the observation."""
     calibration_end, observation_end = pd.Timestamp(calibration_end).normalize(), pd.Timestamp(observation_end).normalize()
     if calibration_end + pd.Timedelta(days=horizon_days) > observation_end:
-        raise CrmvalueError(
+        raise ChurnNotEstimable(
             f"churn: the test label window ({horizon_days} days after the calibration end {calibration_end.date()}) "
             f"runs past the observation end {observation_end.date()}; move the calibration end earlier, "
-            "shorten --horizon-days, or pass --no-churn (churn.enabled: false)"
+            "shorten --horizon-days, or pass --no-churn (churn.enabled: false)",
+            f"the holdout ({calibration_end.date()} to {observation_end.date()}, "
+            f"{(observation_end - calibration_end).days} days) is shorter than the {horizon_days}-day horizon "
+            "the churn test labels need",
         )
 
 
@@ -468,9 +500,8 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
 
         if self.calibration not in ("isotonic", "sigmoid"):
             raise CrmvalueError(f"churn.calibration must be 'isotonic' or 'sigmoid', got {self.calibration!r}")
-        for name, labels in (("training", y), ("validation", y_valid), ("calibration", y_calib)):
-            if len(np.unique(labels)) < 2:
-                raise CrmvalueError(f"churn: the {name} rows hold only one class; there is nothing to learn or check")
+        for name, labels in (("training", y), ("early-stopping", y_valid), ("calibration", y_calib)):
+            _two_classes(labels, f"the {name} rows")
         self.feature_names_in_ = np.array(X.columns, dtype=object)
         categorical = [c for c in self.categorical_features if c in X.columns] or "auto"
         train = lgb.Dataset(X, np.asarray(y), categorical_feature=categorical, free_raw_data=False)
@@ -519,6 +550,18 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         """Total gain per feature, largest first."""
         gain = self.booster_.feature_importance(importance_type="gain", iteration=self.best_iteration_)
         return pd.Series(gain, index=self.feature_names_in_, name="gain").sort_values(ascending=False)
+
+
+def _two_classes(labels, rows: str) -> None:
+    """Refuse labels of one class (or none): nothing to learn, stop on, calibrate on or test."""
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        kind = "no rows" if len(labels) == 0 else ("every customer churns" if labels.all() else "nobody churns")
+        raise ChurnNotEstimable(
+            f"churn: {rows} hold only one class ({kind}, {len(labels):,} rows); there is nothing to learn or check. "
+            "Pass --no-churn (churn.enabled: false), or give the data more customers or a longer span",
+            f"{rows} hold only one class ({kind}, {len(labels):,} rows)",
+        )
 
 
 def calibrate(raw, state: dict) -> np.ndarray:
@@ -635,6 +678,7 @@ def evaluate_churn(data: ChurnData, calibration_end, observation_end, cfg, horiz
     calib = rows.merge(windows.loc[calibration, ["cutoff", "customer_id"]], on=["cutoff", "customer_id"])
     test = feature_rows(data, calibration_end, horizon_days, time_unit, penalizer)
     y = test["churn"].to_numpy()
+    _two_classes(y, f"the test rows at the calibration end {pd.Timestamp(calibration_end).date()}")
 
     raw = model.raw_proba(test)
     recency = LogisticRegression(C=1e6).fit(calib[["days_since_last"]].to_numpy(float), calib["churn"])
@@ -662,6 +706,135 @@ def evaluate_churn(data: ChurnData, calibration_end, observation_end, cfg, horiz
         metrics.update({f"baseline.{name}.{k}": v for k, v in churn_metrics(y, score, rankings.get(name)).items()})
     test = test.assign(**{f"score_{k}": v for k, v in scores.items()}, score_churn_uncalibrated=raw)
     return ChurnEvaluation(model, test, metrics, scores, windows)
+
+
+# --------------------------------------------------------------------------- the quality gate
+
+
+LIGHTGBM = "lightgbm"
+GATE_METRIC = "brier"  # the held-out score the gate compares; lower is better
+# what each baseline's logistic calibration takes as its input, from the feature rows
+BASELINE_INPUTS = {
+    "bgnbd_no_purchase": "logit(bgnbd_no_purchase)",
+    "bgnbd_p_alive": "logit(1 - p_alive)",
+    "recency": "days_since_last",
+}
+
+
+def _baseline_input(rows: pd.DataFrame, name: str) -> np.ndarray:
+    if name == "bgnbd_no_purchase":
+        return _logit(rows["bgnbd_no_purchase"].to_numpy(float))
+    if name == "bgnbd_p_alive":
+        return _logit(1.0 - rows["p_alive"].to_numpy(float))
+    if name == "recency":
+        return rows["days_since_last"].to_numpy(float)
+    raise CrmvalueError(f"churn: unknown baseline {name!r}; expected one of {', '.join(BASELINE_INPUTS)}")
+
+
+def fit_baseline_calibration(rows: pd.DataFrame, y, name: str) -> dict:
+    """A logistic curve that maps baseline ``name``'s score on ``rows`` to a churn probability, as plain numbers.
+
+    Fitted on the standardised input (so the solver sees numbers near 1 whatever the scale of
+    days since the last purchase), then stated on the raw input, which is what is saved and applied.
+    """
+    x = _baseline_input(rows, name)
+    centre, scale = float(x.mean()), float(x.std()) or 1.0
+    fit = LogisticRegression(C=1e6).fit(((x - centre) / scale)[:, None], np.asarray(y))
+    coef = float(fit.coef_[0, 0]) / scale
+    return {"baseline": name, "input": BASELINE_INPUTS[name], "coef": coef,
+            "intercept": float(fit.intercept_[0]) - coef * centre, "apply": "1 / (1 + exp(-(coef * input + intercept)))"}
+
+
+def baseline_probability(rows: pd.DataFrame, state: dict) -> np.ndarray:
+    """Apply a baseline calibration saved by :func:`fit_baseline_calibration` to feature rows."""
+    from scipy.special import expit
+
+    return expit(state["coef"] * _baseline_input(rows, state["baseline"]) + state["intercept"])
+
+
+def live_probability(rows: pd.DataFrame, scorer: str, baseline_calibration: dict | None, lightgbm) -> np.ndarray:
+    """The exported churn probability: ``lightgbm(rows)`` (the calibrated model), or where the gate
+    chose a baseline, that baseline's calibrated probability. ``crmvalue train`` and
+    ``crmvalue predict`` both score through here."""
+    if scorer == LIGHTGBM:
+        return np.asarray(lightgbm(rows), dtype=float)
+    if baseline_calibration is None or baseline_calibration.get("baseline") != scorer:
+        raise CrmvalueError(f"churn: the scorer {scorer!r} has no calibration in the scoring state; please report this")
+    return baseline_probability(rows, baseline_calibration)
+
+
+@dataclass(frozen=True)
+class ChurnGate:
+    """The churn model against its baselines on the held-out cut-off, and which of them scores the export."""
+
+    scorer: str  # LIGHTGBM, or the baseline whose probability the export uses
+    cutoff: pd.Timestamp  # the held-out cut-off
+    rows: int  # rows compared on: the held-out cut-off's early-stopping half
+    metrics: dict[str, dict[str, float]]  # scorer -> churn_metrics on those rows
+    calibrations: dict[str, dict]  # baseline -> its logistic calibration, fitted on the calibration half
+
+    @property
+    def baseline_calibration(self) -> dict | None:
+        return self.calibrations.get(self.scorer)
+
+    @property
+    def best_baseline(self) -> str | None:
+        baselines = [b for b in self.metrics if b != LIGHTGBM]
+        return min(baselines, key=lambda b: self.metrics[b][GATE_METRIC]) if baselines else None
+
+    @property
+    def reason(self) -> str:
+        """One line: which scorer is live and why, with the held-out Brier scores."""
+        model = self.metrics[LIGHTGBM][GATE_METRIC]
+        best = self.best_baseline
+        where = f"held-out cut-off {self.cutoff.date()}, {self.rows:,} rows"
+        if best is None:
+            return f"lightgbm: no baseline could be scored; {where}"
+        other = self.metrics[best][GATE_METRIC]
+        if self.scorer == LIGHTGBM:
+            return f"lightgbm: held-out Brier {model:.4f}, below the best baseline's ({best}, {other:.4f}); {where}"
+        return (f"{self.scorer}: LightGBM's held-out Brier {model:.4f} does not beat {self.scorer}'s {other:.4f}, "
+                f"so the export uses that baseline's calibrated probability; {where}")
+
+    def metric_items(self) -> dict[str, float]:
+        """``churn.held_out.<metric>`` for the model, ``baseline.<name>.held_out.<metric>`` for each baseline."""
+        items = {"churn.held_out.rows": float(self.rows), "churn.held_out.lightgbm_live": float(self.scorer == LIGHTGBM)}
+        for name, values in self.metrics.items():
+            prefix = "churn.held_out" if name == LIGHTGBM else f"baseline.{name}.held_out"
+            items.update({f"{prefix}.{k}": v for k, v in values.items()})
+        return items
+
+
+def gate_churn_model(model: ChurnClassifier, rows: pd.DataFrame, seed: int,
+                     baselines: tuple[str, ...] = ("bgnbd_no_purchase", "bgnbd_p_alive", "recency")) -> ChurnGate:
+    """Compare the fitted model with ``baselines`` on the held-out cut-off of ``rows`` (never a test cut-off).
+
+    Every scorer is calibrated on the held-out cut-off's calibration half (LightGBM by its own
+    calibration; each baseline by a logistic curve, :func:`fit_baseline_calibration`) and
+    judged on its early-stopping half, rows no calibration saw, by the Brier score: the mean
+    squared error of the probability that gets exported, a proper score that rewards ranking
+    and calibration together and, unlike log loss, is not dominated by a few confident misses.
+    LightGBM stays live only when its Brier score is strictly below the best baseline's; a
+    baseline whose input is missing there (the BG/NBD fit failed) is not a candidate.
+    """
+    _, valid, calib = _split_validation(rows, seed)
+    y = valid["churn"].to_numpy()
+    scores = {LIGHTGBM: model.predict_proba(valid[list(model.feature_names_in_)])[:, 1]}
+    calibrations = {}
+    for name in baselines:
+        needed = {"bgnbd_no_purchase": "bgnbd_no_purchase", "bgnbd_p_alive": "p_alive", "recency": "days_since_last"}[name]
+        if valid[needed].isna().any() or calib[needed].isna().any():
+            continue
+        calibrations[name] = fit_baseline_calibration(calib, calib["churn"], name)
+        scores[name] = baseline_probability(valid, calibrations[name])
+    metrics = {name: churn_metrics(y, score) for name, score in scores.items()}
+    baseline_scores = {name: m[GATE_METRIC] for name, m in metrics.items() if name != LIGHTGBM}
+    scorer = LIGHTGBM
+    if baseline_scores:
+        best = min(baseline_scores, key=baseline_scores.get)
+        if not metrics[LIGHTGBM][GATE_METRIC] < baseline_scores[best]:
+            scorer = best
+    return ChurnGate(scorer, pd.Timestamp(valid["cutoff"].iloc[0]), len(valid), metrics, calibrations)
 
 
 def churn_risk(probability, high: float, medium: float) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crmvalue.analyses import CpmConfig, CrmValueConfig, RfmConfig
 from crmvalue.errors import CrmvalueError
@@ -67,6 +67,26 @@ class DataConfig(_Strict):
         "auto", description="who reads and nets the transactions: DuckDB for large files (auto: CSV/Parquet of 100 MB "
         "or more), pandas otherwise; both give the same numbers"
     )
+    price_col: str | None = Field(
+        None, description="unit price column of invoice lines: amount = quantity x price (needs quantity_col; "
+        "amount_col is then not read)"
+    )
+    dayfirst: bool | None = Field(
+        None, description="a date column that fits both day-first and month-first formats: true reads 03/02/2023 as "
+        "3 February, false as 2 March; null refuses it"
+    )
+    sep: str | None = Field(None, description="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)")
+    decimal: str = Field(".", description="decimal mark of the numbers: '.' or ','")
+    thousands: str | None = Field(None, description="thousands separator removed from numbers, e.g. '.' or ','")
+    encoding: str | None = Field(
+        None, description="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a UTF-8/UTF-16 byte-order mark "
+        "is detected)"
+    )
+    drop_missing_ids: bool = Field(False, description="drop rows without a customer id (with a warning) instead of refusing them")
+    allow_future_dates: bool = Field(
+        False, description="keep rows dated after today or long after the rest of the data (with a warning) instead of "
+        "refusing them"
+    )
 
 
 PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
@@ -110,7 +130,12 @@ class ChurnRiskThresholds(_Strict):
 class ChurnConfig(_Strict):
     """The LightGBM loss-risk model; its horizon is the experiment's horizon_days."""
 
-    enabled: bool = Field(True, description="fit the churn model and add churn_probability, churn_risk to the export")
+    enabled: Literal["auto"] | bool = Field(
+        "auto",
+        description="fit the churn model and add churn_probability, churn_risk to the export. auto: when the data are "
+        "long enough for its protocol and it can be estimated, else the run goes on without it (a warning says why); "
+        "true (--churn): required, too-short data is an error; false (--no-churn): never",
+    )
     step_days: int = Field(30, gt=0, description="days between rolling training cut-offs")
     min_history_days: int = Field(60, ge=0, description="the earliest cut-off is this many days after the first transaction")
     seed: int = 0
@@ -126,6 +151,23 @@ class ChurnConfig(_Strict):
     early_stopping_rounds: int = Field(100, gt=0)
     params: dict[str, Any] = Field({}, description="LightGBM parameters over crmvalue's defaults")
     risk: ChurnRiskThresholds = ChurnRiskThresholds()
+
+    @field_validator("enabled", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, value):
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f"must be auto, true or false, got {value!r}")
+
+
+class QualityConfig(_Strict):
+    """Quality gates: red flags on a model whose own out-of-time check says it is off."""
+
+    max_total_error: float = Field(
+        0.25, gt=0,
+        description="red flag when the holdout forecast of total purchases is off the actual total by more than this "
+        "share (0.25: more than 25% too high or too low)",
+    )
 
 
 class AnalysesConfig(_Strict):
@@ -174,6 +216,7 @@ class ExperimentConfig(_Strict):
     churn: ChurnConfig = ChurnConfig()
     analyses: AnalysesConfig = AnalysesConfig()
     registry: RegistryConfig = RegistryConfig()
+    quality: QualityConfig = QualityConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
     models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")

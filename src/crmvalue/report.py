@@ -64,6 +64,13 @@ CHURN_BASELINES = [
     ("bgnbd_p_alive", "BG/NBD 1 − P(alive)"),
     ("recency", "Recency alone"),
 ]
+CHURN_SCORERS = dict([("lightgbm", "LightGBM churn model"), *CHURN_BASELINES])
+# the quality gate's comparison on the held-out cut-off: metric key, label, True when higher is better
+HELD_OUT_METRICS = [
+    ("brier", "Brier score: error of the probabilities (decides)", False),
+    ("log_loss", "Log loss", False),
+    ("roc_auc", "ROC AUC", True),
+]
 
 
 # ------------------------------------------------------------------------------------------
@@ -274,9 +281,26 @@ def _header(r: _Run) -> str:
     warning = ""
     if r.info.status != "FINISHED":
         warning = f'<p class="warning">This run is {_e(r.info.status)}, not finished: parts of the report may be missing.</p>'
+    warning += _flags(r)
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
     return (f'<header><h1>Customer value report: {_e(r.experiment)}</h1>{warning}'
             f'<dl class="meta">{meta}</dl></header>')
+
+
+def _flags(r: _Run) -> str:
+    """The quality gates' red flags, first thing in the report."""
+    flags = []
+    gate = r.tags.get("crmvalue.value_gate", "")
+    if gate.startswith("red: ") or (not gate and r.metric("quality.value_red_flag")):
+        text = gate.removeprefix("red: ") or "the holdout forecast of total purchases is off by more than the limit"
+        flags.append(f"<b>Red flag on the value model:</b> {_e(text)}. The per-customer ranking may still be useful; "
+                     "the totals, CLV and predicted value are not to be trusted as they are.")
+    return "".join(f'<p class="warning">{flag}</p>' for flag in flags)
+
+
+def _churn_scorer(r: _Run) -> str | None:
+    """The scorer the churn quality gate made live, when the run had a churn model."""
+    return r.tags.get("crmvalue.churn_scorer")
 
 
 def _headline(r: _Run) -> str:
@@ -305,7 +329,9 @@ def _headline(r: _Run) -> str:
         high = int((r.scores["churn_risk"] == "high").sum())
         threshold = r.params.get("config.churn.risk.high")
         at = f" (probability ≥ {float(threshold):.0%})" if threshold else ""
-        cards.append(("High churn risk", _count(high), f"may buy nothing in the next {r.horizon} days{at}"))
+        scorer = _churn_scorer(r)
+        by = "" if scorer in (None, "lightgbm") else f"; scored by the {CHURN_SCORERS.get(scorer, scorer)}"
+        cards.append(("High churn risk", _count(high), f"may buy nothing in the next {r.horizon} days{at}{by}"))
     body = "".join(f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
                    f'<div class="note">{_e(note)}</div></div>' for label, value, note in cards)
     return f'<div class="cards">{body}</div>'
@@ -461,7 +487,12 @@ def _model_metrics(r: _Run):
                    f"bought in the {_e(r.horizon)} days after. Beside it are three simpler scores; the best in each "
                    "row is in bold; the model earns its place only where it beats them.")
     parts.append(f'<h3>Churn model</h3><p class="intro">{churn_intro}</p>')
-    if m("churn.roc_auc") is None:
+    skipped = r.tags.get("crmvalue.churn", "")
+    if skipped.startswith("skipped: "):
+        parts.append(f'<p class="missing">The churn model was skipped in this run: {_e(skipped.removeprefix("skipped: "))}. '
+                     "The export has no churn probability or risk; train on a longer history (or a later calibration "
+                     "end) to get them.</p>")
+    elif m("churn.roc_auc") is None:
         parts.append(_missing(["churn.* metrics (trained with --no-churn?)"]))
     else:
         grid = []
@@ -479,8 +510,41 @@ def _model_metrics(r: _Run):
         if rate is not None and rows_ is not None:
             parts.append(f'<p class="quiet">Test: {_count(rows_)} customers, of whom {_pct(rate)} bought nothing in the '
                          f'{_e(r.horizon)} days.</p>')
+        parts.append(_churn_gate(r))
         parts.append(_risk_by_quadrant(r))
     return _section("models", "How good the models are", intro, "".join(parts))
+
+
+def _churn_gate(r: _Run) -> str:
+    """Which score the export's churn probability is, and the held-out comparison that chose it."""
+    scorer = _churn_scorer(r)
+    if scorer is None:
+        return ""
+    m = r.metric
+    names = ["lightgbm"] + [b for b, _ in CHURN_BASELINES if m(f"baseline.{b}.held_out.brier") is not None]
+    grid = []
+    for key, label, higher in HELD_OUT_METRICS:
+        values = [m(f"churn.held_out.{key}")] + [m(f"baseline.{b}.held_out.{key}") for b in names[1:]]
+        cells = [_number(v, 4 if key == "brier" else 3) for v in values]
+        best = _best(values, higher)
+        if best is not None:
+            cells[best] = f"<b>{cells[best]}</b>"
+        grid.append([_e(label)] + cells)
+    if scorer == "lightgbm":
+        verdict = ("The LightGBM model beats every simpler score on the held-out check, so the export's churn "
+                   "probability and risk are the model's.")
+    else:
+        verdict = (f"<b>The LightGBM model does not beat the {_e(CHURN_SCORERS.get(scorer, scorer))} on the held-out "
+                   "check, so the export's churn probability and risk are that simpler score's</b>, calibrated on the "
+                   "held-out cut-off.")
+    intro = (f"{verdict} Which score the export uses is decided before the test above, on the latest cut-off of the "
+             "final training (held out from it): each score is calibrated on one half of its customers and judged on "
+             "the other by the Brier score.")
+    header = f"Held-out check ({_count(m('churn.held_out.rows'))} customers; best in bold)"
+    table = _grid([_e(header)] + [_e(CHURN_SCORERS.get(n, n)) for n in names], grid, [False] + [True] * len(names))
+    reason = r.tags.get("crmvalue.churn_gate")
+    note = f'<p class="quiet">{_e(reason)}</p>' if reason else ""
+    return f'<h3>Which churn score the export uses</h3><p class="intro">{intro}</p>{table}{note}'
 
 
 def _parameters(r: _Run) -> str:
@@ -490,6 +554,8 @@ def _parameters(r: _Run) -> str:
             if not name.startswith(prefix + ".") or name.count(".") != 1:
                 continue
             key = name.split(".", 1)[1]
+            if key == "penalizer_used":  # not a parameter: the fallback ridge of a boundary fit, shown below
+                continue
             low, high = r.metric(f"{prefix}.ci95_lower.{key}"), r.metric(f"{prefix}.ci95_upper.{key}")
             interval = f"{_number(low, 4)} – {_number(high, 4)}" if low is not None and high is not None else ""
             try:
@@ -500,7 +566,13 @@ def _parameters(r: _Run) -> str:
     if not rows:
         return ""
     table = _grid(["Model", "Parameter", "Estimate", "95% interval"], rows, [False, False, True, True])
-    return f"<details><summary>Fitted parameters</summary>{table}</details>"
+    notes = "".join(
+        f"<p class=\"intro\">{_e(MODEL_NAMES.get(name.removeprefix('crmvalue.boundary.'), 'Gamma-Gamma'))}: boundary "
+        f"estimate ({_e(why)}); refitted with a ridge of {_e(r.params.get(name.removeprefix('crmvalue.boundary.') + '.penalizer_used', '?'))} "
+        "on the log-parameters.</p>"
+        for name, why in sorted(r.tags.items()) if name.startswith("crmvalue.boundary.")
+    )
+    return f"<details><summary>Fitted parameters</summary>{table}{notes}</details>"
 
 
 def _risk_by_quadrant(r: _Run) -> str:
