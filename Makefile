@@ -66,7 +66,7 @@ test-latest: ## Run the tests against the newest versions pyproject.toml allows,
 	.ci/with-postgres .venv-latest/bin/python -m pytest
 
 clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
-	rm -rf mlruns mlflow.db crm.db exports .pytest_cache
+	rm -rf mlruns mlflow.db mlflow.db.lock crm.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
 .PHONY: help install train experiments test test-latest lock bench strip mlflow-ui clean

@@ -41,14 +41,24 @@ def train(
     quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="optional quantity column (a churn feature)"),
     date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
     engine: Optional[str] = typer.Option(None, "--engine", help="auto, pandas or duckdb: who reads and nets the transactions (default auto)"),
+    price_col: Optional[str] = typer.Option(None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (with --quantity-col)"),
+    dayfirst: Optional[bool] = typer.Option(None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first"),
+    sep: Optional[str] = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)"),
+    decimal: Optional[str] = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' (default) or ','"),
+    thousands: Optional[str] = typer.Option(None, "--thousands", help="thousands separator to remove from numbers, e.g. '.'"),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a byte-order mark is detected)"),
+    drop_missing_ids: bool = typer.Option(False, "--drop-missing-ids", help="drop rows without a customer id (guest orders), with a warning that counts them"),
+    allow_future_dates: bool = typer.Option(False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"),
     calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
     observation_end: Optional[str] = typer.Option(None, "--observation-end", help="last day of observation"),
     time_unit: Optional[TimeUnitChoice] = typer.Option(None, "--time-unit", help="time unit of recency and T"),
     horizon_days: Optional[int] = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
     model: Optional[str] = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
     penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
+    gamma_gamma_penalizer: Optional[float] = typer.Option(
+        None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"),
     intervals: bool = typer.Option(False, "--intervals", help="add bootstrap 90% intervals for expected_purchases and clv"),
-    churn: Optional[bool] = typer.Option(None, "--churn/--no-churn", help="fit the LightGBM churn model (default: on)"),
+    churn: Optional[bool] = typer.Option(None, "--churn/--no-churn", help="require (--churn) or skip (--no-churn) the LightGBM churn model (default: auto, fitted when the data are long enough)"),
     customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"),
     customers_id_col: Optional[str] = typer.Option(None, "--customers-id-col", help="id column of --customers (default customer_id)"),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table (customer id, timestamp, channel) for the CRM value score"),
@@ -80,12 +90,21 @@ def train(
             "data.quantity_col": quantity_col,
             "data.date_format": date_format,
             "data.engine": engine,
+            "data.price_col": price_col,
+            "data.dayfirst": dayfirst,
+            "data.sep": sep,
+            "data.decimal": decimal,
+            "data.thousands": thousands,
+            "data.encoding": encoding,
+            "data.drop_missing_ids": True if drop_missing_ids else None,
+            "data.allow_future_dates": True if allow_future_dates else None,
             "calibration_end": calibration_end,
             "observation_end": observation_end,
             "time_unit": time_unit.value if time_unit else None,
             "horizon_days": horizon_days,
             "model.purchase_model": model,
             "model.penalizer": penalizer,
+            "model.gamma_gamma_penalizer": gamma_gamma_penalizer,
             "intervals.enabled": True if intervals else None,
             "churn.enabled": churn,
             "data.customers": str(customers) if customers else None,
@@ -103,12 +122,20 @@ def train(
         f"customers       {len(result.predictions):,}",
         f"purchase model  {result.evaluation.reason}",
         f"holdout         {result.calibration_end.date()} -> {result.observation_end.date()}: "
-        f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
-        f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
-        f"vs actual {m['holdout.actual_total']:,.0f}",
+        + (f"skipped ({result.evaluation.skipped})" if result.evaluation.skipped is not None else
+           f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
+           f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
+           f"vs actual {m['holdout.actual_total']:,.0f}"),
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
-    if result.churn is not None:
+    if m.get("quality.value_red_flag"):
+        from crmvalue.pipeline import value_gate_text
+
+        lines.append("RED FLAG        " + value_gate_text(m, m["holdout.predicted_total"], m["holdout.actual_total"],
+                                                         cfg.quality.max_total_error))
+    if result.churn is not None and result.churn.skipped is not None:
+        lines.append(f"churn           skipped: {result.churn.skipped}")
+    elif result.churn is not None:
         risk = result.churn.scores["churn_risk"].value_counts()
         lines.append(
             f"churn           out-of-time ROC AUC {m['churn.roc_auc']:.3f}, Brier {m['churn.brier']:.4f} "
@@ -116,6 +143,7 @@ def train(
             f"recency {m['baseline.recency.roc_auc']:.3f}); risk "
             + ", ".join(f"{k} {int(risk.get(k, 0)):,}" for k in ("high", "medium", "low"))
         )
+        lines.append(f"churn scorer    {result.churn.gate.reason}")
     if result.registered:
         lines.append("registered      " + ", ".join(f"{name} version {v}" for name, v in result.registered.items())
                      + f"  (make it the champion: crmvalue promote --version {next(iter(result.registered.values()))})")
@@ -284,18 +312,33 @@ def predict(
     ]))
 
 
+def _interrupted() -> None:
+    """One line and exit 128 + the signal: 130 for Ctrl-C (SIGINT), 143 for SIGTERM."""
+    import signal
+
+    from crmvalue.tracking import received_signal
+
+    signum = received_signal() or signal.SIGINT
+    what = "interrupted by SIGINT (Ctrl-C)" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+    print(f"error: {what}: a run in progress is marked KILLED, with nothing exported or registered", file=sys.stderr)
+    sys.exit(128 + signum)
+
+
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2, never a traceback."""
+    """Entry point: user errors become one line on stderr and exit code 2, never a traceback;
+    SIGINT and SIGTERM one line and exit 130 and 143."""
+    from crmvalue.tracking import handle_interrupts
+
+    handle_interrupts()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("crmvalue").setLevel(logging.INFO)
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except CrmvalueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     except (typer.Abort, KeyboardInterrupt):
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
     except Exception as exc:
         # usage errors (a bad flag or value) arrive here in non-standalone mode; typer vendors
         # its own copy of click, so match on the interface rather than on click's class
@@ -303,6 +346,10 @@ def main() -> None:
             exc.show()
             sys.exit(exc.exit_code)
         raise
+    if code == 130:  # typer turns a KeyboardInterrupt (Interrupted is one) into this return value
+        _interrupted()
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

@@ -64,14 +64,23 @@ class Evaluation:
     candidates: dict[str, CandidateResult]
     winner: str
     reason: str
-    gamma_gamma: GammaGammaModel
+    gamma_gamma: GammaGammaModel | None
     baseline: dict[str, float]
     holdout_customers: int
     duration: float
+    skipped: str | None = None  # why there is no out-of-time evaluation (see :func:`skipped_evaluation`)
 
     @property
-    def best(self) -> CandidateResult:
-        return self.candidates[self.winner]
+    def best(self) -> CandidateResult | None:
+        return self.candidates.get(self.winner)
+
+
+def skipped_evaluation(candidates: list[str], why: str) -> Evaluation:
+    """The evaluation of a run whose calibration period cannot be fitted (e.g. every customer's first purchase
+    is on the calibration end, so no time is observed): no holdout metrics, and the first candidate is the
+    model fitted on all data, since nothing out of time can choose among them."""
+    return Evaluation({}, candidates[0], f"{candidates[0]}: out-of-time evaluation skipped ({why})", None, {}, 0, 0.0,
+                      skipped=why)
 
 
 SELECTION_CRITERIA = {

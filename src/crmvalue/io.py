@@ -1,11 +1,14 @@
 """Atomic file writes: a temporary file in the target's folder, then one rename.
 
 Readers see the old file or the new one, never a half-written one, and a failure leaves
-no temporary file behind.
+no temporary file behind. :class:`StagedFiles` replaces several files all or nothing, and
+:func:`check_writable` checks, before any work, that a path can be written.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import shutil
 import tempfile
@@ -13,6 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 import pandas as pd
+
+from crmvalue.errors import CrmvalueError
 
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
@@ -51,6 +56,113 @@ def write_table(frame: pd.DataFrame, path: Path, like: Path | None = None) -> No
 
 def atomic_write_table(frame: pd.DataFrame, target: Path) -> None:
     atomic_write(Path(target), lambda tmp: write_table(frame, tmp, like=Path(target)))
+
+
+def may_write(path: Path) -> bool:
+    """Whether this process may create or replace entries in ``path`` (a folder) or write ``path`` (a file).
+
+    ``access(2)`` answers for root as if every mode allowed writing; a file or folder that nobody
+    may write (``chmod a-w``) is treated as read-only for root too, as ``rm`` and ``git`` do.
+    """
+    if not os.access(path, os.W_OK):
+        return False
+    return os.geteuid() != 0 or bool(os.stat(path).st_mode & 0o222)
+
+
+def check_writable(target: Path, what: str, hint: str = "", directory: bool = False) -> None:
+    """Pre-flight: raise a one-line :class:`CrmvalueError` unless ``target`` can be written.
+
+    ``target`` is a file (or, with ``directory``, a folder) that may not exist yet: then the
+    nearest folder that does exist must take new entries. Nothing is created.
+    """
+    target = Path(os.path.abspath(target))
+    shown = f"{what} {target}"
+    hint = f" ({hint})" if hint else ""
+    if target.exists():
+        if directory and not target.is_dir():
+            raise CrmvalueError(f"cannot write {shown}: it is a file, not a folder{hint}")
+        if not directory and target.is_dir():
+            raise CrmvalueError(f"cannot write {shown}: it is a folder, not a file{hint}")
+        if not may_write(target):
+            raise CrmvalueError(f"cannot write {shown}: it is read-only{hint}")
+    folder = target if directory else target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise CrmvalueError(f"cannot write {shown}: {folder} is a file, not a folder{hint}")
+    if not (may_write(folder) and os.access(folder, os.X_OK)):
+        raise CrmvalueError(f"cannot write {shown}: the folder {folder} is read-only{hint}")
+
+
+class StagedFiles:
+    """Files replaced together, all or nothing.
+
+    Each new file is written beside its target and renamed over it (as :func:`atomic_write`),
+    while the previous version is kept aside under a hidden name. :meth:`rollback` puts every
+    previous version back, removes files and folders that did not exist before, in reverse
+    order; :meth:`commit` drops the kept versions.
+    """
+
+    def __init__(self):
+        self._replaced: list[tuple[Path, Path | None]] = []  # target, its previous version (None: new file)
+        self._created: list[Path] = []  # folders made for the targets, outermost first
+
+    def write(self, target: Path, write: Callable[[Path], None]) -> None:
+        target = Path(target)
+        missing = []
+        folder = target.parent
+        while not folder.exists():
+            missing.append(folder)
+            folder = folder.parent
+        for folder in reversed(missing):
+            try:
+                folder.mkdir()
+            except FileExistsError:  # another process made it meanwhile: not ours to remove
+                continue
+            self._created.append(folder)
+        previous = None
+        if target.exists():
+            previous = target.with_name(f".{target.name}.{os.getpid()}.{len(self._replaced)}.previous")
+            previous.unlink(missing_ok=True)
+            try:
+                os.link(target, previous)
+            except OSError:  # a file system without hard links
+                shutil.copy2(target, previous)
+        try:
+            atomic_write(target, write)
+        except BaseException:
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+            raise
+        self._replaced.append((target, previous))
+
+    def write_text(self, target: Path, text: str) -> None:
+        self.write(target, lambda tmp: tmp.write_text(text))
+
+    def copy(self, source: Path, target: Path) -> None:
+        self.write(target, lambda tmp: shutil.copyfile(source, tmp))
+
+    def rollback(self) -> None:
+        while self._replaced:
+            target, previous = self._replaced.pop()
+            try:
+                if previous is None:
+                    target.unlink(missing_ok=True)
+                else:
+                    os.replace(previous, target)
+            except OSError as exc:  # put back what can be; say what could not
+                logging.getLogger("crmvalue").warning("could not restore %s: %s", target, exc)
+        while self._created:
+            folder = self._created.pop()
+            with contextlib.suppress(OSError):  # not empty: something else was put there meanwhile
+                folder.rmdir()
+
+    def commit(self) -> None:
+        for _, previous in self._replaced:
+            if previous is not None:
+                previous.unlink(missing_ok=True)
+        self._replaced.clear()
+        self._created.clear()
 
 
 def _read_umask() -> int:

@@ -28,19 +28,19 @@ import yaml
 
 from crmvalue import __version__
 from crmvalue.config import ExperimentConfig
-from crmvalue.customer_days import CustomerDays
+from crmvalue.customer_days import CustomerDays, observation_gap_warning
 from crmvalue.diagnostics import fit_diagnostics, gamma_gamma_spend_fit
 from crmvalue.engine import load_customer_days
 from crmvalue.errors import CrmvalueError
-from crmvalue.evaluation import Evaluation, evaluate_purchase_models
-from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
-from crmvalue.io import atomic_copy, atomic_write_text, write_table
-from crmvalue.models import PREDICTION_COLUMNS, PURCHASE_MODELS, GammaGammaModel, PurchaseModel, ValueModel
+from crmvalue.evaluation import Evaluation, evaluate_purchase_models, skipped_evaluation
+from crmvalue.features import calibration_holdout_summary, mean_purchase_amount, revenue_in_window, rfm_summary_with_report
+from crmvalue.io import write_table
+from crmvalue.models import PREDICTION_COLUMNS, PURCHASE_MODELS, GammaGammaModel, GammaGammaParams, PurchaseModel, ValueModel
 from crmvalue.models.uncertainty import bootstrap_intervals
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 
 if TYPE_CHECKING:
-    from crmvalue.churn import ChurnClassifier, ChurnEvaluation
+    from crmvalue.churn import ChurnClassifier, ChurnEvaluation, ChurnGate, ChurnNotEstimable
     from crmvalue.models.bgnbd import BetaGeoParams
 
 log = logging.getLogger("crmvalue")
@@ -163,6 +163,10 @@ def resolve_dates(
             f"{where}no transactions on or before the calibration end {cal_end.date()}; "
             f"the data starts on {first.date()}"
         )
+    if config.observation_end:
+        gap = observation_gap_warning(last, obs_end)
+        if gap:
+            log.warning(f"{where}{gap}")
     return cal_end, obs_end
 
 
@@ -188,16 +192,39 @@ class TrainedRun:
     analyses: "AnalysesResult | None" = None
 
 
+def check_outputs(cfg: ExperimentConfig, store: bool = True) -> None:
+    """Pre-flight, before any data is read: the predictions file and its folder, ``models/<name>/``
+    and (with ``store``) the tracking store can be written. Creates nothing; a one-line
+    :class:`CrmvalueError` names the path."""
+    from crmvalue.io import check_writable
+    from crmvalue.store import check_store
+    from crmvalue.tracking import resolve_tracking_uri
+
+    check_writable(cfg.output_path, "the predictions file", "set --out")
+    check_writable(Path(cfg.models_dir) / cfg.name, "the models folder", "set models_dir in the config", directory=True)
+    if store:
+        check_store(resolve_tracking_uri(cfg.tracking_uri))
+
+
 class MlflowRunWriter:
-    """Records a trained run in MLflow (params, metrics, artifacts, registry) and then moves the
-    predictions file and ``models/<name>/`` into place."""
+    """Records a trained run in MLflow (params, metrics, artifacts), then, all or nothing, moves the
+    predictions file into place, registers the models and updates ``models/<name>/``."""
 
     def write(self, run: TrainedRun) -> tuple[str, str, dict[str, int]]:
-        """Returns the run id, the value model's URI and the registered versions."""
-        ids = _log_run(run.cfg, run.tx, run.evaluation, run.diagnostics, run.predictions, run.quadrants, run.metrics,
-                       run.value_model, run.purchase, run.gamma_gamma, run.thresholds, run.calibration_end,
-                       run.observation_end, run.progress, run.churn, run.analyses)
-        _log_final_metrics(ids[0], run.progress)
+        """Returns the run id, the value model's URI and the registered versions.
+
+        SIGINT and SIGTERM are held back meanwhile and taken only between logging steps, never in
+        the middle of MLflow's database work; one that arrives during the commit undoes it.
+        """
+        from crmvalue.tracking import interrupts_deferred
+
+        with interrupts_deferred() as signals:
+            ids = _log_run(run.cfg, run.tx, run.evaluation, run.diagnostics, run.predictions, run.quadrants,
+                           run.metrics, run.value_model, run.purchase, run.gamma_gamma, run.thresholds,
+                           run.calibration_end, run.observation_end, run.progress, run.churn, run.analyses)
+            if signals.received is not None:  # it came once the run was complete: the command completes too
+                log.warning("a signal arrived after the run was complete and committed; it is ignored")
+                signals.received = None
         return ids
 
 
@@ -230,6 +257,8 @@ def train(
     progress = progress or Progress(enabled=False)
     writer = writer or MlflowRunWriter()
     cfg = config
+    # an output or store the run cannot write fails now, in one line, not after the fits
+    check_outputs(cfg, store=isinstance(writer, MlflowRunWriter))
 
     with progress.stage("load", f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}", announce=False):
         data_is_simulated = data is None and cfg.data.source == "simulated"
@@ -245,6 +274,14 @@ def train(
             quantity_col=cfg.data.quantity_col,
             date_format=cfg.data.date_format,
             engine=cfg.data.engine,
+            dayfirst=cfg.data.dayfirst,
+            price_col=cfg.data.price_col,
+            sep=cfg.data.sep,
+            decimal=cfg.data.decimal,
+            thousands=cfg.data.thousands,
+            encoding=cfg.data.encoding,
+            drop_missing_ids=cfg.data.drop_missing_ids,
+            allow_future_dates=cfg.data.allow_future_dates,
         )
         data = None  # the netted customer-days below are all the later steps need, not the rows
         frame = tx
@@ -269,12 +306,18 @@ def train(
                     f"analyses.crm_value.satisfaction_column '{column}' needs a customer table (--customers) "
                     f"with that column{'' if attributes is None else '; its columns are ' + ', '.join(attributes.columns)}"
                 )
+        churn_skipped = None  # why the churn stage does not run (churn.enabled: auto)
         if cfg.churn.enabled:
-            from crmvalue.churn import check_history, check_test_window
+            from crmvalue.churn import ChurnNotEstimable, check_history, check_test_window
 
-            # refuse data too short for the churn protocol now, not after every model is fitted
-            check_test_window(cal_end, obs_end, cfg.horizon_days)
-            check_history(frame.first_date, cal_end, cfg.horizon_days, cfg.churn.min_history_days)
+            # data too short for the churn protocol: refused (--churn) or skipped (auto) now, not after every fit
+            try:
+                check_test_window(cal_end, obs_end, cfg.horizon_days)
+                check_history(frame.first_date, cal_end, cfg.horizon_days, cfg.churn.min_history_days)
+            except ChurnNotEstimable as exc:
+                if cfg.churn.enabled is True:
+                    raise
+                churn_skipped = _skip_churn(exc)
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
         split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
@@ -295,25 +338,44 @@ def train(
 
     candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
     with progress.stage("evaluate", f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}"):
-        evaluation = evaluate_purchase_models(
-            split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer, cfg.model.selection_metric
-        )
+        try:
+            if not (split["T_cal"] > 0).any():
+                raise CrmvalueError(f"every customer's first purchase is on the calibration end {cal_end.date()}, "
+                                    "so the calibration period observes no time")
+            evaluation = evaluate_purchase_models(
+                split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer, cfg.model.selection_metric,
+                mean_purchase_amount(frame, cal_end),
+            )
+        except CrmvalueError as exc:  # the calibration period cannot be fitted: degrade, the final fit may still work
+            evaluation = skipped_evaluation(candidates, str(exc))
+            log.warning("out-of-time evaluation skipped: %s; the run has no holdout metrics", exc)
+        fitted_models = [r.model for r in evaluation.candidates.values() if r.model is not None]
+        for fitted in ([evaluation.gamma_gamma] if evaluation.gamma_gamma is not None else []) + fitted_models:
+            if fitted.warning_:
+                log.warning("calibration fit: %s", fitted.warning_)
         best = evaluation.best
-        metrics = {f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")}
+        metrics = {} if best is None else {
+            f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")}
         metrics.update(evaluation.baseline)
         for result in evaluation.candidates.values():
             if result.model is not None:
                 metrics[f"{result.name}.log_likelihood"] = result.metrics["log_likelihood"]
         metrics.update({"holdout.customers": float(evaluation.holdout_customers), "holdout.duration": evaluation.duration})
+        metrics.update(value_gate(metrics, cfg.quality.max_total_error, cal_end, obs_end))
         if len(candidates) > 1:
             log.info("model selection: %s", evaluation.reason)
 
-    with progress.stage("fit", f"fitting {best.model.params_.label} and Gamma-Gamma on all data to {obs_end.date()}"):
+    with progress.stage("fit", f"fitting {PURCHASE_MODELS[evaluation.winner].params_class.label} and Gamma-Gamma "
+                               f"on all data to {obs_end.date()}"):
         purchase = PURCHASE_MODELS[evaluation.winner](cfg.model.penalizer).fit(
             summary["frequency"], summary["recency"], summary["T"]
         )
-        gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(summary["frequency"], summary["monetary_value"])
-        if abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING:
+        gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(summary["frequency"], summary["monetary_value"],
+                                                                  mean_spend=mean_purchase_amount(frame, obs_end))
+        for fitted in (purchase, gg):
+            if fitted.warning_:
+                log.warning("final fit: %s", fitted.warning_)
+        if np.isfinite(gg.frequency_spend_correlation_) and abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING:
             log.warning(
                 "frequency and spend are correlated (r=%.2f > %.1f): the Gamma-Gamma independence assumption is doubtful",
                 gg.frequency_spend_correlation_,
@@ -357,15 +419,26 @@ def train(
         predictions = predictions.reset_index()
 
     churn_result = None
-    if cfg.churn.enabled:
+    if cfg.churn.enabled and churn_skipped is None:
+        from crmvalue.churn import ChurnNotEstimable
+
         with progress.stage("churn", "training the LightGBM churn model on rolling cut-offs and testing it out of time"):
-            churn_result = _churn(cfg, frame, cal_end, obs_end, attributes)
+            try:
+                churn_result = _churn(cfg, frame, cal_end, obs_end, attributes)
+            except ChurnNotEstimable as exc:  # valid data the protocol cannot use: labels of one class, ...
+                if cfg.churn.enabled is True:
+                    raise
+                churn_skipped = _skip_churn(exc)
+        if churn_result is not None:
             scored = churn_result.scores.set_index("customer_id")
             predictions["churn_probability"] = scored["churn_probability"].reindex(predictions["customer_id"]).to_numpy()
             predictions["churn_risk"] = scored["churn_risk"].reindex(predictions["customer_id"]).to_numpy()
             if predictions["churn_probability"].isna().any():
                 raise CrmvalueError("churn: some scored customers have no churn probability; please report this")
             metrics.update(churn_result.evaluation.metrics)
+            metrics.update(churn_result.gate.metric_items())
+    if cfg.churn.enabled and churn_skipped is not None:
+        churn_result = ChurnResult.skip(churn_skipped)
 
     analyses = None
     if cfg.analyses.enabled:
@@ -381,9 +454,10 @@ def train(
             for name, result in evaluation.candidates.items()
             if result.model is not None
         }
-        diagnostics[evaluation.winner]["spend_fit"] = gamma_gamma_spend_fit(
-            gg.params_, predictions["frequency"], predictions["monetary_value"], bins=40, upper_quantile=0.995
-        )
+        if isinstance(gg.params_, GammaGammaParams):  # no spend distribution to draw for the mean-spend fallback
+            diagnostics.setdefault(evaluation.winner, {})["spend_fit"] = gamma_gamma_spend_fit(
+                gg.params_, predictions["frequency"], predictions["monetary_value"], bins=40, upper_quantile=0.995
+            )
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
         run_id, model_uri, registered = writer.write(TrainedRun(
@@ -426,19 +500,27 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
     import mlflow
 
     from crmvalue import plots
-    from crmvalue.tracking import flatten, git_commit, log_value_model, quiet_mlflow, resolve_tracking_uri, use_experiment
+    from crmvalue.io import StagedFiles
+    from crmvalue.store import logging_errors, open_for_writing
+    from crmvalue.tracking import (checkpoint, flatten, git_commit, interrupts_deferred, log_value_model, quiet_mlflow,
+                                   resolve_tracking_uri, tracked_run, use_experiment)
 
+    started = time.perf_counter()
     quiet_mlflow()
     tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
+    open_for_writing(tracking_uri)  # a new store is created under a lock: concurrent first runs both succeed
     mlflow.set_tracking_uri(tracking_uri)
-    use_experiment(cfg.name, tracking_uri)
+    with logging_errors(tracking_uri):
+        use_experiment(cfg.name, tracking_uri)
+    checkpoint()  # SIGINT/SIGTERM are taken at these points only (MlflowRunWriter holds them back)
     resolved = cfg.model_dump(mode="json")
     resolved["calibration_end"] = str(cal_end.date())
     resolved["observation_end"] = str(obs_end.date())
     resolved.pop("tracking_uri", None)  # may hold credentials; the run knows its own store
     out_path = cfg.output_path
 
-    with tempfile.TemporaryDirectory() as tmp_dir, mlflow.start_run() as run:
+    # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
+    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp_dir, tracked_run() as run:
         tmp = Path(tmp_dir)
         run_id = run.info.run_id
         mlflow.set_tags(
@@ -450,6 +532,8 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
             }
         )
         mlflow.set_tag("crmvalue.selection", evaluation.reason)
+        mlflow.set_tag("crmvalue.evaluation", "ran" if evaluation.skipped is None else f"skipped: {evaluation.skipped}")
+        mlflow.set_tags(quality_tags(cfg, metrics, churn_result))  # the quality gates' verdicts: churn stage, value model
         mlflow.set_tags({
             "crmvalue.kind": "train",
             "crmvalue.as_of_date": str(obs_end.date()),
@@ -460,7 +544,14 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         params["purchase_model"] = purchase.name
         params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
         params.update({f"gamma_gamma.{k}": repr(v) for k, v in gg.params_.as_dict().items()})
-        params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in evaluation.best.model.params_.as_dict().items()})
+        # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
+        params[f"{purchase.name}.penalizer_used"] = repr(purchase.penalizer_used_)
+        params["gamma_gamma.penalizer_used"] = repr(gg.penalizer_used_)
+        mlflow.set_tags({f"crmvalue.boundary.{prefix}": model.boundary_
+                         for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")) if model.boundary_})
+        if evaluation.best is not None:
+            params.update({f"evaluation.{purchase.name}.{k}": repr(v)
+                           for k, v in evaluation.best.model.params_.as_dict().items()})
         params["quadrants.current_threshold_used"] = repr(thresholds[0])
         params["quadrants.potential_threshold_used"] = repr(thresholds[1])
         mlflow.log_params(params)
@@ -478,6 +569,7 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
             }
         )
         mlflow.log_metrics(metrics)
+        checkpoint()
 
         export = predictions.assign(run_id=run_id)[export_columns(predictions)]
         staged = tmp / out_path.name
@@ -485,51 +577,76 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         mlflow.log_artifact(str(staged))
         quadrants.to_csv(tmp / "quadrant_summary.csv")
         mlflow.log_artifact(str(tmp / "quadrant_summary.csv"))
-        evaluation.best.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
-        mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
+        if evaluation.best is not None:
+            evaluation.best.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
+            mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         mlflow.log_artifact(str(tmp / "config.yaml"))
+        checkpoint()
 
         figures = {
             "plots/quadrants.png": plots.quadrant_scatter(predictions, *thresholds),
-            "plots/calibration_vs_holdout.png": plots.calibration_vs_holdout(evaluation.best.conditional_expectations),
             "plots/p_alive_distribution.png": plots.p_alive_distribution(predictions["p_alive"]),
         }
+        if evaluation.best is not None:
+            figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(
+                evaluation.best.conditional_expectations)
         _log_figures(figures)
         # the winner's fit diagnostics, from its calibration-period fit (out of time), and the final spend fit
-        tables = diagnostics[evaluation.winner]
+        tables = diagnostics.get(evaluation.winner, {})
         _log_tables(tables, tmp)
         _log_figures(plots.diagnostic_figures(tables, cfg.time_unit, evaluation.duration))
+        checkpoint()
 
         if len(evaluation.candidates) > 1:
             _log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
+            checkpoint()
         if analyses is not None:
             _log_analyses(analyses, tmp)
+            checkpoint()
         model_uri = log_value_model(value_model, predictions)
+        checkpoint()
         churn_uri = _log_churn(churn_result, tmp, cfg) if churn_result is not None else None
-        registered = _register(cfg, run_id, model_uri, churn_uri) if cfg.registry.enabled else {}
         mlflow.log_metrics(progress.metrics())
+        _log_final_metrics(started)
+        checkpoint()
 
-        # the run is complete: only now do the files a CRM or a later run reads appear, each in one rename
+        # the run is complete. All or nothing, and not stopped half-way by a signal: the export, then
+        # the registry, then models/<name>/; a failure on the way puts back what was there
         model_dir = Path(cfg.models_dir) / cfg.name
-        atomic_write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
-        if churn_result is not None:
-            atomic_write_text(model_dir / "churn_model.txt", churn_result.model.booster_.model_to_string(
-                num_iteration=churn_result.model.best_iteration_))
-            atomic_write_text(model_dir / "churn_calibration.json", json.dumps(churn_result.model.calibration_state(), indent=2))
-            if churn_result.categories:
-                atomic_write_text(model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2))
-        atomic_copy(staged, out_path)
+        files, registered = StagedFiles(), {}
+        with interrupts_deferred():
+            try:
+                files.copy(staged, out_path)
+                if cfg.registry.enabled:
+                    _register(cfg, run_id, model_uri, churn_uri, registered)
+                files.write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
+                if churn_result is not None and churn_result.skipped is None:
+                    files.write_text(model_dir / "churn_model.txt", churn_result.model.booster_.model_to_string(
+                        num_iteration=churn_result.model.best_iteration_))
+                    files.write_text(model_dir / "churn_calibration.json",
+                                     json.dumps(churn_result.model.calibration_state(), indent=2))
+                    if churn_result.categories:
+                        files.write_text(model_dir / "attribute_categories.json",
+                                         json.dumps(churn_result.categories, indent=2))
+                checkpoint()  # a signal held back during the commit stops the run here, and the commit is undone
+            except BaseException:
+                _unregister(registered, run_id)
+                files.rollback()
+                raise
+            files.commit()
     return run_id, model_uri, registered
 
 
-def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None) -> dict[str, int]:
-    """New versions of the registered value (and churn) models, their numbers tagged on the run."""
+def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None,
+              registered: dict[str, int]) -> dict[str, int]:
+    """New versions of the registered value (and churn) models, their numbers tagged on the run.
+    Each goes into ``registered`` as soon as it exists, so that a failure half-way can be undone."""
     import mlflow
 
     from crmvalue import registry
 
-    registered = {cfg.registry.value_model: registry.register(model_uri, cfg.registry.value_model, run_id)}
+    registered[cfg.registry.value_model] = registry.register(model_uri, cfg.registry.value_model, run_id)
     mlflow.set_tag(registry.VERSION_TAG, str(registered[cfg.registry.value_model]))
     if churn_uri is not None:
         registered[cfg.registry.churn_model] = registry.register(churn_uri, cfg.registry.churn_model, run_id)
@@ -537,14 +654,31 @@ def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str
     return registered
 
 
-def _log_final_metrics(run_id: str, progress: Progress) -> None:
-    """The track stage's own time and memory, known only once the run is logged."""
+def _unregister(registered: dict[str, int], run_id: str) -> None:
+    """Take back the versions :func:`_register` made (newest first) and their tags on the run; what
+    cannot be undone is said in a warning, as the first error is the one to report."""
     from mlflow.tracking import MlflowClient
 
-    metrics = progress.metrics()
-    client = MlflowClient()
-    for key in ("time.track_s", "memory.track_peak_mb", "memory.peak_mb"):
-        client.log_metric(run_id, key, metrics[key])
+    from crmvalue import registry
+
+    for name, version in reversed(list(registered.items())):
+        try:
+            registry.unregister(name, version)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not remove version %s of %s from the model registry: %s", version, name, exc)
+    for tag in (registry.VERSION_TAG, registry.CHURN_VERSION_TAG):
+        with contextlib.suppress(Exception):
+            MlflowClient().delete_tag(run_id, tag)
+    registered.clear()
+
+
+def _log_final_metrics(started: float) -> None:
+    """The track stage's own time and memory up to its commit (the stage's progress line times all of it)."""
+    import mlflow
+
+    peak = peak_rss_mb()
+    mlflow.log_metrics({"time.track_s": time.perf_counter() - started, "memory.track_peak_mb": peak,
+                        "memory.peak_mb": peak})
 
 
 def _log_figures(figures: dict) -> None:
@@ -600,12 +734,33 @@ def _log_candidates(evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.
 
 @dataclass
 class ChurnResult:
-    evaluation: "ChurnEvaluation"  # the out-of-time test, with its baselines
-    model: "ChurnClassifier"  # trained on every cut-off whose labels end by the observation end
-    scores: pd.DataFrame  # customer_id, churn_probability, churn_risk at the observation end
-    example: pd.DataFrame  # a few feature rows, for the logged model's signature
-    categories: dict[str, list[str]]  # attr_<column> -> categories by code, for categorical attributes
+    """The churn stage's outcome; with ``skipped`` set (churn.enabled: auto on data it cannot use)
+    it says only why, and every other field is empty."""
+
+    evaluation: "ChurnEvaluation | None"  # the out-of-time test, with its baselines
+    model: "ChurnClassifier | None"  # trained on every cut-off whose labels end by the observation end
+    scores: pd.DataFrame | None  # customer_id, churn_probability, churn_risk at the observation end
+    example: pd.DataFrame | None  # a few feature rows, for the logged model's signature
+    categories: dict[str, list[str]] = field(default_factory=dict)  # attr_<column> -> categories by code
     bgnbd_params: "BetaGeoParams | None" = None  # the BG/NBD features' fit at the observation end
+    gate: "ChurnGate | None" = None  # the model against its baselines on the held-out cut-off: who scores the export
+    skipped: str | None = None  # why the churn stage did not run
+
+    @classmethod
+    def skip(cls, reason: str) -> "ChurnResult":
+        return cls(None, None, None, None, skipped=reason)
+
+    @property
+    def scorer(self) -> str | None:
+        """``lightgbm``, or the baseline whose calibrated probability the export uses; None when skipped."""
+        return None if self.gate is None else self.gate.scorer
+
+
+def _skip_churn(exc: "ChurnNotEstimable") -> str:
+    """churn.enabled: auto on data the churn protocol cannot use: one warning line; the reason, for the tags and report."""
+    log.warning("churn: skipped, %s; the run goes on without churn_probability and churn_risk "
+                "(churn.enabled: auto; --churn makes this an error)", exc.reason)
+    return exc.reason
 
 
 def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None) -> ChurnResult:
@@ -624,17 +779,24 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
     rows = churn.training_rows(sample, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
     model, _ = churn.fit_churn_model(rows, c, list(data.categories))
     columns = churn.feature_columns(rows)
-    del rows
     params = churn.bgnbd_params_at(data, obs_end, cfg.time_unit, cfg.model.penalizer)
-    ids, probability, example = churn.score_in_chunks(data, obs_end, cfg.horizon_days, cfg.time_unit, params,
-                                                      lambda now: model.predict_proba(now[columns])[:, 1])
+    # the quality gate, on the held-out cut-off: a BG/NBD baseline can be live only if it can score everyone now
+    candidates = tuple(b for b in churn.BASELINE_INPUTS if b == "recency" or not isinstance(params, str))
+    gate = churn.gate_churn_model(model, rows, c.seed, candidates)
+    del rows
+    if gate.scorer != churn.LIGHTGBM:
+        log.warning("churn: quality gate: %s", gate.reason)
+    ids, probability, example = churn.score_in_chunks(
+        data, obs_end, cfg.horizon_days, cfg.time_unit, params,
+        lambda now: churn.live_probability(now, gate.scorer, gate.baseline_calibration,
+                                           lambda rows: model.predict_proba(rows[columns])[:, 1]))
     scores = pd.DataFrame({
         "customer_id": ids,
         "churn_probability": probability,
         "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
     })
     return ChurnResult(evaluation, model, scores, example[columns], data.categories,
-                       None if isinstance(params, str) else params)
+                       None if isinstance(params, str) else params, gate)
 
 
 def churn_scoring_state(result: ChurnResult, cfg: ExperimentConfig) -> dict:
@@ -648,18 +810,24 @@ def churn_scoring_state(result: ChurnResult, cfg: ExperimentConfig) -> dict:
         "categories": result.categories,
         "calibration": result.model.calibration_state(),
         "risk": {"high": cfg.churn.risk.high, "medium": cfg.churn.risk.medium},
+        # the quality gate's choice: "lightgbm" (booster + calibration), or a baseline and its calibration
+        "scorer": result.scorer,
+        "baseline_calibration": result.gate.baseline_calibration,
+        "gate": result.gate.reason,
     }
 
 
-def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str:
+def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | None:
     """The LightGBM model (lightgbm flavour), its calibration, and the evaluation's figures and tables;
-    returns the model's URI."""
+    returns the model's URI (None when the stage was skipped: nothing to log but the tags)."""
     import mlflow
     import mlflow.lightgbm
     from mlflow.models import infer_signature
 
     from crmvalue import plots
 
+    if result.skipped is not None:
+        return None
     model = result.model
     raw = model.raw_proba(result.example)
     info = mlflow.lightgbm.log_model(
@@ -696,6 +864,58 @@ def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str:
     _log_figures(figures)
     mlflow.set_tag(CHURN_MODEL_URI_TAG, info.model_uri)
     return info.model_uri
+
+
+def value_gate(metrics: dict[str, float], max_total_error: float, cal_end, obs_end) -> dict[str, float]:
+    """The value model's quality gate: ``quality.holdout_total_error`` (predicted / actual total purchases
+    in the holdout, minus 1) and ``quality.value_red_flag`` (1 when that is off by more than
+    ``max_total_error``, with one warning line). Nothing when the run has no holdout totals."""
+    predicted, actual = metrics.get("holdout.predicted_total"), metrics.get("holdout.actual_total")
+    if predicted is None or actual is None or not (np.isfinite(predicted) and np.isfinite(actual)):
+        return {}
+    gate = {}
+    if actual > 0:
+        gate["quality.holdout_total_error"] = predicted / actual - 1
+        red = abs(predicted / actual - 1) > max_total_error
+    else:
+        red = predicted > 0
+    gate["quality.value_red_flag"] = float(red)
+    if red:
+        log.warning("value model: red flag, %s (holdout %s to %s)", value_gate_text(gate, predicted, actual, max_total_error),
+                    pd.Timestamp(cal_end).date(), pd.Timestamp(obs_end).date())
+    return gate
+
+
+def value_gate_text(gate: dict[str, float], predicted: float, actual: float, max_total_error: float) -> str:
+    """The value gate's verdict in words, for the warning, the tag, the run summary and the report."""
+    error = gate.get("quality.holdout_total_error")
+    off = f"{error:+.0%}" if error is not None else "no purchase was made"
+    if not gate.get("quality.value_red_flag"):
+        return f"holdout purchases predicted {predicted:,.0f} against {actual:,.0f} made ({off}), within ±{max_total_error:.0%}"
+    return (f"the holdout forecast of total purchases is {predicted:,.0f} against {actual:,.0f} made ({off}), "
+            f"beyond the ±{max_total_error:.0%} of quality.max_total_error: treat its totals and CLV with care")
+
+
+def quality_tags(cfg: ExperimentConfig, metrics: dict[str, float], churn_result: ChurnResult | None) -> dict[str, str]:
+    """The quality gates as run tags: ``crmvalue.churn`` (ran, skipped: why, or off), ``crmvalue.churn_scorer``
+    and ``crmvalue.churn_gate`` (which scorer is live and why), ``crmvalue.value_gate`` (ok or red: why)."""
+    tags = {}
+    if churn_result is None:
+        tags["crmvalue.churn"] = "off"
+    elif churn_result.skipped is not None:
+        tags["crmvalue.churn"] = f"skipped: {churn_result.skipped}"
+    else:
+        tags["crmvalue.churn"] = "ran"
+        tags["crmvalue.churn_scorer"] = churn_result.scorer
+        tags["crmvalue.churn_gate"] = churn_result.gate.reason
+    flag = metrics.get("quality.value_red_flag")
+    if flag is None:
+        tags["crmvalue.value_gate"] = "not checked: the run has no holdout totals of purchases"
+    else:
+        text = value_gate_text(metrics, metrics["holdout.predicted_total"], metrics["holdout.actual_total"],
+                               cfg.quality.max_total_error)
+        tags["crmvalue.value_gate"] = ("red: " if flag else "ok: ") + text
+    return tags
 
 
 @dataclass

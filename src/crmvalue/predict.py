@@ -33,9 +33,9 @@ from crmvalue.config import ExperimentConfig
 from crmvalue.customer_days import CustomerDays, customer_days
 from crmvalue.data import BUNDLED, Transactions, load_transactions
 from crmvalue.engine import choose_engine, load_customer_days
-from crmvalue.errors import CrmvalueError
+from crmvalue.errors import CrmvalueError, deferred_warnings
 from crmvalue.features import SUMMARY_COLUMNS, revenue_in_window, rfm_summary_with_report
-from crmvalue.io import atomic_copy, write_table
+from crmvalue.io import write_table
 from crmvalue.pipeline import (
     CHURN_MODEL_URI_TAG,
     CHURN_SCORING_ARTIFACT,
@@ -78,12 +78,16 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             quantity_col: str | None = None) -> PredictResult:
     import mlflow
 
-    from crmvalue.store import open_store
+    from crmvalue.io import check_writable
+    from crmvalue.store import check_store, open_store
     from crmvalue.tracking import quiet_mlflow, resolve_tracking_uri
 
     progress = progress or Progress(enabled=False)
     quiet_mlflow()
     tracking_uri = resolve_tracking_uri(tracking_uri)
+    # pre-flight: the scores file and the store, which gets a predict run, can be written
+    check_writable(out, "the scores file", "set --out")
+    check_store(tracking_uri)
     mlflow.set_tracking_uri(tracking_uri)
     obs_end = _day(observation_end, "--observation-end")
 
@@ -114,14 +118,17 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
                 f"the churn model of run {trained.run_id} uses purchase quantities: name the column with --quantity-col"
             )
         options = dict(customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
-                       quantity_col=quantity_col, date_format=d.date_format)
-        if choose_engine(data, d.engine) == "pandas":  # the rows are at hand: name the first bad one
-            rows = load_transactions(data, **options)
-            _check_drift(rows, trained, d.date_col, obs_end)
-            tx = customer_days(rows.frame).with_source(rows.source, rows.sha256)
-        else:  # out of core, as in training; the netted days name a customer instead of a row
-            tx = load_customer_days(data, engine="duckdb", **options)
-            _check_drift_days(tx, trained, obs_end)
+                       quantity_col=quantity_col, date_format=d.date_format, dayfirst=d.dayfirst, price_col=d.price_col,
+                       sep=d.sep, decimal=d.decimal, thousands=d.thousands, encoding=d.encoding,
+                       drop_missing_ids=d.drop_missing_ids, allow_future_dates=d.allow_future_dates)
+        with deferred_warnings():  # a file that drifted shows only its error line, not the load's warnings first
+            if choose_engine(data, d.engine) == "pandas":  # the rows are at hand: name the first bad one
+                rows = load_transactions(data, **options)
+                _check_drift(rows, trained, d.date_col, obs_end)
+                tx = customer_days(rows.frame).with_source(rows.source, rows.sha256)
+            else:  # out of core, as in training; the netted days name a customer instead of a row
+                tx = load_customer_days(data, engine="duckdb", **options)
+                _check_drift_days(tx, trained, obs_end)
         frame = tx
         attributes = None
         if customers is not None:
@@ -201,9 +208,13 @@ def score_churn(booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp
     data = churn.prepare(frame, obs_end, attributes, categories=state["categories"])
     # None: the run's own fit failed, so the model learned these features as missing
     params = BetaGeoParams(**state["bgnbd_params"]) if state["bgnbd_params"] else churn.NO_BGNBD
+    # the scorer the run's quality gate made live (runs from before the gate: LightGBM)
+    scorer = state.get("scorer", churn.LIGHTGBM)
     ids, probability, _ = churn.score_in_chunks(
         data, obs_end, state["horizon_days"], state["time_unit"], params,
-        lambda rows: churn.calibrate(booster.predict(rows[state["feature_columns"]]), state["calibration"]),
+        lambda rows: churn.live_probability(
+            rows, scorer, state.get("baseline_calibration"),
+            lambda now: churn.calibrate(booster.predict(now[state["feature_columns"]]), state["calibration"])),
     )
     return pd.DataFrame({
         "customer_id": ids,
@@ -238,7 +249,8 @@ def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
     observation_end = pd.Timestamp(raw["observation_end"])
     first = tags.get("crmvalue.data_first_date")
     churn_state = None
-    if raw.get("churn", {}).get("enabled"):
+    # churn.enabled: auto may have skipped the churn stage (tag crmvalue.churn "skipped: ..."): then no churn model
+    if raw.get("churn", {}).get("enabled") and not tags.get("crmvalue.churn", "").startswith("skipped"):
         try:
             path = client.download_artifacts(ref.run_id, CHURN_SCORING_ARTIFACT, str(tmp))
         except Exception:  # noqa: BLE001
@@ -286,12 +298,28 @@ def _check_drift_days(days, trained: _TrainedRun, obs_end: pd.Timestamp) -> None
 
 def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: CustomerDays, obs_end, predictions,
                      quadrants, out: Path, progress: Progress) -> str:
+    from crmvalue.tracking import interrupts_deferred
+
+    # SIGINT/SIGTERM are held back and taken between the logging steps, never inside MLflow's database work
+    with interrupts_deferred() as signals:
+        run_id = _log_predict_run_steps(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)
+        if signals.received is not None:  # it came once the run was complete: the command completes too
+            log.warning("a signal arrived after the predict run was complete; it is ignored")
+            signals.received = None
+    return run_id
+
+
+def _log_predict_run_steps(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: CustomerDays, obs_end, predictions,
+                           quadrants, out: Path, progress: Progress) -> str:
     import mlflow
 
-    from crmvalue.tracking import git_commit
+    from crmvalue.io import StagedFiles
+    from crmvalue.store import logging_errors
+    from crmvalue.tracking import checkpoint, git_commit, tracked_run
 
-    with tempfile.TemporaryDirectory() as tmp, mlflow.start_run(experiment_id=trained.experiment_id,
-                                                                  run_name="predict") as run:
+    # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
+    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp, \
+            tracked_run(experiment_id=trained.experiment_id, run_name="predict") as run:
         run_id = run.info.run_id
         tags = {
             "crmvalue.kind": "predict",
@@ -314,10 +342,19 @@ def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: Cust
             **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
             **{f"time.{k}_s": v for k, v in progress.timings.items()},
         })
+        checkpoint()
         export = predictions.assign(run_id=run_id)[export_columns(predictions)]
         staged = Path(tmp) / Path(out).name
         write_table(export, staged)
         mlflow.log_artifact(str(staged))
-        atomic_copy(staged, Path(out))
+        checkpoint()
+        files = StagedFiles()
+        try:
+            files.copy(staged, Path(out))
+            checkpoint()  # a signal held back while the scores moved into place: stop, and put back the old file
+        except BaseException:
+            files.rollback()
+            raise
+        files.commit()
     return run_id
 

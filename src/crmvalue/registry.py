@@ -2,10 +2,11 @@
 
 Every ``crmvalue train`` registers its value model as a new version of ``crmvalue-value`` and,
 when the churn model is on, its churn model as a new version of ``crmvalue-churn`` (names in
-``registry:`` of the config). ``crmvalue promote --version N`` points the ``champion`` alias at
-version N of the value model and at the churn version trained in the same run, so the pair
-that ``crmvalue predict --model models:/crmvalue-value@champion`` scores with always comes from
-one run. Aliases, not the deprecated stages.
+``registry:`` of the config), once its export file is in place; a run that fails after that
+takes its versions back (:func:`unregister`). ``crmvalue promote --version N`` points the
+``champion`` alias at version N of the value model and at the churn version trained in the
+same run, so the pair that ``crmvalue predict --model models:/crmvalue-value@champion`` scores
+with always comes from one run. Aliases, not the deprecated stages.
 """
 
 from __future__ import annotations
@@ -50,6 +51,17 @@ def register(model_uri: str, name: str, run_id: str) -> int:
     except MlflowException as exc:
         raise CrmvalueError(f"cannot register {name} in the MLflow model registry: {first_line(exc)}") from None
     return int(version.version)
+
+
+def unregister(name: str, version: int) -> None:
+    """Undo :func:`register` for a run that did not complete: delete the version, and the registered
+    model too when that was its first version and none is left (the registration created it)."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    client.delete_model_version(name, str(version))
+    if version == 1 and not client.search_model_versions(f"name = '{name}'", max_results=1):
+        client.delete_registered_model(name)
 
 
 def resolve(client, uri: str) -> ModelRef:

@@ -1,4 +1,5 @@
-"""The MLflow store as the commands read it: which run is ``latest``, and one-line errors.
+"""The MLflow store as the commands use it: which run is ``latest``, one-line errors, and the
+checks and lock of a command that writes to it (:func:`check_store`, :func:`open_for_writing`).
 
 ``latest`` is the most recent FINISHED top-level run of a given kind (tag ``crmvalue.kind``:
 ``train`` for ``crmvalue train``, ``predict`` for ``crmvalue predict``; runs logged before the
@@ -8,7 +9,9 @@ child runs of ``--model auto`` are skipped.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -46,18 +49,128 @@ def open_store(tracking_uri: str):
     if local and ":memory:" not in tracking_uri and not Path(local).exists():
         raise CrmvalueError(f"no MLflow store at {local}: run `crmvalue train` first, or pass --tracking-uri")
     # MLflow retries an unreachable server for about four minutes; a report is not worth that wait
-    brief = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
-    added = [key for key in brief if key not in os.environ]
-    os.environ.update({key: brief[key] for key in added})
     try:
-        yield mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
+        with _brief_http(retries=2, timeout=30):
+            yield mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
     except MlflowException as exc:
         reason = first_line(exc)
         raise CrmvalueError(f"cannot read the MLflow store at {shown}: {reason}") from None
+
+
+@contextmanager
+def _brief_http(retries: int, timeout: int):
+    """MLflow's HTTP retries and timeout cut down for the block, unless the environment sets them."""
+    brief = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    added = [key for key in brief if key not in os.environ]
+    os.environ.update({key: brief[key] for key in added})
+    try:
+        yield
     finally:
         for key in added:
             os.environ.pop(key, None)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for any other store, or an in-memory one)."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause worth a user's line: "[Errno 111] Connection refused" rather than a URL's retry story."""
+    text = first_line(exc, None)
+    found = re.search(r"\[Errno -?\d+\] [^'\"\)]+", text)
+    return found.group(0).strip() if found else text[:300]
+
+
+def check_store(tracking_uri: str) -> None:
+    """Pre-flight for a command that logs a run: the store can be written, or reached, now.
+
+    A SQLite store (its file, its folder, and ``mlruns/`` beside it) or a local file store is
+    checked on disk, creating nothing; a tracking server is asked for one experiment, with no
+    retries and a 5 s timeout. Other stores are checked when the run starts. Raises a one-line
+    :class:`CrmvalueError` naming the store.
+    """
+    from crmvalue.io import check_writable
+
+    shown = display_uri(tracking_uri)
+    hint = "pass --tracking-uri, or set MLFLOW_TRACKING_URI, to use another store"
+    database = sqlite_path(tracking_uri)
+    if database is not None:
+        check_writable(database, "the MLflow store", hint)
+        check_writable(database.parent, "the MLflow store's folder", hint, directory=True)
+        check_writable(database.parent / "mlruns", "the MLflow artifact folder", hint, directory=True)
+        return
+    scheme = urlsplit(tracking_uri).scheme
+    if scheme == "file" or (scheme == "" and tracking_uri not in ("databricks", "databricks-uc", "uc")):
+        check_writable(Path(urlsplit(tracking_uri).path if scheme else tracking_uri), "the MLflow store", hint,
+                       directory=True)
+    elif scheme in ("http", "https"):
+        import mlflow
+
+        quiet_mlflow()
+        try:
+            with _brief_http(retries=0, timeout=5):
+                mlflow.tracking.MlflowClient(tracking_uri=tracking_uri).search_experiments(max_results=1)
+        except Exception as exc:  # noqa: BLE001 - any failure to answer is the same news for the user
+            raise CrmvalueError(f"cannot reach the MLflow server at {shown}: {_reason(exc)} ({hint})") from None
+
+
+@contextmanager
+def _creation_lock(database: Path):
+    """An exclusive ``flock`` on ``<database>.lock``, beside the database: MLflow creates and
+    migrates a new store's tables from whichever process opens it first, and two processes
+    doing so at once collide ("duplicate column name")."""
+    import fcntl
+
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with open(database.with_name(database.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def open_for_writing(tracking_uri: str) -> None:
+    """Open (on the first run: create) the tracking and registry stores of ``tracking_uri`` for this
+    process, a SQLite store under :func:`_creation_lock`. MLflow keeps the opened stores for the
+    process, so later calls find the tables made. Failures become one line."""
+    import mlflow
+
+    quiet_mlflow()
+    database = sqlite_path(tracking_uri)
+    try:
+        with _creation_lock(database) if database is not None else contextlib.nullcontext():
+            client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
+            client.search_experiments(max_results=1)
+            client.search_registered_models(max_results=1)
+    except Exception as exc:  # noqa: BLE001 - MLflow, SQLAlchemy and OS errors alike
+        raise CrmvalueError(f"cannot open the MLflow store at {display_uri(tracking_uri)}: {_reason(exc)}") from None
+
+
+@contextmanager
+def logging_errors(tracking_uri: str):
+    """MLflow, database and file errors while a run is logged or committed become one line."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        yield
+    except MlflowException as exc:
+        raise CrmvalueError(f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {first_line(exc)}; "
+                            "the run is marked FAILED and nothing was exported or registered") from None
+    except OSError as exc:
+        where = f" {exc.filename}" if exc.filename else ""
+        raise CrmvalueError(f"cannot write{where}: {exc.strerror or exc}; "
+                            "the run is marked FAILED and nothing was exported or registered") from None
+    except Exception as exc:
+        if type(exc).__module__.split(".", 1)[0] != "sqlalchemy":
+            raise
+        raise CrmvalueError(f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {_reason(exc)}; "
+                            "the run is marked FAILED and nothing was exported or registered") from None
 
 
 def get_run(client, run_id: str, tracking_uri: str):
