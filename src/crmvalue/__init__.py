@@ -1,6 +1,11 @@
 """crmvalue: customer value prediction for CRM teams.
 
 Transactions -> RFM features -> BG/NBD + Gamma-Gamma CLV -> value quadrants -> MLflow -> CRM export.
+
+From Python::
+
+    import crmvalue
+    scores = crmvalue.load_predictions(run="latest")  # a DataFrame: string ids, typed columns
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,4 +17,17 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 
 from crmvalue.errors import CrmvalueError  # noqa: E402
 
-__all__ = ["CrmvalueError", "__version__"]
+__all__ = ["CrmvalueError", "__version__", "load_predictions"]
+
+
+def __getattr__(name: str):
+    # lazy: `import crmvalue` must not import MLflow; crmvalue.api imports it only when called
+    if name == "load_predictions":
+        from crmvalue.api import load_predictions
+
+        return load_predictions
+    raise AttributeError(f"module 'crmvalue' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | {"load_predictions"})

@@ -10,10 +10,34 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from crmvalue.errors import CrmvalueError
 
+
+class _Group(TyperGroup):
+    """The command group; its --help and every command's show boolean flags bare (no ``<bool>``)."""
+
+    def get_command(self, ctx, cmd_name):
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _bare_flags(command, ctx)
+        return command
+
+    def format_help(self, ctx, formatter) -> None:
+        _bare_flags(self, ctx)
+        super().format_help(ctx, formatter)
+
+
+def _bare_flags(command, ctx) -> None:
+    # a flag takes no value, so its help row shows no type; flags added later are covered too
+    for param in command.get_params(ctx):
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+
+
 app = typer.Typer(
+    cls=_Group,
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -26,8 +50,19 @@ class TimeUnitChoice(str, Enum):
     weeks = "weeks"
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from crmvalue import __version__
+
+        typer.echo(f"crmvalue {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                 help="print the version (crmvalue X.Y.Z) and exit"),
+) -> None:
     """crmvalue: customer value prediction for CRM teams."""
 
 
@@ -327,9 +362,16 @@ def _interrupted() -> None:
 def main() -> None:
     """Entry point: user errors become one line on stderr and exit code 2, never a traceback;
     SIGINT and SIGTERM one line and exit 130 and 143."""
+    import warnings
+
     from crmvalue.tracking import handle_interrupts
 
     handle_interrupts()
+    if not sys.warnoptions:  # a user's own -W or PYTHONWARNINGS wins
+        # numpy's floating-point RuntimeWarnings ("divide by zero encountered in log") are noise on a
+        # terminal: the fits guard their numerics and report what matters as one WARNING line. Only
+        # the command filters them; in-process library use (and pytest) still sees them.
+        warnings.filterwarnings("ignore", category=RuntimeWarning)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
     logging.getLogger("crmvalue").setLevel(logging.INFO)
     try:

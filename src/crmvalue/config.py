@@ -245,10 +245,23 @@ def load_config(path: Path | None = None, overrides: dict | None = None) -> Expe
         path = Path(path)
         if not path.is_file():
             raise CrmvalueError(f"{path}: config file not found")
+        text = path.read_text()
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
-            raise CrmvalueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            mark = getattr(exc, "problem_mark", None)
+            if mark is None:  # not tied to a place in the file
+                raise CrmvalueError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+            if context and context_mark is not None and context_mark.line != mark.line:
+                problem += f" ({context} that starts on line {context_mark.line + 1})"
+            lines = text.splitlines()
+            line = lines[mark.line].strip() if mark.line < len(lines) else ""
+            shown = f"; line {mark.line + 1} reads {line!r}" if line else ""
+            raise CrmvalueError(
+                f"{path}: not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {problem}{shown}"
+            ) from None
         if not isinstance(raw, dict):
             raise CrmvalueError(f"{path}: expected a mapping of settings at the top level")
     for key, value in (overrides or {}).items():
@@ -262,8 +275,17 @@ def load_config(path: Path | None = None, overrides: dict | None = None) -> Expe
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
+        # every bad setting at once, on one line: fix the file in one go, not one run per key
+        problems = []
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "config"
+            message = error["msg"].removeprefix("Value error, ")
+            value = error.get("input")
+            if (error["loc"] and error["type"] not in ("extra_forbidden", "value_error", "assertion_error")
+                    and isinstance(value, (str, int, float, bool)) and repr(value) not in message):
+                message += f" (got {value!r})"  # pydantic's own messages do not say what they read
+            problems.append(f"{where}: {message}")
         source = f"{path}: " if path else ""
-        message = first["msg"].removeprefix("Value error, ")
-        raise CrmvalueError(f"{source}{where}: {message}") from None
+        if len(problems) == 1:
+            raise CrmvalueError(f"{source}{problems[0]}") from None
+        raise CrmvalueError(f"{source}{len(problems)} bad settings: " + "; ".join(problems)) from None
