@@ -187,11 +187,12 @@ def test_the_check_tells_a_crash_from_a_one_line_error(monkeypatch, tmp_path):
     def two_lines(*args, **kwargs):
         raise CrmvalueError("first line\nsecond line")
 
-    monkeypatch.setattr("crmvalue.pipeline.evaluate_purchase_models", raw_error)
+    # injected where the pipeline degrades nothing: reading the data
+    monkeypatch.setattr("crmvalue.pipeline.load_customer_days", raw_error)
     crash = train_case(case, tmp_path / "raw")
-    assert (crash.status, crash.stage) == ("crash", "evaluate")
+    assert (crash.status, crash.stage) == ("crash", "load")
     assert crash.error == "ValueError: array must not contain infs or NaNs"
-    monkeypatch.setattr("crmvalue.pipeline.evaluate_purchase_models", two_lines)
+    monkeypatch.setattr("crmvalue.pipeline.load_customer_days", two_lines)
     assert train_case(case, tmp_path / "two").status == "crash"
 
     scored = pd.DataFrame({"customer_id": ["a", "b"], "clv": [1.0, np.inf], "quadrant": ["A", "B"]})
