@@ -117,7 +117,7 @@ DATE_SHAPES = {fmt: _shape(fmt) for fmt in (ISO_8601, *DATE_FORMATS)}
 
 FUTURE_LEEWAY_DAYS = 1  # "after today" is after today's UTC date plus a day: a shop east of UTC is ahead
 LATE_GAP_DAYS = 365  # a gap before the last dates longer than this (and than the data before it) is a typo
-LATE_TAIL_SHARE = 0.05  # ... when at most this share of the rows lies after it (a shop that reopened has more)
+LATE_TAIL_SHARE = 0.1  # ... when at most this share of the rows lies after it, more thinly spread than before it
 
 
 def _order(fmt: str) -> str | None:
@@ -238,8 +238,9 @@ def late_dates_cutoff(days: np.ndarray, rows: np.ndarray, today: int | None = No
     - *after today*: a day later than today's UTC date plus ``FUTURE_LEEWAY_DAYS``;
     - *long after the rest*: a gap between consecutive distinct days of more than
       ``LATE_GAP_DAYS`` days that is also longer than the span of the data before it, followed
-      by at most ``LATE_TAIL_SHARE`` of the rows (three rows in 2031 after 2021-2023, not a shop
-      that reopened after a long pause and went on selling).
+      by at most ``LATE_TAIL_SHARE`` of the rows, spread more thinly (fewer rows per day of their
+      span) than the rows before the gap: three rows in 2031-2032 after 2021-2023, not a shop
+      that reopened after a long pause and went on selling.
     """
     today = today_utc() if today is None else today
     days = np.asarray(days, dtype=np.int64)
@@ -251,7 +252,10 @@ def late_dates_cutoff(days: np.ndarray, rows: np.ndarray, today: int | None = No
         gaps = np.diff(days)
         before = np.cumsum(rows)[:-1]
         after = rows.sum() - before
-        tail = (gaps > LATE_GAP_DAYS) & (gaps > days[:-1] - days[0]) & (after <= LATE_TAIL_SHARE * (after + before))
+        span_before = days[:-1] - days[0] + 1
+        span_after = days[-1] - days[1:] + 1
+        tail = ((gaps > LATE_GAP_DAYS) & (gaps > days[:-1] - days[0]) & (after <= LATE_TAIL_SHARE * (after + before))
+                & (after * span_before < before * span_after))  # thinner: after/span_after < before/span_before
         if tail.any():
             i = int(np.flatnonzero(tail)[0])
             found = LateDates(
