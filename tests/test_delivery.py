@@ -55,7 +55,7 @@ def store(tmp_path_factory):
 @pytest.fixture(scope="module")
 def predicted(store):
     out = store["tmp"] / "scores.csv"
-    result = predict("models:/crmvalue-value/1", "cdnow_sample", "1998-06-30", out, tracking_uri=store["uri"])
+    result = predict("models:/delivery-value/1", "cdnow_sample", "1998-06-30", out, tracking_uri=store["uri"])
     return result, out
 
 
@@ -125,11 +125,11 @@ def _cli(*args, env=None, check=False):
 
 def test_each_train_registers_new_versions(store):
     client = store["client"]
-    assert store["first"].registered == {"crmvalue-value": 1, "crmvalue-churn": 1}
-    assert store["second"].registered == {"crmvalue-value": 2}  # no churn model in that run
-    v1 = client.get_model_version("crmvalue-value", "1")
+    assert store["first"].registered == {"delivery-value": 1, "delivery-churn": 1}
+    assert store["second"].registered == {"delivery-value": 2}  # no churn model in that run
+    v1 = client.get_model_version("delivery-value", "1")
     assert v1.run_id == store["first"].run_id
-    assert client.get_model_version("crmvalue-churn", "1").run_id == store["first"].run_id
+    assert client.get_model_version("delivery-churn", "1").run_id == store["first"].run_id
     assert client.get_run(store["first"].run_id).data.tags["crmvalue.value_model_version"] == "1"
 
 
@@ -137,19 +137,21 @@ def test_promote_moves_the_champion_of_both_models_of_one_run(store):
     from crmvalue.registry import promote
 
     client = store["client"]
-    done = _cli("promote", "--version", "1", env={"MLFLOW_TRACKING_URI": store["uri"]})
+    done = _cli("promote", "--name", "delivery", "--version", "1", env={"MLFLOW_TRACKING_URI": store["uri"]})
     assert done.returncode == 0, done.stderr
-    assert "crmvalue-churn@champion -> version 1" in done.stdout
-    assert str(client.get_model_version_by_alias("crmvalue-value", "champion").version) == "1"
-    assert str(client.get_model_version_by_alias("crmvalue-churn", "champion").version) == "1"
+    assert "delivery-churn@champion -> version 1" in done.stdout
+    assert str(client.get_model_version_by_alias("delivery-value", "champion").version) == "1"
+    assert str(client.get_model_version_by_alias("delivery-churn", "champion").version) == "1"
     # version 2 has no churn model: the churn alias must not stay on run 1's model
-    assert promote(client, 2) == {"crmvalue-value": 2}
-    assert str(client.get_model_version_by_alias("crmvalue-value", "champion").version) == "2"
+    assert promote(client, 2, experiment="delivery") == {"delivery-value": 2}
+    assert str(client.get_model_version_by_alias("delivery-value", "champion").version) == "2"
     with pytest.raises(mlflow.exceptions.MlflowException):
-        client.get_model_version_by_alias("crmvalue-churn", "champion")
+        client.get_model_version_by_alias("delivery-churn", "champion")
     with pytest.raises(CrmvalueError, match="--version 99"):
-        promote(client, 99)
-    assert promote(client, 1) == {"crmvalue-value": 1, "crmvalue-churn": 1}
+        promote(client, 99, experiment="delivery")
+    with pytest.raises(CrmvalueError, match="--name NAME.*registered models: delivery-churn, delivery-value"):
+        promote(client, 1)  # which experiment's? never a guess
+    assert promote(client, 1, value_model="delivery-value") == {"delivery-value": 1, "delivery-churn": 1}
 
 
 def test_predict_on_the_training_data_reproduces_the_training_export_exactly(store, predicted):
@@ -175,8 +177,8 @@ def test_predict_on_new_data_scores_without_refitting(store, tmp_path, cdnow_sam
     data = pd.concat([later, extra], ignore_index=True)
     out = tmp_path / "later.parquet"
     with pytest.raises(CrmvalueError, match="--quantity-col"):  # the churn model uses CDNOW's CD counts
-        predict("models:/crmvalue-value/1", data, "1998-09-30", out, tracking_uri=store["uri"])
-    result = predict("models:/crmvalue-value/1", data, "1998-09-30", out, tracking_uri=store["uri"], quantity_col="quantity")
+        predict("models:/delivery-value/1", data, "1998-09-30", out, tracking_uri=store["uri"])
+    result = predict("models:/delivery-value/1", data, "1998-09-30", out, tracking_uri=store["uri"], quantity_col="quantity")
     scored = pd.read_parquet(out)
     assert len(scored) == 2357
     bought = scored.set_index("customer_id").loc[extra["customer_id"], "frequency"]
@@ -184,7 +186,7 @@ def test_predict_on_new_data_scores_without_refitting(store, tmp_path, cdnow_sam
     assert (bought.to_numpy() == before.loc[extra["customer_id"], "frequency"].to_numpy() + 1).all()
     assert store["client"].get_run(result.run_id).data.params["observation_end"] == "1998-09-30"
     # the registry still holds two versions: nothing was trained
-    assert len(store["client"].search_model_versions("name = 'crmvalue-value'")) == 2
+    assert len(store["client"].search_model_versions("name = 'delivery-value'")) == 2
 
 
 def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
@@ -194,15 +196,15 @@ def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
     old = cdnow_sample.copy()
     old.loc[5, "date"] = pd.Timestamp("1996-12-01")
     old.to_csv(early, index=False)
-    v1 = "models:/crmvalue-value/1"
+    v1 = "models:/delivery-value/1"
     cases = {
         "missing column": ((v1, renamed, "1998-06-30"), {"quantity_col": "quantity"}, ["renamed.csv", "amount"]),
         "no quantity": ((v1, early, "1998-06-30"), {}, ["--quantity-col"]),
         "before training data": ((v1, early, "1998-06-30"), {"quantity_col": "quantity"},
                                  ["early.csv", "'date'", "row 6", "1996-12-01", "1997-01-01"]),
         "earlier observation end": ((v1, "cdnow_sample", "1998-01-01"), {}, ["1998-06-30"]),
-        "unknown alias": (("models:/crmvalue-value@nobody", "cdnow_sample", "1998-06-30"), {}, ["nobody"]),
-        "not a model uri": (("crmvalue-value", "cdnow_sample", "1998-06-30"), {}, ["models:/"]),
+        "unknown alias": (("models:/delivery-value@nobody", "cdnow_sample", "1998-06-30"), {}, ["nobody"]),
+        "not a model uri": (("delivery-value", "cdnow_sample", "1998-06-30"), {}, ["models:/"]),
         "bad date": ((v1, "cdnow_sample", "someday"), {}, ["--observation-end"]),
     }
     for name, (args, kwargs, words) in cases.items():

@@ -84,7 +84,7 @@ def test_auto_skips_churn_on_short_data_through_the_console_script(short_log):
 
     # the run's model scores new data the same way: no churn columns, nothing asked for
     out = tmp / "scores.csv"
-    predict("models:/crmvalue-value/1", tmp / "tx.csv", run.data.params["config.observation_end"], out,
+    predict("models:/tx-value/1", tmp / "tx.csv", run.data.params["config.observation_end"], out,
             tracking_uri=f"sqlite:///{tmp}/mlflow.db")
     scored = pd.read_csv(out)
     same = [c for c in export.columns if c != "run_id"]
@@ -183,12 +183,12 @@ def test_the_gate_switches_to_a_baseline_when_lightgbm_cannot_learn(gated):
     np.testing.assert_allclose(export.set_index("customer_id")["churn_probability"], by_hand.loc[export["customer_id"]],
                                rtol=1e-12)
     # and the registered churn model is that run's
-    assert client.get_model_version("crmvalue-churn", "1").run_id == run.info.run_id
+    assert client.get_model_version("tx-churn", "1").run_id == run.info.run_id
 
 
 def test_predict_reproduces_the_gated_scorer(gated):
     out = gated["tmp"] / "scores.csv"
-    result = predict("models:/crmvalue-value/1", gated["tmp"] / "tx.csv", "2020-11-26", out, tracking_uri=gated["uri"])
+    result = predict("models:/tx-value/1", gated["tmp"] / "tx.csv", "2020-11-26", out, tracking_uri=gated["uri"])
     trained = pd.read_csv(gated["tmp"] / "predictions.csv", dtype={"customer_id": str})
     scored = pd.read_csv(out, dtype={"customer_id": str})
     assert list(scored.columns) == list(trained.columns) and "churn_probability" in scored

@@ -16,8 +16,9 @@ import pytest
 from crmvalue.config import load_config
 from crmvalue.pipeline import EXPORT_COLUMNS, train
 
-# the issues' exact order: the backbone's columns with churn after quadrant, then the CRM analyses
-EXPORT = ["customer_id", "frequency", "recency", "T", "monetary_value", "current_value", "p_alive",
+# the issues' exact order: the id and the purchase history a CRM user reads (issue 14), the backbone's
+# columns with churn after quadrant, then the CRM analyses
+EXPORT = ["customer_id", "orders", "revenue", "first_purchase", "last_purchase", "tenure_days", "frequency", "recency", "T", "monetary_value", "current_value", "p_alive",
           "expected_purchases", "expected_avg_value", "clv", "potential_value", "quadrant",
           "churn_probability", "churn_risk", "run_id",
           "rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
@@ -197,19 +198,24 @@ def test_export_schema(trained):
 
 def test_pyfunc_reloads_in_a_fresh_process(trained, tmp_path):
     tmp, cfg, result = trained
-    export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
-    export[["frequency", "recency", "T", "monetary_value"]].to_csv(tmp_path / "input.csv", index=False)
+    # the run's own full-precision inputs (the CSV rounds money to cents and writes counts as integers,
+    # which the pyfunc's double schema refuses unless cast)
+    export = result.predictions
+    export[["frequency", "recency", "T", "monetary_value"]].to_parquet(tmp_path / "input.parquet", index=False)
     script = (
         "import sys, mlflow, pandas as pd\n"
         f"mlflow.set_tracking_uri({cfg.tracking_uri!r})\n"
         f"model = mlflow.pyfunc.load_model({result.model_uri!r})\n"
-        f"out = model.predict(pd.read_csv({str(tmp_path / 'input.csv')!r}))\n"
+        f"out = model.predict(pd.read_parquet({str(tmp_path / 'input.parquet')!r}))\n"
         f"out.to_csv({str(tmp_path / 'output.csv')!r}, index=False)\n"
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     reloaded = pd.read_csv(tmp_path / "output.csv")
     assert list(reloaded.columns) == ["p_alive", "expected_purchases", "expected_avg_value", "clv"]
     np.testing.assert_allclose(reloaded.to_numpy(), export[list(reloaded.columns)].to_numpy(), rtol=1e-12)
+    written = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
+    np.testing.assert_allclose(written["clv"], reloaded["clv"].round(2), rtol=0, atol=1e-9)  # the file: cents
+    np.testing.assert_allclose(written["p_alive"], reloaded["p_alive"], rtol=1e-12)  # probabilities in full
 
 
 def test_a_failed_run_leaves_the_previous_file_and_no_partial_one(tmp_path, monkeypatch):

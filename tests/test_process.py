@@ -84,7 +84,7 @@ def store(tmp_path_factory):
 
 
 def test_the_first_run_registered_and_wrote_its_files(store):
-    assert store["before"]["versions"] == [("crmvalue-value", 1)]
+    assert store["before"]["versions"] == [(f"{NAME}-value", 1)]
     assert set(store["before"]["files"]) == {"out/predictions.csv", f"models/{NAME}/value_model.json"}
     assert list(store["runs"].values()) == ["FINISHED"]
 
@@ -220,7 +220,7 @@ def _fail(*args, **kwargs):
 def test_a_failure_in_the_commit_leaves_everything_as_it_was(committed, monkeypatch, where):
     tmp, uri = committed["tmp"], committed["uri"]
     before, runs = _snapshot(tmp, uri), _statuses(uri)
-    assert ("crmvalue-value", 1) in before["versions"] and "out/predictions.csv" in before["files"]
+    assert (f"{NAME}-value", 1) in before["versions"] and "out/predictions.csv" in before["files"]
     if where == "export":
         monkeypatch.setattr(StagedFiles, "copy", _fail)
     elif where == "registry":
@@ -246,7 +246,7 @@ def test_a_failed_first_version_takes_its_registered_model_back(committed, monke
     monkeypatch.setattr(StagedFiles, "write_text", _fail)
     with pytest.raises(CrmvalueError):
         MlflowRunWriter().write(dataclasses.replace(run, cfg=fresh))
-    assert [m.name for m in _client(uri).search_registered_models()] == ["crmvalue-value"]
+    assert [m.name for m in _client(uri).search_registered_models()] == [f"{NAME}-value"]
 
 
 @pytest.mark.slow
@@ -350,7 +350,7 @@ def test_an_unreachable_tracking_server_fails_in_seconds_with_one_line(tmp_path)
 @pytest.mark.slow
 def test_predict_checks_its_out_before_scoring(store, tmp_path, read_only):
     read_only.chmod(0o555)
-    proc = subprocess.run([CLI, "predict", "--model", "models:/crmvalue-value/1", "--data", str(store["tmp"] / "tx.csv"),
+    proc = subprocess.run([CLI, "predict", "--model", f"models:/{NAME}-value/1", "--data", str(store["tmp"] / "tx.csv"),
                            "--observation-end", "2021-12-31", "--out", str(read_only / "scores.csv"),
                            "--tracking-uri", store["uri"]],
                           cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)

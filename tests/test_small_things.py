@@ -131,12 +131,11 @@ def test_load_predictions(trained):
         assert frame[column].dtype == np.int64, column
     for column in ("recency", "T", "monetary_value", "p_alive", "expected_purchases", "clv", "crm_value"):
         assert frame[column].dtype == np.float64, column
-    for column in ("first_purchase", "last_purchase"):  # where the export has them
-        if column in frame:
-            assert pd.api.types.is_datetime64_any_dtype(frame[column]), column
+    for column in ("first_purchase", "last_purchase"):
+        assert pd.api.types.is_datetime64_any_dtype(frame[column]), column
     for column in ("orders", "tenure_days"):
-        if column in frame:
-            assert frame[column].dtype == np.int64, column
+        assert frame[column].dtype == np.int64, column
+    assert frame["revenue"].dtype == np.float64
     run_id = frame.attrs["run_id"]
     assert set(frame["run_id"]) == {run_id}
     # the same run by id and by experiment (named after the data file)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 import sys
 from enum import Enum
 from pathlib import Path
@@ -69,6 +68,9 @@ def _root(
 @app.command()
 def train(
     config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (default: experiments/cdnow.yaml if present)"),
+    name: Optional[str] = typer.Option(
+        None, "--name", help="experiment name: exports/<name>/, models/<name>/, registered <name>-value and <name>-churn "
+        "(default: the config's name, else the data file's name)"),
     data: Optional[str] = typer.Option(None, "--data", help="transactions: a .csv/.parquet path, or 'cdnow' / 'cdnow_sample'"),
     customer_col: Optional[str] = typer.Option(None, "--customer-col", help="customer id column"),
     date_col: Optional[str] = typer.Option(None, "--date-col", help="timestamp column"),
@@ -104,16 +106,14 @@ def train(
     """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM.
 
     With neither --config nor --data, runs experiments/cdnow.yaml. With --data alone, starts
-    from the built-in defaults and names the experiment after the file.
+    from the built-in defaults. The experiment is --name, else the config's name:, else the data
+    file's name (a config without name: and --data take --data's).
     """
     from crmvalue.config import DEFAULT_CONFIG, load_config
     from crmvalue.pipeline import Progress, train as run_train
 
-    name = None
     if config is None and data is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG  # the default experiment; your own --data starts from clean defaults
-    elif config is None and data is not None:
-        name = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(data).stem) or "crmvalue"
     cfg = load_config(
         config,
         {
@@ -180,8 +180,11 @@ def train(
         )
         lines.append(f"churn scorer    {result.churn.gate.reason}")
     if result.registered:
-        lines.append("registered      " + ", ".join(f"{name} version {v}" for name, v in result.registered.items())
-                     + f"  (make it the champion: crmvalue promote --version {next(iter(result.registered.values()))})")
+        which = (f"--name {cfg.name}" if cfg.registry.value_model == f"{cfg.name}-value"
+                 else f"--model {cfg.registry.value_model}")
+        lines.append("registered      " + ", ".join(f"{model} version {v}" for model, v in result.registered.items())
+                     + f"  (make it the champion: crmvalue promote {which} "
+                     f"--version {next(iter(result.registered.values()))})")
     lines += [
         f"predictions     {result.output_path}",
     ]
@@ -302,40 +305,84 @@ def export(
 @app.command()
 def promote(
     version: int = typer.Option(..., "--version", min=1, help="version of the registered value model"),
+    name: Optional[str] = typer.Option(
+        None, "--name", "--experiment", help="experiment whose models to promote: <name>-value and <name>-churn"),
     alias: str = typer.Option("champion", "--alias", help="alias to set"),
-    model: str = typer.Option("crmvalue-value", "--model", help="registered value model name"),
-    churn_model: str = typer.Option("crmvalue-churn", "--churn-model", help="registered churn model name"),
+    model: Optional[str] = typer.Option(None, "--model", help="registered value model name (default <name>-value)"),
+    churn_model: Optional[str] = typer.Option(
+        None, "--churn-model", help="registered churn model name (default <name>-churn, or the --model name with "
+        "-value made -churn)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
 ) -> None:
-    """Point an alias (default champion) at a value-model version and at the churn model of the same run."""
+    """Point an alias (default champion) at a value-model version and at the churn model of the same run.
+
+    Give the experiment (--name NAME: NAME-value, NAME-churn) or the registered model (--model);
+    only that experiment's aliases move.
+    """
     from crmvalue.registry import promote as run_promote
     from crmvalue.store import open_store
     from crmvalue.tracking import resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     with open_store(uri) as client:
-        moved = run_promote(client, version, alias, model, churn_model)
-    typer.echo("\n".join(f"{name}@{alias} -> version {v}" for name, v in moved.items()))
+        moved = run_promote(client, version, alias, model, churn_model, experiment=name)
+    typer.echo("\n".join(f"{registered}@{alias} -> version {v}" for registered, v in moved.items()))
 
 
 @app.command()
 def predict(
-    model: str = typer.Option("models:/crmvalue-value@champion", "--model", help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model"),
-    data: str = typer.Option(..., "--data", help="new transactions (.csv/.parquet, or cdnow / cdnow_sample), same columns as training"),
+    data: str = typer.Option(..., "--data", help="new transactions (.csv/.parquet, or cdnow / cdnow_sample)"),
     observation_end: str = typer.Option(..., "--observation-end", help="score as of this day (YYYY-MM-DD)"),
     out: Path = typer.Option(..., "--out", help="scores file (.csv or .parquet), in the export schema"),
+    name: Optional[str] = typer.Option(
+        None, "--name", "--experiment", help="experiment whose champion scores: models:/<name>-value@champion"),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model "
+        "(instead of --name)"),
+    customer_col: Optional[str] = typer.Option(None, "--customer-col", help="customer id column (default: as in training)"),
+    date_col: Optional[str] = typer.Option(None, "--date-col", help="timestamp column (default: as in training)"),
+    amount_col: Optional[str] = typer.Option(None, "--amount-col", help="amount (revenue) column (default: as in training)"),
+    quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"),
+    price_col: Optional[str] = typer.Option(None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (default: as in training)"),
+    date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps (default: as in training)"),
+    dayfirst: Optional[bool] = typer.Option(None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first (default: as in training)"),
+    sep: Optional[str] = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default: as in training)"),
+    decimal: Optional[str] = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' or ',' (default: as in training)"),
+    thousands: Optional[str] = typer.Option(None, "--thousands", help="thousands separator to remove from numbers (default: as in training)"),
+    encoding: Optional[str] = typer.Option(None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default: as in training)"),
+    drop_missing_ids: bool = typer.Option(False, "--drop-missing-ids", help="drop rows without a customer id (guest orders), with a warning that counts them"),
+    allow_future_dates: bool = typer.Option(False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"),
     customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes, if the churn model was trained with them"),
     interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
-    quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
-    """Score new transactions with a registered model (no refit); log a predict run; write the export schema."""
+    """Score new transactions with a registered model (no refit); log a predict run; write the export schema.
+
+    The columns and CSV dialect are the training run's; the column and dialect flags map a file
+    with other names or another dialect onto them.
+    """
     from crmvalue.pipeline import Progress
     from crmvalue.predict import predict as run_predict
 
+    if model is not None and name is not None:
+        raise CrmvalueError("give --name or --model, not both")
+    if model is None:
+        from crmvalue.registry import CHAMPION, no_model_error, value_model_name
+
+        if name is None:
+            from crmvalue.store import open_store
+            from crmvalue.tracking import resolve_tracking_uri
+
+            with open_store(resolve_tracking_uri(tracking_uri)) as client:
+                raise no_model_error(client, "predict")
+        model = f"models:/{value_model_name(name)}@{CHAMPION}"
     result = run_predict(model, data, observation_end, out, customers, interactions, tracking_uri,
-                         Progress(enabled=not quiet), quantity_col)
+                         Progress(enabled=not quiet), quantity_col,
+                         customer_col=customer_col, date_col=date_col, amount_col=amount_col, price_col=price_col,
+                         date_format=date_format, dayfirst=dayfirst, sep=sep, decimal=decimal, thousands=thousands,
+                         encoding=encoding, drop_missing_ids=True if drop_missing_ids else None,
+                         allow_future_dates=True if allow_future_dates else None)
     version = f" version {result.model.version}" if result.model.version is not None else ""
     q = result.predictions["quadrant"].value_counts().sort_index()
     typer.echo("\n".join([

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -198,12 +199,27 @@ class RegistryConfig(_Strict):
     """MLflow Model Registry: every run registers its models as new versions of these names."""
 
     enabled: bool = True
-    value_model: str = Field("crmvalue-value", pattern=r"^[A-Za-z0-9_.-]+$")
-    churn_model: str = Field("crmvalue-churn", pattern=r"^[A-Za-z0-9_.-]+$")
+    value_model: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="registered value model; default <name>-value"
+    )
+    churn_model: str | None = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$", description="registered churn model; default <name>-churn"
+    )
+
+
+def experiment_name(source) -> str:
+    """The experiment name a data source gives when none is set: the file's name without its last
+    suffix, other characters than letters, digits, ``_ . -`` made ``_`` (``cdnow``, ``cdnow_sample``
+    and ``simulated`` keep their names)."""
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", Path(str(source)).stem) or "crmvalue"
 
 
 class ExperimentConfig(_Strict):
-    name: str = Field("crmvalue", pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(
+        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="experiment name: MLflow experiment, exports/<name>/, models/<name>/ and the registered models "
+        "<name>-value, <name>-churn; default: the data file's name (cdnow for the bundled data)",
+    )
     data: DataConfig = DataConfig()
     calibration_end: dt.date | None = Field(None, description="default: midpoint of the data's date span")
     observation_end: dt.date | None = Field(None, description="default: the last transaction date")
@@ -220,6 +236,25 @@ class ExperimentConfig(_Strict):
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
     models_dir: Path = Field(Path("models"), description="fitted models go to <models_dir>/<name>/")
     tracking_uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_name(cls, raw):
+        # no name: the data file's name, so every dataset has its own exports/, models/ and registered models
+        if isinstance(raw, dict) and raw.get("name") is None:
+            data = raw.get("data")
+            source = data.get("source") if isinstance(data, dict) else getattr(data, "source", None)
+            raw = {**raw, "name": experiment_name(source or DataConfig().source)}
+        return raw
+
+    @model_validator(mode="after")
+    def _registered_names(self) -> "ExperimentConfig":
+        # unset registered names follow the experiment, so promoting one shop's model never moves another's
+        if self.registry.value_model is None:
+            self.registry.value_model = f"{self.name}-value"
+        if self.registry.churn_model is None:
+            self.registry.churn_model = f"{self.name}-churn"
+        return self
 
     @model_validator(mode="after")
     def _dates_in_order(self) -> "ExperimentConfig":

@@ -48,12 +48,18 @@ DEFAULT_TABLE = "customer_scores"
 URL_ENV = "CRMVALUE_EXPORT_URL"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 CHUNK_ROWS = 10_000
-MONEY = {"monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "clv_lower", "clv_upper"}
+MONEY = {"monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "revenue", "clv_lower",
+         "clv_upper"}
 
 
 # column -> SQL type, in table order: the schema of both tables (README, "Database export")
 COLUMN_TYPES = {
     "customer_id": Text(),
+    "orders": Integer(),
+    "revenue": Double(),
+    "first_purchase": Date(),
+    "last_purchase": Date(),
+    "tenure_days": Integer(),
     "frequency": Integer(),
     "recency": Double(),
     "T": Double(),
@@ -87,7 +93,9 @@ COLUMN_TYPES = {
     "scored_at": DateTime(timezone=True),
 }
 COLUMNS = list(COLUMN_TYPES)
-INTEGER_COLUMNS = {"frequency", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile", "model_version"}
+INTEGER_COLUMNS = {"frequency", "orders", "tenure_days", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile",
+                   "model_version"}
+DATE_COLUMNS = {"first_purchase", "last_purchase", "as_of_date"}  # DATE in the tables, YYYY-MM-DD in files
 TEXT_COLUMNS = {"customer_id", "quadrant", "churn_risk", "rfm_score", "rfm_segment", "cpm_label", "crm_grade", "run_id"}
 
 
@@ -356,7 +364,7 @@ def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> N
         # SQLite keeps dates and times as text: SQLAlchemy's own format, so they read back as dates
         for i, column in enumerate(rows.columns):
             convert = COLUMN_TYPES[column].dialect_impl(conn.dialect).bind_processor(conn.dialect)
-            if column in ("as_of_date", "scored_at") and convert is not None:
+            if (column in DATE_COLUMNS or column == "scored_at") and convert is not None:
                 lists[i] = [None if v is None else convert(v) for v in lists[i]]
     values = list(zip(*lists))
     if conn.dialect.name == "postgresql":
@@ -385,6 +393,9 @@ def _column_lists(rows: pd.DataFrame) -> list[list]:
         if column in ("as_of_date", "scored_at"):
             lists.append(values.tolist())
             continue
+        if column in DATE_COLUMNS:  # the run's purchase dates: text in a CSV, datetimes in a Parquet file
+            lists.append(_dates(values))
+            continue
         missing = values.isna().to_numpy()
         if column in INTEGER_COLUMNS:
             out = values.fillna(0).to_numpy(dtype=np.int64).tolist()
@@ -397,6 +408,12 @@ def _column_lists(rows: pd.DataFrame) -> list[list]:
                 out[i] = None
         lists.append(out)
     return lists
+
+
+def _dates(values: pd.Series) -> list:
+    """``datetime.date`` values, None where missing (runs from before a column was added)."""
+    parsed = pd.to_datetime(values, format="ISO8601") if not pd.api.types.is_datetime64_any_dtype(values) else values
+    return [None if pd.isna(v) else v.date() for v in parsed]
 
 
 def _missing(value) -> bool:
@@ -517,6 +534,8 @@ def bulk_file(scores: RunScores, fmt: str, mapping: dict[str, str], strict: bool
 def _formatted(values: pd.Series, column: str) -> list[str]:
     if column == "as_of_date":
         return [v.isoformat() for v in values]
+    if column in DATE_COLUMNS:
+        return ["" if v is None else v.isoformat() for v in _dates(values)]
     if column == "scored_at":
         return [v.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for v in values]
     if column in TEXT_COLUMNS:

@@ -46,12 +46,51 @@ def atomic_copy(source: Path, target: Path) -> None:
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
+# The predictions export's typed columns (README, "The export"): counts are written as integers
+# (no ``3.0``), money is rounded to cents in CSV files (Parquet keeps full precision), dates are ISO.
+INTEGER_COLUMNS = ("frequency", "orders", "tenure_days", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile")
+MONEY_COLUMNS = ("monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "revenue",
+                 "clv_lower", "clv_upper")
+DATE_COLUMNS = ("first_purchase", "last_purchase")
+CENTS = 2
+
+
 def write_table(frame: pd.DataFrame, path: Path, like: Path | None = None) -> None:
-    """Write ``frame`` without its index: Parquet when ``like`` (default ``path``) ends in .parquet, else CSV."""
-    if Path(like or path).suffix.lower() in PARQUET_SUFFIXES:
+    """Write ``frame`` without its index: Parquet when ``like`` (default ``path``) ends in .parquet, else CSV.
+
+    Columns named in :data:`INTEGER_COLUMNS` whose values are whole numbers are written as integers
+    (nullable where some are missing); in CSV files :data:`MONEY_COLUMNS` are rounded to cents and
+    :data:`DATE_COLUMNS` written as ``YYYY-MM-DD``. Other columns are written as they are.
+    """
+    parquet = Path(like or path).suffix.lower() in PARQUET_SUFFIXES
+    frame = _typed(frame, csv=not parquet)
+    if parquet:
         frame.to_parquet(path, index=False)
     else:
         frame.to_csv(path, index=False)
+
+
+def _typed(frame: pd.DataFrame, csv: bool) -> pd.DataFrame:
+    import numpy as np
+
+    changed = {}
+    for column in INTEGER_COLUMNS:
+        if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column].dtype):
+            continue
+        values = frame[column]
+        if pd.api.types.is_integer_dtype(values.dtype):
+            continue
+        present = values.dropna().to_numpy(dtype=float)
+        if np.all(np.isfinite(present)) and np.all(present == np.round(present)):
+            changed[column] = values.astype("int64" if len(present) == len(values) else "Int64")
+    if csv:
+        for column in MONEY_COLUMNS:
+            if column in frame.columns and pd.api.types.is_float_dtype(frame[column].dtype):
+                changed[column] = frame[column].round(CENTS)
+        for column in DATE_COLUMNS:
+            if column in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[column].dtype):
+                changed[column] = frame[column].dt.strftime("%Y-%m-%d")
+    return frame.assign(**changed) if changed else frame
 
 
 def atomic_write_table(frame: pd.DataFrame, target: Path) -> None:

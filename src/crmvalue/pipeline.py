@@ -45,8 +45,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("crmvalue")
 
+# what a CRM user reads first, right after the id: the customer's purchase history (crm_columns)
+CRM_COLUMNS = ["orders", "revenue", "first_purchase", "last_purchase", "tenure_days"]
 EXPORT_COLUMNS = [
     "customer_id",
+    *CRM_COLUMNS,
     "frequency",
     "recency",
     "T",
@@ -71,7 +74,8 @@ CHURN_MODEL_URI_TAG = "crmvalue.churn_model_uri"
 
 
 def export_columns(predictions: pd.DataFrame) -> list[str]:
-    """The backbone columns in their fixed order, churn after quadrant, then the analyses and the interval columns."""
+    """The id and the purchase history (:data:`CRM_COLUMNS`), the backbone columns in their fixed order,
+    churn after quadrant, then the analyses and the interval columns."""
     columns = list(EXPORT_COLUMNS)
     if all(c in predictions.columns for c in CHURN_COLUMNS):
         at = columns.index("quadrant") + 1
@@ -79,6 +83,45 @@ def export_columns(predictions: pd.DataFrame) -> list[str]:
     if all(c in predictions.columns for c in ANALYSIS_COLUMNS):
         columns += ANALYSIS_COLUMNS
     return columns + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
+
+
+def purchase_history(frame: "CustomerDays", obs_end, customer_ids) -> pd.DataFrame:
+    """:func:`crmvalue.analyses.customer_measures` of the scored customers, in their order.
+
+    Computed once per run: it gives the export's :data:`CRM_COLUMNS` (:func:`with_crm_columns`)
+    and the CRM analyses' measures (:func:`_analyses`).
+    """
+    from crmvalue.analyses import customer_measures
+
+    measures = customer_measures(frame, obs_end).reindex(pd.Index(customer_ids, name="customer_id"))
+    if measures["orders"].isna().any():
+        raise CrmvalueError("a scored customer has no purchase day; please report this")
+    return measures
+
+
+def with_crm_columns(predictions: pd.DataFrame, frame: "CustomerDays", obs_end) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``predictions`` (one row per customer, a ``customer_id`` column) with :data:`CRM_COLUMNS`, and
+    the :func:`purchase_history` they come from. ``crmvalue train`` and ``crmvalue predict`` both
+    call it, so they give the same columns by construction. Up to the observation end, from the
+    netted customer-days:
+
+    - ``orders``: purchase days (a day that holds a return and nets to <= 0 is not one);
+    - ``revenue``: net revenue over the whole history, every day's net amount, returns on a day
+      of their own included (``total_sales`` of the CRM analyses);
+    - ``first_purchase``, ``last_purchase``: first and last purchase day (ISO dates in files);
+    - ``tenure_days``: days from the first purchase day to the observation end.
+    """
+    measures = purchase_history(frame, obs_end, predictions["customer_id"])
+    end = pd.Timestamp(obs_end).normalize()
+    first = pd.DatetimeIndex(measures["first_purchase"])
+    columns = {
+        "orders": measures["orders"].to_numpy(dtype=np.int64),
+        "revenue": measures["total_sales"].to_numpy(dtype=np.float64),
+        "first_purchase": first,
+        "last_purchase": pd.DatetimeIndex(measures["last_purchase"]),
+        "tenure_days": np.asarray((end - first).days, dtype=np.int64),
+    }
+    return predictions.assign(**{c: columns[c] for c in CRM_COLUMNS}), measures
 
 
 def peak_rss_mb() -> float:
@@ -417,6 +460,7 @@ def train(
         _check_finite(predictions)
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
+        predictions, measures = with_crm_columns(predictions, frame, obs_end)
 
     churn_result = None
     if cfg.churn.enabled and churn_skipped is None:
@@ -443,7 +487,7 @@ def train(
     analyses = None
     if cfg.analyses.enabled:
         with progress.stage("analyses", "running the CRM analyses: RFM, CPM groups, deciles, CRM value, retention"):
-            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interactions)
+            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interactions, measures)
             predictions = predictions.join(analyses.columns, on="customer_id")
             metrics["analyses.pareto_top20_share"] = analyses.pareto_top20_share
 
@@ -928,16 +972,17 @@ class AnalysesResult:
 
 
 def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: pd.DataFrame,
-              attributes: pd.DataFrame | None, interactions: pd.DataFrame | None) -> AnalysesResult:
-    """The CRM analyses of the source documents for every scored customer (crmvalue.analyses)."""
+              attributes: pd.DataFrame | None, interactions: pd.DataFrame | None,
+              measures: pd.DataFrame | None = None) -> AnalysesResult:
+    """The CRM analyses of the source documents for every scored customer (crmvalue.analyses);
+    ``measures``: their :func:`purchase_history`, when the caller has it already."""
     from crmvalue import analyses as an
     from crmvalue import plots
 
     a = cfg.analyses
     scored = predictions.set_index("customer_id")
-    measures = an.customer_measures(frame, obs_end).reindex(scored.index)
-    if measures["orders"].isna().any():
-        raise CrmvalueError("analyses: a scored customer has no purchase measures; please report this")
+    if measures is None or not measures.index.equals(scored.index):
+        measures = purchase_history(frame, obs_end, scored.index)
     rfm = an.customer_rfm(scored if a.rfm.basis == "summary" else measures, a.rfm)
     cpm = an.cpm_groups(measures, a.cpm)
     deciles = an.value_deciles(measures["total_sales"])

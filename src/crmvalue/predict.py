@@ -1,10 +1,12 @@
 """``crmvalue predict``: score new transactions with a registered model, without refitting.
 
-The model URI (``models:/crmvalue-value@champion``, ``models:/crmvalue-value/3`` or
-``runs:/<id>/value_model``) resolves to the ``crmvalue train`` run that logged it. From that run
-come everything the scores depend on, so new data are scored exactly as the run scored its own:
+The model URI (``models:/<name>-value@champion``, which ``crmvalue predict --name <name>``
+scores with, ``models:/<name>-value/3`` or ``runs:/<id>/value_model``) resolves to the
+``crmvalue train`` run that logged it. From that run come everything the scores depend on, so
+new data are scored exactly as the run scored its own:
 
-- the run's config (``config.yaml``): column names, time unit, horizon, CLV and churn settings;
+- the run's config (``config.yaml``): column names and CSV dialect (the ``column_options`` of
+  :func:`predict` map a file with other names onto them), time unit, horizon, CLV and churn settings;
 - the value model itself, loaded as the registered MLflow pyfunc;
 - the quadrant thresholds the run used (params ``quadrants.*_threshold_used``);
 - the run's churn model (LightGBM booster, calibration, the BG/NBD parameters of its
@@ -44,6 +46,7 @@ from crmvalue.pipeline import (
     _check_finite,
     export_columns,
     log,
+    with_crm_columns,
 )
 from crmvalue.registry import VERSION_TAG, ModelRef, resolve
 from crmvalue.segments import quadrant_summary, value_quadrant
@@ -75,7 +78,15 @@ class _TrainedRun:
 def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, out: Path,
             customers: str | Path | None = None, interactions: str | Path | None = None,
             tracking_uri: str | None = None, progress: Progress | None = None,
-            quantity_col: str | None = None) -> PredictResult:
+            quantity_col: str | None = None, **column_options) -> PredictResult:
+    """Score ``data`` as of ``observation_end`` with the model at ``model_uri``; write ``out``.
+
+    ``column_options`` (``customer_col``, ``date_col``, ``amount_col``, ``price_col``,
+    ``date_format``, ``dayfirst``, ``sep``, ``decimal``, ``thousands``, ``encoding``,
+    ``drop_missing_ids``, ``allow_future_dates``) override how the training run read its data:
+    the new file's names for the columns the model was trained on. None keeps the run's value.
+    A file without the model's columns is refused with one line that names them and these flags.
+    """
     import mlflow
 
     from crmvalue.io import check_writable
@@ -121,10 +132,12 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
                        quantity_col=quantity_col, date_format=d.date_format, dayfirst=d.dayfirst, price_col=d.price_col,
                        sep=d.sep, decimal=d.decimal, thousands=d.thousands, encoding=d.encoding,
                        drop_missing_ids=d.drop_missing_ids, allow_future_dates=d.allow_future_dates)
+        options = _mapped_options(options, column_options)
+        _check_columns(data, options, trained, ref)
         with deferred_warnings():  # a file that drifted shows only its error line, not the load's warnings first
             if choose_engine(data, d.engine) == "pandas":  # the rows are at hand: name the first bad one
                 rows = load_transactions(data, **options)
-                _check_drift(rows, trained, d.date_col, obs_end)
+                _check_drift(rows, trained, options["date_col"], obs_end)
                 tx = customer_days(rows.frame).with_source(rows.source, rows.sha256)
             else:  # out of core, as in training; the netted days name a customer instead of a row
                 tx = load_customer_days(data, engine="duckdb", **options)
@@ -180,6 +193,7 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
         _check_finite(predictions)
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
+        predictions, measures = with_crm_columns(predictions, frame, obs_end)  # as train: the same function
 
     if booster is not None and cfg.churn.enabled:
         with progress.stage("churn", "scoring the churn model"):
@@ -190,7 +204,7 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
 
     if cfg.analyses.enabled:
         with progress.stage("analyses", "running the CRM analyses"):
-            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interaction_rows)
+            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interaction_rows, measures)
             predictions = predictions.join(analyses.columns, on="customer_id")
 
     with progress.stage("track", "logging the predict run and writing the scores"):
@@ -233,7 +247,11 @@ def _day(value, option: str) -> pd.Timestamp:
 def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
     from crmvalue.store import get_run
 
-    run = get_run(client, ref.run_id, client.tracking_uri)
+    try:
+        run = get_run(client, ref.run_id, client.tracking_uri)
+    except CrmvalueError:  # its hint is report's (--run); here the run comes from --model
+        raise CrmvalueError(f"--model {ref.uri}: no run {ref.run_id!r} in the MLflow store; check the run id "
+                            "(or the store: --tracking-uri)") from None
     tags, params = run.data.tags, run.data.params
     if tags.get("crmvalue.kind", "train") != "train":
         raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} is not a `crmvalue train` run")
@@ -266,6 +284,84 @@ def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
     churn_uri = tags.get(CHURN_MODEL_URI_TAG, f"runs:/{ref.run_id}/churn_model") if churn_state else None
     return _TrainedRun(ref.run_id, run.info.experiment_id, config, thresholds, observation_end,
                        pd.Timestamp(first) if first else None, churn_state, churn_uri)
+
+
+_OPTION_FLAGS = {"customer_col": "--customer-col", "date_col": "--date-col", "amount_col": "--amount-col",
+                 "price_col": "--price-col", "quantity_col": "--quantity-col"}
+
+
+def _mapped_options(options: dict, overrides: dict) -> dict:
+    """The training run's read options with the caller's overrides (None keeps the run's)."""
+    unknown = sorted(set(overrides) - set(options))
+    if unknown:
+        raise TypeError(f"predict() got unexpected keyword arguments {', '.join(unknown)}")
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if given.get("amount_col") and "price_col" not in given:
+        given["price_col"] = None  # a new file's amount column: read amounts, not quantity x price
+    return {**options, **given}
+
+
+def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> None:
+    """Refuse, with one line, a file without the columns the model was trained on (mapped by the flags).
+
+    Only the header is read. A header in another CSV dialect is left to the loader, which names --sep.
+    """
+    import csv
+
+    from crmvalue.data import (
+        _CSV_SUFFIXES,
+        _PARQUET_SUFFIXES,
+        _other_delimiter,
+        ReadOptions,
+        csv_encoding,
+        default_separator,
+        header_line,
+    )
+
+    read = ReadOptions(**options)  # a bad --sep, --decimal or --encoding is named first
+    if isinstance(data, pd.DataFrame):
+        have, source = [str(c) for c in data.columns], "DataFrame"
+    elif isinstance(data, str) and data in BUNDLED:
+        return
+    else:
+        path = Path(data)
+        suffix = path.suffix.lower()
+        if not path.is_file():
+            return  # the loader says why
+        try:
+            if suffix in _PARQUET_SUFFIXES:
+                import pyarrow.parquet as pq
+
+                have = list(pq.read_schema(path).names)
+            elif suffix in _CSV_SUFFIXES:
+                sep = read.sep or default_separator(path)
+                header = header_line(path, csv_encoding(path, read.encoding))
+                if header is None or _other_delimiter(header, sep) is not None:
+                    return
+                have = next(csv.reader([header], delimiter=sep, skipinitialspace=True))
+            else:
+                return
+        except Exception:  # noqa: BLE001 - unreadable: the loader says why
+            return
+        source = str(path)
+    missing = [c for c in read.columns if c not in have]
+    if not missing:
+        return
+    d = trained.config.data
+    trained_cols = {"customer_col": d.customer_col, "date_col": d.date_col}
+    if d.price_col:
+        trained_cols.update(price_col=d.price_col, quantity_col=d.quantity_col)
+    else:
+        trained_cols["amount_col"] = d.amount_col
+        if read.quantity_col:
+            trained_cols["quantity_col"] = d.quantity_col or read.quantity_col
+    model_cols = ", ".join(f"{name!r} ({_OPTION_FLAGS[key]})" for key, name in trained_cols.items())
+    shown = ", ".join(repr(c) for c in have[:12]) + (", ..." if len(have) > 12 else "")
+    raise CrmvalueError(
+        f"{source}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)}: the model {ref.uri} (run {trained.run_id}) "
+        f"was trained on columns {model_cols}; this file has {shown}: map its columns onto the model's with "
+        f"{', '.join(_OPTION_FLAGS[k] for k in trained_cols)}"
+    )
 
 
 def _check_drift(tx: Transactions, trained: _TrainedRun, date_col: str, obs_end: pd.Timestamp) -> None:

@@ -1,12 +1,14 @@
 """The MLflow Model Registry: versions from ``crmvalue train``, the ``champion`` alias, model URIs.
 
-Every ``crmvalue train`` registers its value model as a new version of ``crmvalue-value`` and,
-when the churn model is on, its churn model as a new version of ``crmvalue-churn`` (names in
-``registry:`` of the config), once its export file is in place; a run that fails after that
-takes its versions back (:func:`unregister`). ``crmvalue promote --version N`` points the
-``champion`` alias at version N of the value model and at the churn version trained in the
-same run, so the pair that ``crmvalue predict --model models:/crmvalue-value@champion`` scores
-with always comes from one run. Aliases, not the deprecated stages.
+Every ``crmvalue train`` of experiment ``<name>`` registers its value model as a new version of
+``<name>-value`` and, when the churn model is on, its churn model as a new version of
+``<name>-churn`` (other names in ``registry:`` of the config), once its export file is in place;
+a run that fails after that takes its versions back (:func:`unregister`). Each experiment (each
+shop's data) has its own registered models, so promoting one never moves another's alias.
+``crmvalue promote --name <name> --version N`` points the ``champion`` alias at version N of the
+value model and at the churn version trained in the same run, so the pair that
+``crmvalue predict --name <name>`` (``--model models:/<name>-value@champion``) scores with always
+comes from one run. Aliases, not the deprecated stages.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass
 
 from crmvalue.errors import CrmvalueError, first_line
 
-VALUE_MODEL = "crmvalue-value"
-CHURN_MODEL = "crmvalue-churn"
+VALUE_SUFFIX = "-value"
+CHURN_SUFFIX = "-churn"
 CHAMPION = "champion"
 VERSION_TAG = "crmvalue.value_model_version"  # on the run: the registered version of its value model
 CHURN_VERSION_TAG = "crmvalue.churn_model_version"
@@ -34,6 +36,36 @@ class ModelRef:
     name: str | None  # registered model name, None for a runs:/ URI
     version: int | None
     run_id: str
+
+
+def value_model_name(experiment: str) -> str:
+    """The registered value model of an experiment, unless its config names another."""
+    return experiment + VALUE_SUFFIX
+
+
+def churn_model_name(experiment: str) -> str:
+    return experiment + CHURN_SUFFIX
+
+
+def registered_models(client) -> list[str] | None:
+    """Names of the registered models in the store, sorted (None if the store cannot list them)."""
+    try:
+        return sorted(m.name for m in client.search_registered_models(max_results=1000))
+    except Exception:  # noqa: BLE001 - only for a message
+        return None
+
+
+def no_model_error(client, command: str) -> CrmvalueError:
+    """Which model? One line that lists the registered ones."""
+    names = registered_models(client)
+    have = ("registered models: " + ", ".join(names) if names
+            else "no model is registered yet: run `crmvalue train` first" if names is not None
+            else "the store cannot list its registered models")
+    if command == "promote":
+        ask = "name the experiment with --name NAME (its value model NAME-value) or the model with --model"
+    else:
+        ask = "name the experiment with --name NAME (scores with models:/NAME-value@champion) or the model with --model URI"
+    return CrmvalueError(f"{command}: {ask}; {have}")
 
 
 def register(model_uri: str, name: str, run_id: str) -> int:
@@ -77,8 +109,12 @@ def resolve(client, uri: str) -> ModelRef:
             else:
                 mv = client.get_model_version(name, found["version"])
         except MlflowException as exc:
+            names = registered_models(client)
+            if names is not None and name not in names:
+                have = ("registered models: " + ", ".join(names)) if names else "no model is registered yet"
+                raise CrmvalueError(f"--model {uri}: no registered model {name!r} in the store; {have}") from None
             what = f"alias {found['alias']!r}" if found["alias"] else f"version {found['version']}"
-            hint = "; set it with `crmvalue promote --version N`" if found["alias"] else ""
+            hint = f"; set it with `crmvalue promote --model {name} --version N`" if found["alias"] else ""
             raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({first_line(exc)}){hint}") from None
         if not mv.run_id:
             raise CrmvalueError(f"--model {uri}: version {mv.version} of {name!r} has no source run")
@@ -91,17 +127,42 @@ def resolve(client, uri: str) -> ModelRef:
     )
 
 
-def promote(client, version: int, alias: str = CHAMPION, value_model: str = VALUE_MODEL,
-            churn_model: str = CHURN_MODEL) -> dict[str, int]:
-    """Point ``alias`` at ``version`` of the value model and at the churn version from the same run."""
+def promote(client, version: int, alias: str = CHAMPION, value_model: str | None = None,
+            churn_model: str | None = None, experiment: str | None = None) -> dict[str, int]:
+    """Point ``alias`` at ``version`` of the value model and at the churn version from the same run.
+
+    The value model is ``value_model``, else ``<experiment>-value``; the churn model is
+    ``churn_model``, else ``<experiment>-churn``, else the value model's name with ``-value``
+    made ``-churn``. Only that experiment's aliases move.
+    """
     from mlflow.exceptions import MlflowException
 
+    if value_model is None and experiment is None:
+        raise no_model_error(client, "promote")
+    value_model = value_model or value_model_name(experiment)
+    if churn_model is None:
+        if experiment is not None:
+            churn_model = churn_model_name(experiment)
+        elif value_model.endswith(VALUE_SUFFIX):
+            churn_model = value_model.removesuffix(VALUE_SUFFIX) + CHURN_SUFFIX
     try:
         mv = client.get_model_version(value_model, str(version))
     except MlflowException as exc:
+        names = registered_models(client)
+        if names is not None and value_model not in names:
+            have = ("registered models: " + ", ".join(names)) if names else "no model is registered yet"
+            raise CrmvalueError(f"no registered model {value_model!r} in the store; {have}") from None
         raise CrmvalueError(f"--version {version}: no such version of {value_model!r} ({first_line(exc)})") from None
     client.set_registered_model_alias(value_model, alias, str(version))
     moved = {value_model: int(version)}
+    if churn_model is None:  # a value model of another name: the churn model registered from the same run
+        try:
+            churn_model = next((v.name for v in client.search_model_versions(f"run_id = '{mv.run_id}'")
+                                if v.name != value_model), None)
+        except MlflowException:
+            pass
+        if churn_model is None:
+            return moved
     try:
         churn_versions = client.search_model_versions(f"name = '{churn_model}' and run_id = '{mv.run_id}'")
     except MlflowException:
