@@ -243,3 +243,30 @@ def test_the_gate_keeps_lightgbm_on_cdnow_master(cdnow_master):
     for name in ("bgnbd_no_purchase", "bgnbd_p_alive", "recency"):
         assert gate.metrics["lightgbm"]["brier"] < gate.metrics[name]["brier"], name
     assert gate.metrics["lightgbm"]["brier"] == pytest.approx(0.0879, abs=5e-4)
+
+
+# --------------------------------------------------------------------------- identifiers are not features
+
+
+def test_a_column_unique_per_customer_is_never_a_churn_feature_unless_named(tmp_path):
+    """An e-mail column lets LightGBM memorise customers: it is left out (one warning), and named in
+    churn.attribute_columns it is used."""
+    tx = simulated_transactions(n_customers=300, seed=5)
+    tx.to_csv(tmp_path / "tx.csv", index=False)
+    ids = sorted(tx["customer_id"].unique())
+    pd.DataFrame({"customer_id": ids, "email": [f"{c}@shop.example" for c in ids],
+                  "region": ["north", "south", "east"] * (len(ids) // 3) + ["west"] * (len(ids) % 3)}
+                 ).to_csv(tmp_path / "customers.csv", index=False)
+    done = _train(tmp_path, "--churn", "--customers", "customers.csv")
+    assert done.returncode == 0, done.stderr
+    assert len(_warnings(done.stderr, "'email' is unique per customer")) == 1, done.stderr
+    run = _run(tmp_path, done.stdout)
+    client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    importance = pd.read_csv(client.download_artifacts(run.info.run_id, "churn/feature_importance_gain.csv", str(tmp_path)))
+    assert "attr_region" in set(importance["feature"]) and "attr_email" not in set(importance["feature"])
+
+    chosen = churn.feature_attributes(pd.read_csv(tmp_path / "customers.csv", index_col="customer_id"), ["email"])
+    assert list(chosen.columns) == ["email"]
+    plain = churn.feature_attributes(pd.DataFrame({"phone": np.arange(100, dtype=np.int64) + 4915100000,
+                                                   "spend": np.linspace(1, 2, 100)}), None)
+    assert list(plain.columns) == ["spend"]  # an integer identifier goes, a continuous measure stays

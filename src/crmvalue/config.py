@@ -140,6 +140,10 @@ class ChurnConfig(_Strict):
     step_days: int = Field(30, gt=0, description="days between rolling training cut-offs")
     min_history_days: int = Field(60, ge=0, description="the earliest cut-off is this many days after the first transaction")
     seed: int = 0
+    attribute_columns: list[str] | None = Field(
+        None, description="customer-table columns to use as churn features; default every column except those "
+        "unique per customer (an e-mail, a phone number), which would let the model memorise customers",
+    )
     sample_customers: int | None = Field(
         25_000, gt=0,
         description="train and test on at most this many customers, drawn at random with the seed (null: all); "

@@ -812,7 +812,7 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
     from crmvalue import churn
 
     c = cfg.churn
-    data = churn.prepare(frame, obs_end, attributes)
+    data = churn.prepare(frame, obs_end, churn.feature_attributes(attributes, c.attribute_columns))
     # trained and tested on a random sample of customers (all of them up to churn.sample_customers); all are scored
     sample = churn.sample_customers(data, c.sample_customers, c.seed)
     if len(sample.ids) < len(data.ids):
