@@ -144,3 +144,14 @@ def test_load_predictions(trained):
     assert crmvalue.load_predictions(experiment="tx", tracking_uri=uri).attrs["run_id"] == run_id
     with pytest.raises(crmvalue.CrmvalueError, match="no experiment 'no-such-experiment'"):
         crmvalue.load_predictions(experiment="no-such-experiment", tracking_uri=uri)
+
+
+def test_the_summary_ends_with_the_next_commands_and_they_work(trained):
+    tmp, done = trained
+    lines = done.stdout.strip().splitlines()
+    run_id = lines[0].split()[2]
+    assert lines[-3].startswith(f"next            crmvalue report --run {run_id} --tracking-uri sqlite:///{tmp}/mlflow.db")
+    assert "make mlflow-ui" in lines[-2] and lines[-1].strip().startswith(f"crmvalue export --run {run_id}")
+    report = lines[-3].removeprefix("next").split("(")[0].split()  # the command as printed, run as it is
+    again = run_cli(*report[1:], cwd=tmp)
+    assert again.returncode == 0 and (tmp / "report.html").is_file(), again.stderr

@@ -185,8 +185,14 @@ def train(
         lines.append("registered      " + ", ".join(f"{model} version {v}" for model, v in result.registered.items())
                      + f"  (make it the champion: crmvalue promote {which} "
                      f"--version {next(iter(result.registered.values()))})")
+    from crmvalue.store import display_uri
+
+    store = f" --tracking-uri {display_uri(cfg.tracking_uri)}" if cfg.tracking_uri else ""
     lines += [
         f"predictions     {result.output_path}",
+        "next            crmvalue report --run " + result.run_id + store + " --out report.html   (the run as one HTML page)",
+        "                make mlflow-ui   (every run, metric and chart at http://127.0.0.1:5000)",
+        f"                crmvalue export --run {result.run_id}{store}   (the scores to the CRM database)",
     ]
     typer.echo("\n".join(lines))
 
