@@ -512,3 +512,21 @@ def test_observation_end_far_after_the_last_transaction_warns():
     assert observation_gap_warning("2023-12-30", "2025-12-31") == (
         "the observation end 2025-12-31 is 732 days after the last transaction 2023-12-30: the models read those days "
         "as every customer's silence; set --observation-end to the date the export was taken")
+
+
+@pytest.mark.slow
+def test_cli_latin1_file_gives_the_same_scores_with_both_engines(tmp_path):
+    """A Latin-1 export with umlauts in the ids, read with --encoding latin-1: pandas and DuckDB score it alike."""
+    log = european_log(n_customers=80, seed=4)
+    names = {c: f"Kunde-Müß{c}" for c in log["customer_id"].unique()}
+    log["customer_id"] = log["customer_id"].map(names)
+    (tmp_path / "umsatz.csv").write_bytes(european_text(log).encode("latin-1"))
+    flags = ["--data", "umsatz.csv", "--customer-col", "Kundennummer", "--date-col", "Belegdatum", "--amount-col",
+             "Umsatz", "--sep", ";", "--decimal", ",", "--thousands", ".", "--dayfirst", "--encoding", "latin-1"]
+    frames = {}
+    for engine in ("pandas", "duckdb"):
+        proc = run_train(tmp_path, flags + ["--engine", engine], quiet=True)
+        assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr
+        frames[engine] = pd.read_csv(tmp_path / "out" / "predictions.csv", dtype={"customer_id": str}).drop(columns="run_id")
+    assert set(frames["pandas"]["customer_id"]) == set(names.values())
+    pd.testing.assert_frame_equal(frames["pandas"], frames["duckdb"])
