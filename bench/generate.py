@@ -57,12 +57,14 @@ def block_table(first_id: int, customers: int, alpha: float, rng: np.random.Gene
     stamp = START + (day * MICROS_PER_DAY + rng.integers(0, MICROS_PER_DAY, size=n)).astype("timedelta64[us]")
     order = rng.permutation(n)
     ids = pa.array([f"C{i:08d}" for i in range(first_id, first_id + customers)], pa.string())
-    return pa.table({
-        "customer_id": pa.DictionaryArray.from_arrays(pa.array(owner[order].astype(np.int32)), ids),
-        "date": pa.array(stamp[order], pa.timestamp("us")),
-        "amount": pa.array(amount[order]),
-        "quantity": pa.array(quantity[order]),
-    })
+    return pa.table(
+        {
+            "customer_id": pa.DictionaryArray.from_arrays(pa.array(owner[order].astype(np.int32)), ids),
+            "date": pa.array(stamp[order], pa.timestamp("us")),
+            "amount": pa.array(amount[order]),
+            "quantity": pa.array(quantity[order]),
+        }
+    )
 
 
 def main() -> None:

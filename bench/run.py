@@ -71,12 +71,18 @@ def case_rfm(repeats: int) -> dict:
     tx = _simulated_log(300_000)
     ours_t, ours = _timed(lambda: rfm_summary(tx, "2021-12-31", "days"), repeats)
     ref_t, ref = _timed(
-        lambda: summary_data_from_transaction_data(tx, "customer_id", "date", "amount", observation_period_end="2021-12-31"),
+        lambda: summary_data_from_transaction_data(
+            tx, "customer_id", "date", "amount", observation_period_end="2021-12-31"
+        ),
         repeats,
     )
     same = bool((ours.sort_index().to_numpy() - ref.sort_index().to_numpy()).__abs__().max() < 1e-9)
-    return {"rows": f"{len(tx):,} transactions, {len(ours):,} customers", "ours": ours_t, "reference": ref_t,
-            "note": "identical output" if same else "OUTPUT DIFFERS"}
+    return {
+        "rows": f"{len(tx):,} transactions, {len(ours):,} customers",
+        "ours": ours_t,
+        "reference": ref_t,
+        "note": "identical output" if same else "OUTPUT DIFFERS",
+    }
 
 
 def case_rfm_5m(repeats: int) -> dict:
@@ -93,19 +99,26 @@ def case_rfm_5m(repeats: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "tx.parquet"
         tx.to_parquet(path, index=False)
-        ours_t, ours = _timed(lambda: rfm_summary(load_customer_days(path, engine="duckdb"), "2021-12-31", "days"),
-                              repeats)
+        ours_t, ours = _timed(
+            lambda: rfm_summary(load_customer_days(path, engine="duckdb"), "2021-12-31", "days"), repeats
+        )
         bare_t, _ = _timed(lambda: _bare_duckdb_summary(path), repeats)
     ref_t, ref = _timed(
-        lambda: summary_data_from_transaction_data(tx, "customer_id", "date", "amount", observation_period_end="2021-12-31"),
+        lambda: summary_data_from_transaction_data(
+            tx, "customer_id", "date", "amount", observation_period_end="2021-12-31"
+        ),
         repeats,
     )
     same = bool((ours.sort_index().to_numpy() - ref.sort_index().to_numpy()).__abs__().max() < 1e-9)
-    return {"rows": f"{len(tx):,} transactions, {len(ours):,} customers", "ours": ours_t, "reference": ref_t,
-            "note": ("identical output; " if same else "OUTPUT DIFFERS; ")
-            + "crmvalue reads and validates the Parquet file with DuckDB inside its time, lifetimes gets the DataFrame "
-            f"in memory; the floor, one bare DuckDB query from the file to the summary (no validation, no exact "
-            f"netting, no ids), takes {bare_t:.2f} s ({ref_t / bare_t:.1f}× lifetimes)"}
+    return {
+        "rows": f"{len(tx):,} transactions, {len(ours):,} customers",
+        "ours": ours_t,
+        "reference": ref_t,
+        "note": ("identical output; " if same else "OUTPUT DIFFERS; ")
+        + "crmvalue reads and validates the Parquet file with DuckDB inside its time, lifetimes gets the DataFrame "
+        f"in memory; the floor, one bare DuckDB query from the file to the summary (no validation, no exact "
+        f"netting, no ids), takes {bare_t:.2f} s ({ref_t / bare_t:.1f}× lifetimes)",
+    }
 
 
 def _bare_duckdb_summary(path: Path):
@@ -135,8 +148,12 @@ def case_fit(repeats: int) -> dict:
     ours_t, ours = _timed(lambda: BetaGeoModel().fit(s["frequency"], s["recency"], s["T"]), repeats)
     ref_t, ref = _timed(lambda: BetaGeoFitter().fit(s["frequency"], s["recency"], s["T"]), max(1, repeats - 2))
     worst = max(abs(ours.params_.as_dict()[k] / v - 1) for k, v in ref.params_.items())
-    return {"rows": "1,000,000 customers", "ours": ours_t, "reference": ref_t,
-            "note": f"compressed to {ours.n_patterns_:,} patterns; largest relative parameter difference {worst:.1e}"}
+    return {
+        "rows": "1,000,000 customers",
+        "ours": ours_t,
+        "reference": ref_t,
+        "note": f"compressed to {ours.n_patterns_:,} patterns; largest relative parameter difference {worst:.1e}",
+    }
 
 
 def case_fit_gg(repeats: int) -> dict:
@@ -154,8 +171,12 @@ def case_fit_gg(repeats: int) -> dict:
     ours_t, ours = _timed(lambda: GammaGammaModel().fit(x, m), repeats)
     ref_t, ref = _timed(lambda: GammaGammaFitter().fit(x, m), max(1, repeats - 2))
     worst = max(abs(ours.params_.as_dict()[k] / v - 1) for k, v in ref.params_.items())
-    return {"rows": f"{n:,} repeat buyers", "ours": ours_t, "reference": ref_t,
-            "note": f"same objective, analytic gradient and Hessian; largest relative parameter difference {worst:.1e}"}
+    return {
+        "rows": f"{n:,} repeat buyers",
+        "ours": ours_t,
+        "reference": ref_t,
+        "note": f"same objective, analytic gradient and Hessian; largest relative parameter difference {worst:.1e}",
+    }
 
 
 def case_score(repeats: int) -> dict:
@@ -177,18 +198,24 @@ def case_score(repeats: int) -> dict:
 
     def reference():
         x, r, T, m = s["frequency"], s["recency"], s["T"], s["monetary_value"]
-        return pd.DataFrame({
-            "p_alive": lbg.conditional_probability_alive(x, r, T),
-            "expected_purchases": lbg.conditional_expected_number_of_purchases_up_to_time(90 / 7, x, r, T),
-            "expected_avg_value": lgg.conditional_expected_average_profit(x, m),
-            "clv": lgg.customer_lifetime_value(lbg, x, r, T, m, time=12, discount_rate=0.01, freq="W"),
-        })
+        return pd.DataFrame(
+            {
+                "p_alive": lbg.conditional_probability_alive(x, r, T),
+                "expected_purchases": lbg.conditional_expected_number_of_purchases_up_to_time(90 / 7, x, r, T),
+                "expected_avg_value": lgg.conditional_expected_average_profit(x, m),
+                "clv": lgg.customer_lifetime_value(lbg, x, r, T, m, time=12, discount_rate=0.01, freq="W"),
+            }
+        )
 
     ours_t, ours = _timed(lambda: model.predict(s), repeats)
     ref_t, ref = _timed(reference, repeats)
     rel = float(np.nanmax(np.abs(ours.to_numpy() - ref.to_numpy()) / np.maximum(np.abs(ref.to_numpy()), 1e-12)))
-    return {"rows": "1,000,000 customers", "ours": ours_t, "reference": ref_t,
-            "note": f"p_alive, expected_purchases, expected_avg_value, clv; largest relative difference {rel:.1e}"}
+    return {
+        "rows": "1,000,000 customers",
+        "ours": ours_t,
+        "reference": ref_t,
+        "note": f"p_alive, expected_purchases, expected_avg_value, clv; largest relative difference {rel:.1e}",
+    }
 
 
 def _train(repeats: int, extra: list[str], target: str) -> dict:
@@ -197,20 +224,33 @@ def _train(repeats: int, extra: list[str], target: str) -> dict:
         with tempfile.TemporaryDirectory() as tmp:
             env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
             start = time.perf_counter()
-            subprocess.run([CLI, "train", "--config", str(ROOT / "experiments" / "cdnow.yaml"), "--quiet", *extra],
-                           cwd=tmp, env=env, check=True, capture_output=True)
+            subprocess.run(
+                [CLI, "train", "--config", str(ROOT / "experiments" / "cdnow.yaml"), "--quiet", *extra],
+                cwd=tmp,
+                env=env,
+                check=True,
+                capture_output=True,
+            )
             times.append(time.perf_counter() - start)
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"rows": "69,659 transactions, 23,570 customers", "ours": statistics.median(times), "reference": None,
-            "note": f"fresh MLflow SQLite store each time; target <= {target}; runs {', '.join(f'{t:.1f}' for t in times)} s",
-            "peak_mb": peak}
+    return {
+        "rows": "69,659 transactions, 23,570 customers",
+        "ours": statistics.median(times),
+        "reference": None,
+        "note": f"fresh MLflow SQLite store each time; target <= {target}; runs {', '.join(f'{t:.1f}' for t in times)} s",
+        "peak_mb": peak,
+    }
 
 
 def case_train_50m(repeats: int) -> dict:
     """`crmvalue train` (churn and analyses on) on ~50 M generated transactions from 5 M customers (Parquet, DuckDB)."""
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "tx_50m.parquet"
-        subprocess.run([sys.executable, str(ROOT / "bench" / "generate.py"), str(data), "--transactions", "55600000"], check=True, capture_output=True)
+        subprocess.run(
+            [sys.executable, str(ROOT / "bench" / "generate.py"), str(data), "--transactions", "55600000"],
+            check=True,
+            capture_output=True,
+        )
         config = Path(tmp) / "bench50m.yaml"
         config.write_text(
             f"name: bench50m\ndata:\n  source: {data}\n  quantity_col: quantity\n  engine: duckdb\n"
@@ -228,11 +268,15 @@ def case_train_50m(repeats: int) -> dict:
         customers = pq.ParquetFile(Path(tmp) / "predictions.parquet").metadata.num_rows
         stages = _stage_times(f"sqlite:///{tmp}/mlflow.db")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return {"rows": f"{rows:,} transactions, {customers:,} customers", "ours": statistics.median(times),
-            "reference": None, "peak_mb": peak,
-            "note": f"churn (trained and tested on a 25,000-customer sample, every customer scored) and analyses on; "
-                    f"targets < 300 s, < 8,000 MB; runs {', '.join(f'{t:.0f}' for t in times)} s; stages {stages}; "
-                    "generated by bench/generate.py (not timed)"}
+    return {
+        "rows": f"{rows:,} transactions, {customers:,} customers",
+        "ours": statistics.median(times),
+        "reference": None,
+        "peak_mb": peak,
+        "note": f"churn (trained and tested on a 25,000-customer sample, every customer scored) and analyses on; "
+        f"targets < 300 s, < 8,000 MB; runs {', '.join(f'{t:.0f}' for t in times)} s; stages {stages}; "
+        "generated by bench/generate.py (not timed)",
+    }
 
 
 def _stage_times(tracking_uri: str) -> str:
@@ -243,8 +287,11 @@ def _stage_times(tracking_uri: str) -> str:
     experiment = client.get_experiment_by_name("bench50m")
     run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
     metrics = run.data.metrics
-    return ", ".join(f"{k[5:-2]} {v:.0f}" for k, v in sorted(metrics.items(), key=lambda kv: -kv[1])
-                     if k.startswith("time.") and k.endswith("_s") and v >= 1)
+    return ", ".join(
+        f"{k[5:-2]} {v:.0f}"
+        for k, v in sorted(metrics.items(), key=lambda kv: -kv[1])
+        if k.startswith("time.") and k.endswith("_s") and v >= 1
+    )
 
 
 def case_train(repeats: int) -> dict:
@@ -257,8 +304,11 @@ def case_train_no_churn(repeats: int) -> dict:
 
 CASES = {
     "rfm": ("RFM summary (pandas path)", "`lifetimes.utils.summary_data_from_transaction_data`", case_rfm),
-    "rfm_5m": ("RFM summary (DuckDB engine, from Parquet)", "`lifetimes.utils.summary_data_from_transaction_data`",
-               case_rfm_5m),
+    "rfm_5m": (
+        "RFM summary (DuckDB engine, from Parquet)",
+        "`lifetimes.utils.summary_data_from_transaction_data`",
+        case_rfm_5m,
+    ),
     "fit": ("BG/NBD fit", "lifetimes `BetaGeoFitter.fit` on raw rows", case_fit),
     "fit_gg": ("Gamma-Gamma fit", "lifetimes `GammaGammaFitter.fit`", case_fit_gg),
     "score": ("scoring: p_alive, expected purchases, spend, CLV", "lifetimes' methods one after another", case_score),
@@ -290,13 +340,19 @@ def main() -> None:
     for name, (work, reference, _) in CASES.items():
         print(f"bench: {work} ...", file=sys.stderr, flush=True)
         repeats = 1 if name in ONCE else args.repeats
-        out = subprocess.run([sys.executable, __file__, "--case", name, "--repeats", str(repeats)],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [sys.executable, __file__, "--case", name, "--repeats", str(repeats)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         r = json.loads(out.stdout.strip().splitlines()[-1])
         ratio = f"{r['reference'] / r['ours']:.1f}× faster" if r["reference"] else "—"
         ref_time = f"{r['reference']:.2f} s" if r["reference"] else "—"
-        rows.append(f"| {work} | {r['rows']} | {r['ours']:.2f} s | {reference} | {ref_time} | {ratio} | "
-                    f"{r['peak_mb']:,.0f} MB | {r['note']} |")
+        rows.append(
+            f"| {work} | {r['rows']} | {r['ours']:.2f} s | {reference} | {ref_time} | {ratio} | "
+            f"{r['peak_mb']:,.0f} MB | {r['note']} |"
+        )
         print(f"  {rows[-1]}", file=sys.stderr, flush=True)
 
     header = [

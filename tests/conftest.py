@@ -36,7 +36,9 @@ def cdnow_master_summary(cdnow_master) -> pd.DataFrame:
     return rfm_summary(cdnow_master, "1997-09-30", "weeks")
 
 
-def random_transactions(n_customers: int = 300, seed: int = 0, start: str = "2020-01-01", days: int = 365) -> pd.DataFrame:
+def random_transactions(
+    n_customers: int = 300, seed: int = 0, start: str = "2020-01-01", days: int = 365
+) -> pd.DataFrame:
     """A log with same-day repeats, one-purchase customers and varied amounts, in canonical columns."""
     rng = np.random.default_rng(seed)
     rows = []
@@ -47,8 +49,13 @@ def random_transactions(n_customers: int = 300, seed: int = 0, start: str = "202
         if n > 2:  # a same-day repeat for some customers
             offsets = np.append(offsets, offsets[-1])
         for off in offsets:
-            rows.append((f"c{cid:04d}", pd.Timestamp(start) + pd.Timedelta(days=int(off), hours=int(rng.integers(0, 23))),
-                         float(np.round(rng.gamma(2.0, 20.0), 2))))
+            rows.append(
+                (
+                    f"c{cid:04d}",
+                    pd.Timestamp(start) + pd.Timedelta(days=int(off), hours=int(rng.integers(0, 23))),
+                    float(np.round(rng.gamma(2.0, 20.0), 2)),
+                )
+            )
     return pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
 
 

@@ -15,9 +15,9 @@ not a purchase.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -134,7 +134,9 @@ def two_days(n: int, gap: int, seed: int) -> pd.DataFrame:
     first = np.flatnonzero(pattern != 1)
     second = np.flatnonzero(pattern != 0)
     customer = np.concatenate([first, second])
-    offset = np.concatenate([np.zeros(first.size), np.full(second.size, float(gap))]) + rng.uniform(0, 0.99, customer.size)
+    offset = np.concatenate([np.zeros(first.size), np.full(second.size, float(gap))]) + rng.uniform(
+        0, 0.99, customer.size
+    )
     return as_log(customer, offset, gamma_amounts(rng, customer.size), start_date(seed))
 
 
@@ -336,12 +338,16 @@ def mixture(parts: list[tuple[str, dict]], seed: int) -> pd.DataFrame:
             date=frame["date"] - frame["date"].min().normalize() + start,
         )
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True).sort_values(["date", "customer_id"], kind="stable").reset_index(drop=True)
+    return (
+        pd.concat(frames, ignore_index=True).sort_values(["date", "customer_id"], kind="stable").reset_index(drop=True)
+    )
 
 
 # Parameter sets for crmvalue.simulate.simulate_transactions: rates per day unless time_unit says weeks.
 SIMULATION_PARAMS: dict[str, dict] = {
-    "cdnow_weeks": dict(model="bgnbd", purchase=(0.2426, 4.4136, 0.7929, 2.4259), spend=(6.25, 3.74, 15.44), time_unit="weeks"),
+    "cdnow_weeks": dict(
+        model="bgnbd", purchase=(0.2426, 4.4136, 0.7929, 2.4259), spend=(6.25, 3.74, 15.44), time_unit="weeks"
+    ),
     "conftest": dict(model="bgnbd", purchase=(0.25, 28.0, 0.8, 2.5), spend=(6.0, 4.0, 15.0)),
     "rare_buyers": dict(model="bgnbd", purchase=(0.02, 2.0, 0.8, 2.5), spend=(6.0, 4.0, 15.0)),
     "homogeneous_rate": dict(model="bgnbd", purchase=(50.0, 1000.0, 0.8, 2.5), spend=(6.0, 4.0, 15.0)),
@@ -354,8 +360,9 @@ SIMULATION_PARAMS: dict[str, dict] = {
     "spend_homogeneous": dict(model="bgnbd", purchase=(0.25, 28.0, 0.8, 2.5), spend=(6.0, 1e4, 5e4)),
     "spend_p_tiny": dict(model="bgnbd", purchase=(0.25, 28.0, 0.8, 2.5), spend=(0.05, 3.0, 10.0)),
     "spend_p_huge": dict(model="bgnbd", purchase=(0.25, 28.0, 0.8, 2.5), spend=(1e3, 3.0, 0.05)),
-    "pareto_cdnow_weeks": dict(model="paretonbd", purchase=(0.553, 10.578, 0.606, 11.669), spend=(6.25, 3.74, 15.44),
-                               time_unit="weeks"),
+    "pareto_cdnow_weeks": dict(
+        model="paretonbd", purchase=(0.553, 10.578, 0.606, 11.669), spend=(6.25, 3.74, 15.44), time_unit="weeks"
+    ),
     "pareto_immortal": dict(model="paretonbd", purchase=(0.5, 10.0, 0.01, 1e4), spend=(6.0, 4.0, 15.0)),
     "pareto_short_lived": dict(model="paretonbd", purchase=(0.5, 5.0, 10.0, 100.0), spend=(6.0, 4.0, 15.0)),
 }
@@ -373,8 +380,14 @@ def simulated(n: int, params: str, seed: int, days: int = 540, acquisition_days:
     end = start + pd.Timedelta(days=days)
     with np.errstate(over="ignore", divide="ignore"):  # an immortal Pareto/NBD draw has 1/mu = inf, clipped to T
         log = simulate_transactions(
-            n, cls(*spec["purchase"]), GammaGammaParams(*spec["spend"]), start=str(start.date()), end=str(end.date()),
-            acquisition_days=min(acquisition_days, days - 1), time_unit=spec.get("time_unit", "days"), seed=seed,
+            n,
+            cls(*spec["purchase"]),
+            GammaGammaParams(*spec["spend"]),
+            start=str(start.date()),
+            end=str(end.date()),
+            acquisition_days=min(acquisition_days, days - 1),
+            time_unit=spec.get("time_unit", "days"),
+            seed=seed,
         )
     return log[COLUMNS]
 
@@ -395,8 +408,22 @@ def _cases() -> dict[str, Callable[[], pd.DataFrame]]:
     for purchases in (1, 2, 10, 300):
         for days, seed in ((30, 1), (400, 2)):
             add(f"one_customer-x{purchases}-d{days}-s{seed}", one_customer, purchases=purchases, days=days, seed=seed)
-    for n, days in ((1, 30), (2, 30), (19, 200), (20, 60), (20, 365), (50, 30), (60, 700), (150, 90), (200, 365),
-                    (300, 180), (400, 14), (400, 365), (100, 300), (250, 2)):
+    for n, days in (
+        (1, 30),
+        (2, 30),
+        (19, 200),
+        (20, 60),
+        (20, 365),
+        (50, 30),
+        (60, 700),
+        (150, 90),
+        (200, 365),
+        (300, 180),
+        (400, 14),
+        (400, 365),
+        (100, 300),
+        (250, 2),
+    ):
         add(f"one_time_buyers-n{n}-d{days}", one_time_buyers, n=n, days=days, seed=n + days)
     for n in (1, 20, 100, 400):
         for seed, repeats in ((1, False), (2, True), (3, True)):
@@ -404,11 +431,29 @@ def _cases() -> dict[str, Callable[[], pd.DataFrame]]:
     for gap in (1, 7, 90, 400):
         for n in (20, 60, 200, 400):
             add(f"two_days-g{gap}-n{n}", two_days, n=n, gap=gap, seed=gap + n)
-    for n, heavy, purchases, days in ((20, 20, 1000, 365), (20, 3, 5000, 365), (50, 5, 2000, 180), (100, 2, 3000, 300),
-                                      (200, 10, 1500, 365), (30, 30, 2000, 90), (400, 1, 8000, 365), (25, 5, 3000, 30),
-                                      (25, 25, 1000, 600), (150, 20, 1000, 200), (21, 1, 4000, 365), (300, 3, 2500, 120)):
-        add(f"heavy_buyers-n{n}-h{heavy}-x{purchases}-d{days}", heavy_buyers, n=n, heavy=heavy, purchases=purchases,
-            days=days, seed=n + heavy)
+    for n, heavy, purchases, days in (
+        (20, 20, 1000, 365),
+        (20, 3, 5000, 365),
+        (50, 5, 2000, 180),
+        (100, 2, 3000, 300),
+        (200, 10, 1500, 365),
+        (30, 30, 2000, 90),
+        (400, 1, 8000, 365),
+        (25, 5, 3000, 30),
+        (25, 25, 1000, 600),
+        (150, 20, 1000, 200),
+        (21, 1, 4000, 365),
+        (300, 3, 2500, 120),
+    ):
+        add(
+            f"heavy_buyers-n{n}-h{heavy}-x{purchases}-d{days}",
+            heavy_buyers,
+            n=n,
+            heavy=heavy,
+            purchases=purchases,
+            days=days,
+            seed=n + heavy,
+        )
     # a span of 480 days or more lets the churn model run, which costs seconds: one long case per family
     for kind in ("cent", "cents", "micro"):
         for n, days in ((20, 120), (80, 365), (200, 60), (400, 300), (50, 700 if kind == "cent" else 420)):
@@ -418,14 +463,33 @@ def _cases() -> dict[str, Callable[[], pd.DataFrame]]:
             add(f"huge_amounts-{kind}-n{n}-d{days}", huge_amounts, n=n, days=days, seed=n + 1, kind=kind)
     for value in (25.0, 0.01, 1e6):
         for n, days in ((20, 200), (100, 365), (300, 90), (60, 700 if value == 25.0 else 420), (400, 365)):
-            add(f"identical_amounts-v{value:g}-n{n}-d{days}", identical_amounts, n=n, days=days, seed=n + 2, value=value)
+            add(
+                f"identical_amounts-v{value:g}-n{n}-d{days}", identical_amounts, n=n, days=days, seed=n + 2, value=value
+            )
     for mean_rate, rate_shape in ((0.05, 1.0), (0.02, 0.5), (0.2, 5.0), (0.01, 50.0)):
         for n, days in ((20, 365), (100, 180), (300, 365), (60, 700 if mean_rate == 0.05 else 420)):
-            add(f"no_dropout-rate{mean_rate:g}-shape{rate_shape:g}-n{n}-d{days}", no_dropout, n=n, days=days,
-                seed=n + int(100 * mean_rate), mean_rate=mean_rate, rate_shape=rate_shape)
-    for n, before, gap, after in ((20, 180, 365, 180), (60, 90, 365, 90), (40, 365, 365, 365), (200, 30, 365, 30),
-                                  (40, 180, 400, 10), (30, 10, 365, 180), (30, 120, 365, 120), (25, 60, 730, 60)):
-        add(f"long_gap-n{n}-b{before}-g{gap}-a{after}", long_gap, n=n, before=before, gap=gap, after=after, seed=n + gap)
+            add(
+                f"no_dropout-rate{mean_rate:g}-shape{rate_shape:g}-n{n}-d{days}",
+                no_dropout,
+                n=n,
+                days=days,
+                seed=n + int(100 * mean_rate),
+                mean_rate=mean_rate,
+                rate_shape=rate_shape,
+            )
+    for n, before, gap, after in (
+        (20, 180, 365, 180),
+        (60, 90, 365, 90),
+        (40, 365, 365, 365),
+        (200, 30, 365, 30),
+        (40, 180, 400, 10),
+        (30, 10, 365, 180),
+        (30, 120, 365, 120),
+        (25, 60, 730, 60),
+    ):
+        add(
+            f"long_gap-n{n}-b{before}-g{gap}-a{after}", long_gap, n=n, before=before, gap=gap, after=after, seed=n + gap
+        )
     for days in (3, 7, 14, 21, 28, 42):
         for n in (20, 150, 400):
             add(f"short_span-d{days}-n{n}", short_span, n=n, days=days, seed=days + n)
@@ -437,34 +501,63 @@ def _cases() -> dict[str, Callable[[], pd.DataFrame]]:
             add(f"ties-{kind}-n{n}-d{days}", ties, n=n, days=days, seed=n + 3, kind=kind)
     for days, seed in ((30, 1), (90, 2), (180, 3), (365, 4), (365, 5), (540, 6), (450, 7), (1095, 8)):
         add(f"forty_customers-d{days}-s{seed}", forty_customers, days=days, seed=seed)
-    for n, repeaters, days in ((20, 0, 365), (100, 0, 200), (20, 1, 365), (100, 1, 365), (300, 1, 120), (50, 2, 180),
-                               (200, 3, 365), (400, 5, 90)):
-        add(f"few_repeaters-n{n}-r{repeaters}-d{days}", few_repeaters, n=n, repeaters=repeaters, days=days, seed=n + repeaters)
+    for n, repeaters, days in (
+        (20, 0, 365),
+        (100, 0, 200),
+        (20, 1, 365),
+        (100, 1, 365),
+        (300, 1, 120),
+        (50, 2, 180),
+        (200, 3, 365),
+        (400, 5, 90),
+    ):
+        add(
+            f"few_repeaters-n{n}-r{repeaters}-d{days}",
+            few_repeaters,
+            n=n,
+            repeaters=repeaters,
+            days=days,
+            seed=n + repeaters,
+        )
     for n, days in ((20, 120), (100, 365), (300, 60), (60, 700), (40, 30), (200, 200), (25, 450), (400, 90)):
         add(f"late_repeaters-n{n}-d{days}", late_repeaters, n=n, days=days, seed=n + days)
     for n, days in ((20, 365), (200, 365), (400, 180), (40, 700), (20, 60), (60, 120), (300, 300), (150, 450)):
         add(f"ordinary-n{n}-d{days}", ordinary, n=n, days=days, seed=n)
     mixtures = {
         "one_day+ordinary": [("one_day", dict(n=30, repeats=True)), ("ordinary", dict(n=60, days=300))],
-        "heavy+one_time": [("heavy_buyers", dict(n=5, heavy=5, purchases=2000, days=200)),
-                           ("one_time_buyers", dict(n=100, days=200))],
-        "returns+identical": [("returns", dict(n=50, days=180, kind="only")), ("identical_amounts", dict(n=50, days=180))],
+        "heavy+one_time": [
+            ("heavy_buyers", dict(n=5, heavy=5, purchases=2000, days=200)),
+            ("one_time_buyers", dict(n=100, days=200)),
+        ],
+        "returns+identical": [
+            ("returns", dict(n=50, days=180, kind="only")),
+            ("identical_amounts", dict(n=50, days=180)),
+        ],
         "tiny+huge": [("tiny_amounts", dict(n=60, days=200, kind="cent")), ("huge_amounts", dict(n=60, days=200))],
         "no_dropout+ties": [("no_dropout", dict(n=80, days=365)), ("ties", dict(n=40, days=365, kind="batch"))],
         "short+long_gap": [("short_span", dict(n=50, days=14)), ("long_gap", dict(n=30, before=60, gap=365, after=60))],
         "two_days+one_customer": [("two_days", dict(n=40, gap=30)), ("one_customer", dict(purchases=200, days=30))],
-        "few_repeaters+identical": [("few_repeaters", dict(n=60, repeaters=1, days=200)),
-                                    ("identical_amounts", dict(n=20, days=200, value=9.99))],
+        "few_repeaters+identical": [
+            ("few_repeaters", dict(n=60, repeaters=1, days=200)),
+            ("identical_amounts", dict(n=20, days=200, value=9.99)),
+        ],
         "one_time+one_day": [("one_time_buyers", dict(n=30, days=90)), ("one_day", dict(n=30))],
-        "everything": [("heavy_buyers", dict(n=10, heavy=2, purchases=1500, days=300)),
-                       ("returns", dict(n=40, days=300, kind="mixed")), ("ties", dict(n=40, days=300, kind="midnight")),
-                       ("tiny_amounts", dict(n=20, days=300, kind="micro")),
-                       ("huge_amounts", dict(n=20, days=300, kind="spread"))],
+        "everything": [
+            ("heavy_buyers", dict(n=10, heavy=2, purchases=1500, days=300)),
+            ("returns", dict(n=40, days=300, kind="mixed")),
+            ("ties", dict(n=40, days=300, kind="midnight")),
+            ("tiny_amounts", dict(n=20, days=300, kind="micro")),
+            ("huge_amounts", dict(n=20, days=300, kind="spread")),
+        ],
         "late_repeaters+no_dropout": [("late_repeaters", dict(n=60, days=240)), ("no_dropout", dict(n=20, days=240))],
-        "one_time+heavy": [("one_time_buyers", dict(n=200, days=365)),
-                           ("heavy_buyers", dict(n=1, heavy=1, purchases=3000, days=365))],
-        "identical+tiny": [("identical_amounts", dict(n=40, days=150, value=0.01)),
-                           ("tiny_amounts", dict(n=40, days=150, kind="micro"))],
+        "one_time+heavy": [
+            ("one_time_buyers", dict(n=200, days=365)),
+            ("heavy_buyers", dict(n=1, heavy=1, purchases=3000, days=365)),
+        ],
+        "identical+tiny": [
+            ("identical_amounts", dict(n=40, days=150, value=0.01)),
+            ("tiny_amounts", dict(n=40, days=150, kind="micro")),
+        ],
     }
     for label, parts in mixtures.items():
         for seed in (1, 2):
@@ -472,8 +565,15 @@ def _cases() -> dict[str, Callable[[], pd.DataFrame]]:
     sizes = ((40, 1, 300, 60), (150, 2, 365, 90), (400, 3, 365, 1))  # n, seed, span days, acquisition days
     for params in SIMULATION_PARAMS:
         for n, seed, days, acquisition in sizes:
-            add(f"simulated-{params}-n{n}-d{days}-a{acquisition}", simulated, n=n, params=params, seed=seed, days=days,
-                acquisition_days=acquisition)
+            add(
+                f"simulated-{params}-n{n}-d{days}-a{acquisition}",
+                simulated,
+                n=n,
+                params=params,
+                seed=seed,
+                days=days,
+                acquisition_days=acquisition,
+            )
     for params in SIMULATION_PARAMS:  # another draw of each, short
         add(f"simulated-{params}-n80-d200-a30", simulated, n=80, params=params, seed=5, days=200, acquisition_days=30)
     for params in ("cdnow_weeks", "no_dropout", "spend_homogeneous", "pareto_cdnow_weeks"):  # long enough for churn

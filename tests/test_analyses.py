@@ -78,7 +78,13 @@ def test_customer_measures_by_hand():
     assert (a["orders"], a["total_sales"], a["avg_unit_price"]) == (3, 60.0, 10.0)  # 60 / 6 units
     assert (a["first_purchase"], a["last_purchase"]) == (pd.Timestamp("2020-01-01"), pd.Timestamp("2020-02-10"))
     assert (a["span_days"], a["inactivity_days"], a["median_gap_days"]) == (40, 20, 20.0)  # gaps 10, 30; leap year
-    assert (b["orders"], b["total_sales"], b["avg_unit_price"], b["span_days"], b["inactivity_days"]) == (1, 50.0, 10.0, 0, 29)
+    assert (b["orders"], b["total_sales"], b["avg_unit_price"], b["span_days"], b["inactivity_days"]) == (
+        1,
+        50.0,
+        10.0,
+        0,
+        29,
+    )
     assert np.isnan(b["median_gap_days"])
 
 
@@ -131,12 +137,19 @@ def test_ties_get_equal_scores_when_most_frequencies_are_zero():
 
 def test_rfm_on_the_summary_and_raw_bases():
     summary = pd.DataFrame(
-        {"customer_id": ["x", "y"], "frequency": [0.0, 3.0], "recency": [0.0, 10.0], "T": [30.0, 12.0],
-         "monetary_value": [0.0, 25.0]}
+        {
+            "customer_id": ["x", "y"],
+            "frequency": [0.0, 3.0],
+            "recency": [0.0, 10.0],
+            "T": [30.0, 12.0],
+            "monetary_value": [0.0, 25.0],
+        }
     )
     rfm = customer_rfm(summary)  # x: 30 since the last purchase, y: 2
     assert rfm.loc["x", "rfm_score"] == "111" and rfm.loc["y", "rfm_score"] == "333"
-    measures = pd.DataFrame({"inactivity_days": [5, 50], "orders": [1, 4], "total_sales": [80.0, 20.0]}, index=["x", "y"])
+    measures = pd.DataFrame(
+        {"inactivity_days": [5, 50], "orders": [1, 4], "total_sales": [80.0, 20.0]}, index=["x", "y"]
+    )
     raw = customer_rfm(measures, RfmConfig(basis="raw"))
     assert raw["rfm_score"].tolist() == ["313", "131"]
     with pytest.raises(CrmvalueError, match="raw basis: missing column 'orders'"):
@@ -146,8 +159,18 @@ def test_rfm_on_the_summary_and_raw_bases():
 def test_every_score_combination_has_exactly_one_default_segment():
     lookup, names = rfm_segment_lookup(DEFAULT_RFM_SEGMENTS)
     assert lookup.shape == (125,)
-    assert {"champions", "loyal", "potential loyalists", "new", "promising", "need attention", "at risk",
-            "can't lose", "hibernating", "lost"} <= set(np.asarray(names)[lookup])
+    assert {
+        "champions",
+        "loyal",
+        "potential loyalists",
+        "new",
+        "promising",
+        "need attention",
+        "at risk",
+        "can't lose",
+        "hibernating",
+        "lost",
+    } <= set(np.asarray(names)[lookup])
 
 
 def test_a_segment_mapping_with_a_gap_or_an_overlap_is_refused():
@@ -173,8 +196,14 @@ def test_rfm_segment_table_lists_every_segment():
 
 # --- CPM --------------------------------------------------------------------------------------
 
-HAND_CPM = CpmConfig(lapse_factor=2, lapse_floor_days=180, active_min_orders=4, stable_sales=100, loyal_sales=500,
-                     loyal_min_span_days=365)
+HAND_CPM = CpmConfig(
+    lapse_factor=2,
+    lapse_floor_days=180,
+    active_min_orders=4,
+    stable_sales=100,
+    loyal_sales=500,
+    loyal_min_span_days=365,
+)
 
 
 def _cpm_customers() -> pd.DataFrame:
@@ -205,8 +234,13 @@ def test_one_hand_made_customer_per_cpm_group():
 
 def test_lapse_is_relative_to_the_customers_own_rhythm():
     m = pd.DataFrame(
-        {"orders": [3, 3, 3, 1, 1], "total_sales": [10.0] * 5, "span_days": [300, 300, 300, 0, 0],
-         "inactivity_days": [250, 301, 180, 180, 181], "median_gap_days": [150.0, 150.0, 10.0, np.nan, np.nan]},
+        {
+            "orders": [3, 3, 3, 1, 1],
+            "total_sales": [10.0] * 5,
+            "span_days": [300, 300, 300, 0, 0],
+            "inactivity_days": [250, 301, 180, 180, 181],
+            "median_gap_days": [150.0, 150.0, 10.0, np.nan, np.nan],
+        },
         index=list("abcde"),
     )
     # a: 250 <= 2 x 150; b: 301 > 300; c: exactly the floor is not past it; d, e: one order, the floor alone
@@ -215,8 +249,13 @@ def test_lapse_is_relative_to_the_customers_own_rhythm():
 
 def test_a_one_order_big_spender_is_new_and_a_long_span_needs_the_loyal_amount():
     m = pd.DataFrame(
-        {"orders": [1, 2, 2], "total_sales": [10_000.0, 300.0, 300.0], "span_days": [0, 400, 364],
-         "inactivity_days": [5, 5, 5], "median_gap_days": [np.nan, 400.0, 364.0]},
+        {
+            "orders": [1, 2, 2],
+            "total_sales": [10_000.0, 300.0, 300.0],
+            "span_days": [0, 400, 364],
+            "inactivity_days": [5, 5, 5],
+            "median_gap_days": [np.nan, 400.0, 364.0],
+        },
         index=list("abc"),
     )
     # b: long span, below loyal_sales, above stable_sales but not in a short time: somewhat active
@@ -225,8 +264,10 @@ def test_a_one_order_big_spender_is_new_and_a_long_span_needs_the_loyal_amount()
 
 def test_default_sales_thresholds_are_quantiles_of_total_sales():
     m = _cpm_customers()
-    assert cpm_thresholds(m) == {"stable_sales": m["total_sales"].quantile(0.75),
-                                 "loyal_sales": m["total_sales"].quantile(0.75)}
+    assert cpm_thresholds(m) == {
+        "stable_sales": m["total_sales"].quantile(0.75),
+        "loyal_sales": m["total_sales"].quantile(0.75),
+    }
     assert cpm_thresholds(m, CpmConfig(loyal_sales=1.0, stable_sales_quantile=0.5))["stable_sales"] == 80.0
 
 
@@ -249,8 +290,13 @@ def _measures(draw):
     inactivity = draw(st.lists(st.integers(0, 900), min_size=n, max_size=n))
     one = orders == 1
     return pd.DataFrame(
-        {"orders": orders, "total_sales": sales, "span_days": np.where(one, 0, span),
-         "inactivity_days": inactivity, "median_gap_days": np.where(one, np.nan, gap)},
+        {
+            "orders": orders,
+            "total_sales": sales,
+            "span_days": np.where(one, 0, span),
+            "inactivity_days": inactivity,
+            "median_gap_days": np.where(one, np.nan, gap),
+        },
         index=[f"c{i}" for i in range(n)],
     )
 
@@ -279,7 +325,11 @@ def test_every_customer_lands_in_exactly_one_cpm_group(measures, cfg):
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 3), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=60))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(0, 3), st.floats(0, 100, allow_nan=False)), min_size=1, max_size=60
+    )
+)
 def test_every_rfm_score_maps_to_a_segment_and_ties_score_alike(rows):
     recency, frequency, monetary = (np.array(c) for c in zip(*rows))
     rfm = rfm_scores(recency, frequency, monetary)
@@ -417,7 +467,10 @@ def test_load_interactions(tmp_path):
     [
         ("customer_id,date\n1,2020-01-01\n", "missing column 'channel'; the columns are customer_id, date"),
         ("customer_id,date,channel\n1,yesterday,web\n", "column 'date' has 1 unparseable timestamps; first at line 2"),
-        ("customer_id,date,channel\n1,2020-01-01,web\n,2020-01-02,web\n", "column 'customer_id' has 1 missing ids; first at line 3"),
+        (
+            "customer_id,date,channel\n1,2020-01-01,web\n,2020-01-02,web\n",
+            "column 'customer_id' has 1 missing ids; first at line 3",
+        ),
         ("customer_id,date,channel\n", "no data rows"),
     ],
 )
@@ -442,8 +495,12 @@ def test_interactions_loader_errors_without_a_file(tmp_path):
 def _retention_log() -> pd.DataFrame:
     return _log(
         [
-            ("a", "2020-01-05", 10.0), ("a", "2020-02-10", 20.0), ("a", "2020-03-15", 30.0),
-            ("b", "2020-01-20", 40.0), ("b", "2020-01-25", 60.0), ("b", "2020-03-01", 50.0),
+            ("a", "2020-01-05", 10.0),
+            ("a", "2020-02-10", 20.0),
+            ("a", "2020-03-15", 30.0),
+            ("b", "2020-01-20", 40.0),
+            ("b", "2020-01-25", 60.0),
+            ("b", "2020-03-01", 50.0),
             ("c", "2020-02-03", 100.0),
             ("d", "2020-05-01", 25.0),  # after an empty April
         ]
@@ -505,8 +562,12 @@ def test_segment_table_by_hand():
     assert table["mean_clv"].tolist() == pytest.approx([30.0, 45.0, 0.0])
     assert table["mean_churn_probability"].tolist() == pytest.approx([0.55, 1.4 / 3, 0.7])
     assert table["revenue_share"].tolist() == pytest.approx([100 / 400, 250 / 400, 50 / 400])
-    by_total = segment_table(_predictions().drop(columns="churn_probability"), attributes, "region",
-                             revenue=pd.Series([1.0, 1.0, 1.0, 1.0], index=list("abcd")))
+    by_total = segment_table(
+        _predictions().drop(columns="churn_probability"),
+        attributes,
+        "region",
+        revenue=pd.Series([1.0, 1.0, 1.0, 1.0], index=list("abcd")),
+    )
     assert "mean_churn_probability" not in by_total.columns
     assert by_total["revenue_share"].tolist() == pytest.approx([0.5, 0.5, 0.0])
     with pytest.raises(CrmvalueError, match="no attribute column 'age'"):
@@ -514,8 +575,10 @@ def test_segment_table_by_hand():
 
 
 def test_a_numeric_attribute_is_cut_into_quartiles_in_order():
-    predictions = pd.DataFrame({"frequency": np.arange(12.0), "clv": 1.0, "current_value": 1.0},
-                               index=pd.Index([f"c{i:02d}" for i in range(12)], name="customer_id"))
+    predictions = pd.DataFrame(
+        {"frequency": np.arange(12.0), "clv": 1.0, "current_value": 1.0},
+        index=pd.Index([f"c{i:02d}" for i in range(12)], name="customer_id"),
+    )
     attributes = pd.DataFrame({"age": [95, 96, 97, 98, 99, 100, 101, 102, 103, 104, 105, 106]}, index=predictions.index)
     table = segment_table(predictions, attributes, "age", max_levels=10)
     assert table["customers"].tolist() == [3, 3, 3, 3]
@@ -586,10 +649,18 @@ def test_customers_who_last_bought_on_the_same_day_share_r_in_weeks(cdnow_sample
 
 
 def test_segment_table_counts_a_segment_spanning_two_rules_once():
-    rules = [{"name": "good", "r": [4, 5]}, {"name": "good", "r": [3, 3], "f": [3, 5]},
-             {"name": "rest", "r": [3, 3], "f": [1, 2]}, {"name": "rest", "r": [1, 2]}]
-    rfm = an.rfm_scores(pd.Series([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]), pd.Series(np.arange(10.0)),
-                        pd.Series(np.arange(10.0)), [an.RfmSegmentRule(**r) for r in rules])
+    rules = [
+        {"name": "good", "r": [4, 5]},
+        {"name": "good", "r": [3, 3], "f": [3, 5]},
+        {"name": "rest", "r": [3, 3], "f": [1, 2]},
+        {"name": "rest", "r": [1, 2]},
+    ]
+    rfm = an.rfm_scores(
+        pd.Series([1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10]),
+        pd.Series(np.arange(10.0)),
+        pd.Series(np.arange(10.0)),
+        [an.RfmSegmentRule(**r) for r in rules],
+    )
     table = an.rfm_segment_table(rfm, [an.RfmSegmentRule(**r) for r in rules])
     assert list(table.index) == ["good", "rest"] and table["customers"].sum() == 10
     assert table["share"].sum() == pytest.approx(1.0)
@@ -613,7 +684,11 @@ def test_retention_tables_from_shared_customer_periods_equal_those_from_transact
 
     for period in ("M", "Q"):
         periods = customer_periods(cdnow_sample, period, "1998-06-30")
-        pd.testing.assert_frame_equal(retention_table(periods, period), retention_table(cdnow_sample, period, "1998-06-30"))
-        pd.testing.assert_frame_equal(cohort_retention(periods, period), cohort_retention(cdnow_sample, period, "1998-06-30"))
+        pd.testing.assert_frame_equal(
+            retention_table(periods, period), retention_table(cdnow_sample, period, "1998-06-30")
+        )
+        pd.testing.assert_frame_equal(
+            cohort_retention(periods, period), cohort_retention(cdnow_sample, period, "1998-06-30")
+        )
     with pytest.raises(CrmvalueError, match="by 'Q', not 'M'"):
         retention_table(periods, "M")

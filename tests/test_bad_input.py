@@ -18,9 +18,9 @@ import os
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -90,6 +90,7 @@ def test_the_good_rows_load(tmp_path):
 # --------------------------------------------------------------------------------------------
 # through the console script
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class CliCase:
@@ -315,7 +316,9 @@ def test_empty_file(tmp_path):
     assert error_of(path) == f"{path}: the file is empty"
 
 
-@pytest.mark.parametrize("content", [HEADER, HEADER + "\n", HEADER + "\n\n\n"], ids=["no-newline", "newline", "blank-lines"])
+@pytest.mark.parametrize(
+    "content", [HEADER, HEADER + "\n", HEADER + "\n\n\n"], ids=["no-newline", "newline", "blank-lines"]
+)
 def test_header_only_file(tmp_path, content):
     path = tmp_path / "tx.csv"
     path.write_text(content)
@@ -324,7 +327,9 @@ def test_header_only_file(tmp_path, content):
 
 def test_header_only_parquet(tmp_path):
     path = tmp_path / "tx.parquet"
-    pd.DataFrame({"customer_id": pd.Series([], dtype=str), "date": pd.Series([], dtype=str), "amount": []}).to_parquet(path)
+    pd.DataFrame({"customer_id": pd.Series([], dtype=str), "date": pd.Series([], dtype=str), "amount": []}).to_parquet(
+        path
+    )
     assert error_of(path) == f"{path}: the file has no data rows"
 
 
@@ -378,7 +383,9 @@ def test_missing_column_in_parquet_and_dataframe(tmp_path):
     path = tmp_path / "tx.parquet"
     frame.to_parquet(path)
     assert "missing column 'customer_id'; the columns are 'cust', 'date', 'amount'" in error_of(path)
-    assert error_of(frame).startswith("DataFrame: missing column 'customer_id'; the columns are 'cust', 'date', 'amount'")
+    assert error_of(frame).startswith(
+        "DataFrame: missing column 'customer_id'; the columns are 'cust', 'date', 'amount'"
+    )
 
 
 def test_duplicated_column_in_dataframe():
@@ -394,7 +401,11 @@ def test_duplicated_column_in_dataframe():
 def test_unparseable_timestamps_count_and_first_line(tmp_path):
     path = tmp_path / "tx.csv"
     path.write_text(
-        csv_text(replace_rows({6: ("C03", "2021-04-31", "100.00"), 8: ("D04", "yesterday", "5.00"), 13: ("F06", "", "15.00")}))
+        csv_text(
+            replace_rows(
+                {6: ("C03", "2021-04-31", "100.00"), 8: ("D04", "yesterday", "5.00"), 13: ("F06", "", "15.00")}
+            )
+        )
     )
     message = error_of(path)
     assert message == (
@@ -405,7 +416,9 @@ def test_unparseable_timestamps_count_and_first_line(tmp_path):
 def test_missing_timestamp_says_missing(tmp_path):
     path = tmp_path / "tx.csv"
     path.write_text(csv_text(replace_rows({1: ("A01", "", "40.50")})))
-    assert error_of(path).endswith("has 1 unparseable timestamps; first at line 3, which is missing (set --date-format)")
+    assert error_of(path).endswith(
+        "has 1 unparseable timestamps; first at line 3, which is missing (set --date-format)"
+    )
 
 
 def test_timestamps_against_a_format(tmp_path):
@@ -427,7 +440,11 @@ def test_a_renamed_column_is_named_in_value_errors(tmp_path):
 def test_non_numeric_and_missing_amounts_count_and_first_line(tmp_path):
     path = tmp_path / "tx.csv"
     path.write_text(
-        csv_text(replace_rows({5: ("B02", "2021-11-30", "29,90"), 9: ("D04", "2021-05-05", ""), 12: ("E05", "2021-03-03", "$33")}))
+        csv_text(
+            replace_rows(
+                {5: ("B02", "2021-11-30", "29,90"), 9: ("D04", "2021-05-05", ""), 12: ("E05", "2021-03-03", "$33")}
+            )
+        )
     )
     # "29,90" splits into an extra field, so quote it the way a spreadsheet would
     path.write_text(path.read_text().replace("29,90", '"29,90"'))
@@ -437,11 +454,15 @@ def test_non_numeric_and_missing_amounts_count_and_first_line(tmp_path):
     )
 
 
-@pytest.mark.parametrize("value, shown", [("", "is missing"), ("nan", "is 'nan'"), ("inf", "is 'inf'"), ("-Infinity", "is '-Infinity'")])
+@pytest.mark.parametrize(
+    "value, shown", [("", "is missing"), ("nan", "is 'nan'"), ("inf", "is 'inf'"), ("-Infinity", "is '-Infinity'")]
+)
 def test_amounts_that_are_not_finite_numbers(tmp_path, value, shown):
     path = tmp_path / "tx.csv"
     path.write_text(csv_text(replace_rows({2: ("A01", "2021-08-02", value)})))
-    assert error_of(path).endswith(f"column 'amount' has 1 missing or non-numeric values; first at line 4, which {shown}")
+    assert error_of(path).endswith(
+        f"column 'amount' has 1 missing or non-numeric values; first at line 4, which {shown}"
+    )
 
 
 def test_missing_customer_ids(tmp_path):
@@ -470,14 +491,19 @@ def test_line_numbers_count_blank_lines_and_quoted_line_breaks(tmp_path):
             ]
         )
     )
-    assert error_of(path) == f"{path}: column 'amount' has 1 missing or non-numeric values; first at line 8, which is 'lots'"
+    assert (
+        error_of(path)
+        == f"{path}: column 'amount' has 1 missing or non-numeric values; first at line 8, which is 'lots'"
+    )
 
 
 def test_line_numbers_in_a_compressed_tsv(tmp_path):
     path = tmp_path / "tx.tsv.gz"
     path.write_bytes(gzip.compress(("\n" + csv_text(replace_rows({3: ("B02", "2021-02-11", "x")}), sep="\t")).encode()))
     # one leading blank line, then the header: data row 3 is on line 6
-    assert error_of(path) == f"{path}: column 'amount' has 1 missing or non-numeric values; first at line 6, which is 'x'"
+    assert (
+        error_of(path) == f"{path}: column 'amount' has 1 missing or non-numeric values; first at line 6, which is 'x'"
+    )
 
 
 def test_line_numbers_in_a_zipped_csv(tmp_path):
@@ -489,14 +515,20 @@ def test_line_numbers_in_a_zipped_csv(tmp_path):
 
 def test_parquet_rows_are_counted_not_called_lines(tmp_path):
     path = tmp_path / "tx.parquet"
-    pd.DataFrame(replace_rows({4: ("B02", "2021-02-28", "?")}), columns=["customer_id", "date", "amount"]).to_parquet(path)
+    pd.DataFrame(replace_rows({4: ("B02", "2021-02-28", "?")}), columns=["customer_id", "date", "amount"]).to_parquet(
+        path
+    )
     message = error_of(path)
-    assert "column 'amount' has 1 missing or non-numeric values; first at row 4 (counting from 0), which is '?'" in message
+    assert (
+        "column 'amount' has 1 missing or non-numeric values; first at row 4 (counting from 0), which is '?'" in message
+    )
     assert "line" not in message
 
 
 def test_dataframe_rows_name_the_position_and_the_index():
-    frame = pd.DataFrame(GOOD_ROWS, columns=["customer_id", "date", "amount"], index=[f"r{i}" for i in range(len(GOOD_ROWS))])
+    frame = pd.DataFrame(
+        GOOD_ROWS, columns=["customer_id", "date", "amount"], index=[f"r{i}" for i in range(len(GOOD_ROWS))]
+    )
     frame.loc["r5", "date"] = "not a date"
     assert error_of(frame) == (
         "DataFrame: column 'date' has 1 unparseable timestamps; first at row 5 (index 'r5'), "

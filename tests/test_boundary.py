@@ -38,15 +38,18 @@ from crmvalue.models.objective import FitAttempt, NewtonObjective, not_interior
 from crmvalue.models.uncertainty import bootstrap_intervals
 from crmvalue.simulate import simulate_bgnbd_summary
 
-HEAVY = pd.DataFrame({  # heavy buyers (thousands of purchases), one-time buyers and tiny/huge spend
-    "frequency": [150.0, 400.0, 800.0, 1500.0, 3000.0, 5000.0, 0.0, 1.0],
-    "recency": [70.0, 77.9, 40.0, 78.0, 10.0, 300.0, 0.0, 1.0],
-    "T": [78.0, 78.0, 78.0, 78.0, 300.0, 300.0, 5.0, 300.0],
-    "monetary_value": [10.0, 20.0, 30.0, 40.0, 50.0, 1e6, 0.0, 1e-3],
-})
+HEAVY = pd.DataFrame(
+    {  # heavy buyers (thousands of purchases), one-time buyers and tiny/huge spend
+        "frequency": [150.0, 400.0, 800.0, 1500.0, 3000.0, 5000.0, 0.0, 1.0],
+        "recency": [70.0, 77.9, 40.0, 78.0, 10.0, 300.0, 0.0, 1.0],
+        "T": [78.0, 78.0, 78.0, 78.0, 300.0, 300.0, 5.0, 300.0],
+        "monetary_value": [10.0, 20.0, 30.0, 40.0, 50.0, 1e6, 0.0, 1e-3],
+    }
+)
 
 
 # --- the data of each boundary case -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def no_dropout_in_calibration() -> pd.DataFrame:
@@ -108,6 +111,7 @@ PURCHASE_CASES = {  # case: (expected boundary_, expected penalizer_used_)
 
 # --- the guard: no non-finite number reaches scipy's linear algebra -------------------------------------
 
+
 class _Quadratic(NewtonObjective):
     def _evaluate(self, theta):
         if theta[0] > 5:
@@ -149,6 +153,7 @@ def test_a_converged_fit_with_an_absurd_standard_error_is_a_boundary():
 
 
 # --- purchase models ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("case", list(PURCHASE_CASES))
 def test_a_boundary_fit_ends_with_a_warning_and_finite_predictions(case, request):
@@ -226,6 +231,7 @@ def test_an_interior_fit_is_unchanged(sample_summary):
 
 def test_expected_purchases_are_finite_and_continuous_at_a_equal_1():
     """BG/NBD's (1 - G)/(a - 1) is 0/0 at a = 1, where a ridge fit without dropout information lands."""
+
     def oracle(a):
         mpmath.mp.dps = 60
         a = mpmath.mpf(a) if a != 1.0 else mpmath.mpf(1) + mpmath.mpf("1e-40")  # the limit at a = 1
@@ -250,6 +256,7 @@ def test_pareto_expected_purchases_are_finite_at_s_equal_1():
 
 def test_no_fit_raises_anything_but_a_one_line_error(monkeypatch):
     """An optimiser that raises (here scipy's own error on a non-finite Hessian) is a fit that did not converge."""
+
     def broken(*args, **kwargs):
         raise ValueError("array must not contain infs or NaNs")
 
@@ -354,8 +361,14 @@ def test_no_repeat_buyer_needs_the_mean_spend_to_fall_back_on():
 
 
 def test_value_models_saved_with_gamma_gamma_parameters_load_as_before():
-    saved = {"purchase_model": "bgnbd", "purchase_params": {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4},
-             "gamma_gamma": {"p": 6.25, "q": 3.74, "v": 15.44}, "time_unit": "weeks", "horizon_days": 90,
-             "clv_months": 12, "discount_rate": 0.01}
+    saved = {
+        "purchase_model": "bgnbd",
+        "purchase_params": {"r": 0.24, "alpha": 4.4, "a": 0.79, "b": 2.4},
+        "gamma_gamma": {"p": 6.25, "q": 3.74, "v": 15.44},
+        "time_unit": "weeks",
+        "horizon_days": 90,
+        "clv_months": 12,
+        "discount_rate": 0.01,
+    }
     model = ValueModel.from_dict(saved)
     assert model.gamma_gamma == GammaGammaParams(6.25, 3.74, 15.44) and model.to_dict() == saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulated_transactions
 from sklearn.base import clone
 
 from crmvalue import churn
@@ -14,8 +15,6 @@ from crmvalue.errors import CrmvalueError
 from crmvalue.features import rfm_summary
 from crmvalue.models import BetaGeoParams, GammaGammaParams
 from crmvalue.simulate import simulate_transactions
-
-from conftest import simulated_transactions
 
 DAILY = BetaGeoParams(r=0.25, alpha=28.0, a=0.8, b=2.5)  # CDNOW-like rates, per day
 
@@ -31,14 +30,22 @@ def test_no_purchase_probability_matches_simulation():
     must give the share who then buy nothing in the horizon, overall and by repeat count.
     """
     cutoff, horizon = pd.Timestamp("2020-12-31"), 90
-    tx = simulate_transactions(50_000, DAILY, GammaGammaParams(6.0, 4.0, 15.0), start="2020-01-01",
-                               end=str((cutoff + pd.Timedelta(days=horizon)).date()), acquisition_days=90, seed=11)
+    tx = simulate_transactions(
+        50_000,
+        DAILY,
+        GammaGammaParams(6.0, 4.0, 15.0),
+        start="2020-01-01",
+        end=str((cutoff + pd.Timedelta(days=horizon)).date()),
+        acquisition_days=90,
+        seed=11,
+    )
     summary = rfm_summary(tx, cutoff, "days")
     later = tx[tx["date"].dt.normalize() > cutoff]
     silent = ~summary.index.isin(later["customer_id"].unique())
     # a customer first seen at the start of a day has been observed to the *end* of the cut-off day
-    predicted = churn.bgnbd_no_purchase_probability(DAILY, horizon, summary["frequency"], summary["recency"],
-                                                    summary["T"] + 1)
+    predicted = churn.bgnbd_no_purchase_probability(
+        DAILY, horizon, summary["frequency"], summary["recency"], summary["T"] + 1
+    )
     assert predicted.mean() == pytest.approx(silent.mean(), abs=0.005)
     groups = np.minimum(summary["frequency"].to_numpy(), 4)
     for x in range(5):
@@ -66,7 +73,9 @@ def test_no_purchase_probability_limits():
 @pytest.fixture
 def tiny_log():
     rows = [
-        ("A", "2020-01-01", 10.0, 1), ("A", "2020-01-11", 20.0, 2), ("A", "2020-01-31", 30.0, 1),
+        ("A", "2020-01-01", 10.0, 1),
+        ("A", "2020-01-11", 20.0, 2),
+        ("A", "2020-01-31", 30.0, 1),
         ("A", "2020-01-31", 5.0, 1),  # same day: one purchase day of 35
         ("A", "2020-03-15", 40.0, 4),  # after the cut-off: the label
         ("B", "2020-01-20", 50.0, 1),
@@ -102,8 +111,13 @@ def _with_quantity_and_attributes(n_customers=600, seed=5):
     rng = np.random.default_rng(seed)
     tx["quantity"] = rng.integers(1, 5, len(tx)).astype(float)
     ids = sorted(tx["customer_id"].unique())
-    table = pd.DataFrame({"customer_id": ids, "region": rng.choice(["north", "south", "east"], len(ids)),
-                          "age": rng.integers(18, 80, len(ids))})
+    table = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "region": rng.choice(["north", "south", "east"], len(ids)),
+            "age": rng.integers(18, 80, len(ids)),
+        }
+    )
     return tx, load_customer_attributes(table)
 
 
@@ -117,9 +131,15 @@ def test_features_see_nothing_after_their_cutoff():
     assert {"quantity_total", "quantity_per_purchase", "attr_region", "attr_age", "p_alive"} <= set(features)
     # rewrite everything after the cut-off: drop half of it, multiply the rest, add a stranger
     later = tx["date"].dt.normalize() > cutoff
-    changed = pd.concat([tx[~later], tx[later].iloc[::2].assign(amount=lambda d: d["amount"] * 3, quantity=9.0),
-                         pd.DataFrame({"customer_id": ["NEW"], "date": [cutoff + pd.Timedelta(days=1)],
-                                       "amount": [1.0], "quantity": [1.0]})])
+    changed = pd.concat(
+        [
+            tx[~later],
+            tx[later].iloc[::2].assign(amount=lambda d: d["amount"] * 3, quantity=9.0),
+            pd.DataFrame(
+                {"customer_id": ["NEW"], "date": [cutoff + pd.Timedelta(days=1)], "amount": [1.0], "quantity": [1.0]}
+            ),
+        ]
+    )
     again = churn.feature_rows(churn.prepare(changed, "2021-12-31", attributes), cutoff, 90, "days")
     pd.testing.assert_frame_equal(rows[features], again[features])
     assert not rows["churn"].equals(again["churn"])  # the labels did see the change
@@ -130,7 +150,7 @@ def test_labels_see_nothing_before_their_window():
     cutoff = pd.Timestamp("2021-03-31")
     rows = churn.feature_rows(churn.prepare(tx, "2021-12-31"), cutoff, 90, "days")
     # purchases after the label window or on/before the cut-off do not make a label 0
-    outside = (tx["date"].dt.normalize() > cutoff + pd.Timedelta(days=90))
+    outside = tx["date"].dt.normalize() > cutoff + pd.Timedelta(days=90)
     without_later = churn.feature_rows(churn.prepare(tx[~outside], "2021-12-31"), cutoff, 90, "days")
     pd.testing.assert_series_equal(rows["churn"], without_later["churn"])
     bought = tx.loc[(tx["date"].dt.normalize() > cutoff) & ~outside, "customer_id"].unique()
@@ -229,14 +249,22 @@ def test_estimator_is_scikit_learn_style(evaluated):
 def test_isotonic_calibration_and_its_state():
     tx = simulated_transactions(n_customers=1500, seed=4)
     data = churn.prepare(tx, "2021-12-31")
-    result = churn.evaluate_churn(data, "2021-06-30", "2021-12-31", ChurnConfig(calibration="isotonic"), 90, "days", 0.0)
+    result = churn.evaluate_churn(
+        data, "2021-06-30", "2021-12-31", ChurnConfig(calibration="isotonic"), 90, "days", 0.0
+    )
     state = result.model.calibration_state()
     raw = result.test["score_churn_uncalibrated"].to_numpy()
     np.testing.assert_allclose(np.interp(raw, state["x"], state["y"]), result.scores["churn"], atol=1e-12)
 
 
 def test_risk_bands():
-    assert list(churn.churn_risk([0.95, 0.8, 0.79, 0.5, 0.1], high=0.8, medium=0.5)) == ["high", "high", "medium", "medium", "low"]
+    assert list(churn.churn_risk([0.95, 0.8, 0.79, 0.5, 0.1], high=0.8, medium=0.5)) == [
+        "high",
+        "high",
+        "medium",
+        "medium",
+        "low",
+    ]
 
 
 # --------------------------------------------------------------------------- input problems
@@ -246,12 +274,16 @@ def test_too_little_history_names_the_remedy():
     tx = simulated_transactions(n_customers=300, seed=1)
     tx = tx[tx["date"] < "2020-06-01"]
     data = churn.prepare(tx, "2020-05-31")
-    with pytest.raises(CrmvalueError, match=r"needs 180 days of data up to 2020-03-31 .* the data have 90 .* --no-churn") as caught:
+    with pytest.raises(
+        CrmvalueError, match=r"needs 180 days of data up to 2020-03-31 .* the data have 90 .* --no-churn"
+    ) as caught:
         churn.evaluate_churn(data, "2020-03-31", "2020-05-31", ChurnConfig(), 60, "days", 0.0)
     # valid data the protocol cannot use: churn.enabled auto skips the stage with this reason
     assert isinstance(caught.value, churn.ChurnNotEstimable)
-    assert caught.value.reason == ("the data have 90 days from 2020-01-01 to the calibration end 2020-03-31, the churn "
-                                   "protocol needs 180 (2 x 60-day horizon + min_history_days 60)")
+    assert caught.value.reason == (
+        "the data have 90 days from 2020-01-01 to the calibration end 2020-03-31, the churn "
+        "protocol needs 180 (2 x 60-day horizon + min_history_days 60)"
+    )
     churn.check_history("2020-01-01", "2020-06-29", 60, 60)  # exactly enough
     with pytest.raises(CrmvalueError, match="needs 180 days"):
         churn.check_history("2020-01-01", "2020-06-28", 60, 60)
@@ -263,12 +295,15 @@ def test_a_test_window_past_the_observation_end_is_refused():
         churn.evaluate_churn(data, "2021-11-30", "2021-12-31", ChurnConfig(), 90, "days", 0.0)
 
 
-@pytest.mark.parametrize("error", [
-    ValueError("array must not contain infs or NaNs"),  # trust-exact on SkylakeX, as the issue saw it
-    np.linalg.LinAlgError("Singular matrix"),
-    FloatingPointError("overflow encountered in exp"),
-    CrmvalueError("BG/NBD did not converge"),
-])
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("array must not contain infs or NaNs"),  # trust-exact on SkylakeX, as the issue saw it
+        np.linalg.LinAlgError("Singular matrix"),
+        FloatingPointError("overflow encountered in exp"),
+        CrmvalueError("BG/NBD did not converge"),
+    ],
+)
 def test_a_failed_bgnbd_feature_fit_leaves_the_features_missing(monkeypatch, caplog, error):
     """Whatever the BG/NBD fit at a cut-off raises, the churn features it gives are left missing, as designed."""
     data = churn.prepare(simulated_transactions(n_customers=300, seed=1), "2021-12-31")
@@ -282,7 +317,9 @@ def test_a_failed_bgnbd_feature_fit_leaves_the_features_missing(monkeypatch, cap
         assert churn.bgnbd_params_at(data, "2021-06-30", "days") == churn.NO_BGNBD
     assert rows[["p_alive", "expected_purchases", "bgnbd_no_purchase"]].isna().all().all()
     assert rows.attrs["bgnbd_params"] is None and rows["frequency"].notna().all()
-    assert [r.getMessage() for r in caplog.records] == [f"cut-off 2021-06-30: BG/NBD features left missing ({error})"] * 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"cut-off 2021-06-30: BG/NBD features left missing ({error})"
+    ] * 2
 
 
 def test_the_early_cdnow_sample_cutoff_of_the_issue_does_not_raise(cdnow_sample):
@@ -299,13 +336,20 @@ def test_customer_attributes_join_by_id_and_stay_categorical(tmp_path):
     tx = simulated_transactions(n_customers=800, seed=6)
     ids = sorted(tx["customer_id"].unique())
     rng = np.random.default_rng(0)
-    table = pd.DataFrame({"customer_id": ids, "region": rng.choice(["north", "south", "east"], len(ids)),
-                          "age": rng.integers(18, 80, len(ids)).astype(str)})
+    table = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "region": rng.choice(["north", "south", "east"], len(ids)),
+            "age": rng.integers(18, 80, len(ids)).astype(str),
+        }
+    )
     table.iloc[:5, 1] = None
     table.to_csv(tmp_path / "customers.csv", index=False)
     attributes = load_customer_attributes(tmp_path / "customers.csv")
     assert attributes["region"].dtype == "category" and attributes["age"].dtype == float
-    assert attributes.loc[ids[7], "region"] == table.loc[7, "region"] and attributes.loc[ids[7], "age"] == float(table.loc[7, "age"])
+    assert attributes.loc[ids[7], "region"] == table.loc[7, "region"] and attributes.loc[ids[7], "age"] == float(
+        table.loc[7, "age"]
+    )
     assert attributes["region"].isna().sum() == 5 and attributes["age"].notna().all()
     data = churn.prepare(tx, "2021-12-31", attributes)
     assert data.categories == {"attr_region": ["east", "north", "south"]}
@@ -323,11 +367,14 @@ def test_customer_attributes_join_by_id_and_stay_categorical(tmp_path):
     assert infos["attr_age"]["values"] == []  # a numeric feature has a range, not values
 
 
-@pytest.mark.parametrize("table, message", [
-    (pd.DataFrame({"id": ["1", "2"], "x": [1, 2]}), "no customer id column 'customer_id'; the columns are id, x"),
-    (pd.DataFrame({"customer_id": ["1", "2", "1"], "x": [1, 2, 3]}), "repeats the id '1' at row 2"),
-    (pd.DataFrame({"customer_id": ["1", "2"]}), "no attribute columns"),
-])
+@pytest.mark.parametrize(
+    "table, message",
+    [
+        (pd.DataFrame({"id": ["1", "2"], "x": [1, 2]}), "no customer id column 'customer_id'; the columns are id, x"),
+        (pd.DataFrame({"customer_id": ["1", "2", "1"], "x": [1, 2, 3]}), "repeats the id '1' at row 2"),
+        (pd.DataFrame({"customer_id": ["1", "2"]}), "no attribute columns"),
+    ],
+)
 def test_bad_customer_tables(table, message):
     with pytest.raises(CrmvalueError, match=message):
         load_customer_attributes(table)
@@ -398,8 +445,12 @@ def test_the_gate_judges_every_scorer_on_held_out_rows_no_calibration_saw(evalua
     assert items["churn.held_out.brier"] == gate.metrics["lightgbm"]["brier"]
     assert items["baseline.recency.held_out.roc_auc"] == gate.metrics["recency"]["roc_auc"]
     # the live scorer scores through one function, whichever it is
-    live = churn.live_probability(valid, gate.scorer, gate.baseline_calibration,
-                                  lambda r: result.model.predict_proba(r[list(result.model.feature_names_in_)])[:, 1])
+    live = churn.live_probability(
+        valid,
+        gate.scorer,
+        gate.baseline_calibration,
+        lambda r: result.model.predict_proba(r[list(result.model.feature_names_in_)])[:, 1],
+    )
     expected = lightgbm if gate.scorer == "lightgbm" else churn.baseline_probability(valid, gate.baseline_calibration)
     np.testing.assert_array_equal(live, expected)
 
@@ -449,7 +500,9 @@ def test_scoring_in_chunks_does_not_depend_on_the_chunk_size(evaluated):
     ids, scores, example = churn.score_in_chunks(data, "2021-12-31", 90, "days", params, predict, chunk_customers=10**9)
     np.testing.assert_array_equal(ids, whole["customer_id"].to_numpy())
     np.testing.assert_array_equal(scores, predict(whole))
-    chunked_ids, chunked, _ = churn.score_in_chunks(data, "2021-12-31", 90, "days", params, predict, chunk_customers=451)
+    chunked_ids, chunked, _ = churn.score_in_chunks(
+        data, "2021-12-31", 90, "days", params, predict, chunk_customers=451
+    )
     np.testing.assert_array_equal(chunked_ids, ids)
     np.testing.assert_array_equal(chunked, scores)
     assert len(example) == 5

@@ -14,13 +14,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from conftest import simulated_transactions
 
 from crmvalue import export as ex
 from crmvalue.customer_days import customer_days
 from crmvalue.io import DATE_COLUMNS, INTEGER_COLUMNS, MONEY_COLUMNS, write_table
 from crmvalue.pipeline import CRM_COLUMNS, EXPORT_COLUMNS, with_crm_columns
-
-from conftest import simulated_transactions
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 
@@ -34,15 +33,24 @@ def test_the_columns_follow_customer_id():
 def _log() -> pd.DataFrame:
     rows = [
         # a: two rows on one day (one purchase day), a return on a day of its own, a later purchase
-        ("a", "2021-01-01", 10.0), ("a", "2021-01-01", 5.0), ("a", "2021-01-05", -4.0), ("a", "2021-01-10", 20.0),
+        ("a", "2021-01-01", 10.0),
+        ("a", "2021-01-01", 5.0),
+        ("a", "2021-01-05", -4.0),
+        ("a", "2021-01-10", 20.0),
         # b: a purchase, then a day that holds a return and still nets above 0 (a purchase day)
-        ("b", "2021-01-03", 30.0), ("b", "2021-01-08", 12.0), ("b", "2021-01-08", -2.0),
+        ("b", "2021-01-03", 30.0),
+        ("b", "2021-01-08", 12.0),
+        ("b", "2021-01-08", -2.0),
         # c: a day cancelled by a return (nets to 0, not a purchase), then one purchase
-        ("c", "2021-01-02", 7.0), ("c", "2021-01-02", -7.0), ("c", "2021-01-06", 3.333),
+        ("c", "2021-01-02", 7.0),
+        ("c", "2021-01-02", -7.0),
+        ("c", "2021-01-06", 3.333),
         # d: its only day nets to <= 0: no purchase day, not exported
-        ("d", "2021-01-04", 5.0), ("d", "2021-01-04", -6.0),
+        ("d", "2021-01-04", 5.0),
+        ("d", "2021-01-04", -6.0),
         # e: a purchase after the observation end does not count
-        ("e", "2021-01-02", 1.0), ("e", "2021-02-01", 100.0),
+        ("e", "2021-01-02", 1.0),
+        ("e", "2021-02-01", 100.0),
     ]
     frame = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
     frame["date"] = pd.to_datetime(frame["date"])
@@ -60,9 +68,17 @@ def test_the_columns_by_hand():
     # the whole history's net revenue to the end, returns on a day of their own included
     assert got["revenue"].to_dict() == pytest.approx({"a": 31.0, "b": 40.0, "c": 3.333, "e": 1.0})
     assert got["first_purchase"].dt.strftime("%Y-%m-%d").to_dict() == {
-        "a": "2021-01-01", "b": "2021-01-03", "c": "2021-01-06", "e": "2021-01-02"}
+        "a": "2021-01-01",
+        "b": "2021-01-03",
+        "c": "2021-01-06",
+        "e": "2021-01-02",
+    }
     assert got["last_purchase"].dt.strftime("%Y-%m-%d").to_dict() == {
-        "a": "2021-01-10", "b": "2021-01-08", "c": "2021-01-06", "e": "2021-01-02"}
+        "a": "2021-01-10",
+        "b": "2021-01-08",
+        "c": "2021-01-06",
+        "e": "2021-01-02",
+    }
     assert got["tenure_days"].to_dict() == {"a": 19, "b": 17, "c": 14, "e": 18}
     # one computation: the analyses' measures are the ones the columns come from
     assert (measures["orders"].to_numpy() == got["orders"].to_numpy()).all()
@@ -75,10 +91,18 @@ def test_a_customer_without_a_purchase_day_is_refused():
 
 
 def test_write_table_types(tmp_path):
-    frame = pd.DataFrame({
-        "customer_id": ["x", "y"], "orders": [3.0, 1.0], "frequency": [2.0, 0.0], "revenue": [10.123456, 2 / 3],
-        "first_purchase": pd.to_datetime(["2021-01-01", "2021-02-03"]), "p_alive": [1 / 3, 0.5],
-        "value_decile": [1.0, np.nan], "recency": [1.5, 0.0]})
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["x", "y"],
+            "orders": [3.0, 1.0],
+            "frequency": [2.0, 0.0],
+            "revenue": [10.123456, 2 / 3],
+            "first_purchase": pd.to_datetime(["2021-01-01", "2021-02-03"]),
+            "p_alive": [1 / 3, 0.5],
+            "value_decile": [1.0, np.nan],
+            "recency": [1.5, 0.0],
+        }
+    )
     write_table(frame, tmp_path / "x.csv")
     assert (tmp_path / "x.csv").read_text().splitlines() == [
         "customer_id,orders,frequency,revenue,first_purchase,p_alive,value_decile,recency",
@@ -95,10 +119,28 @@ def test_write_table_types(tmp_path):
 def _train(tmp_path: Path, out: str, *extra: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     return subprocess.run(
-        [CLI, "train", "--data", "tx.csv", "--no-churn", "--out", out, "--tracking-uri",
-         f"sqlite:///{tmp_path}/mlflow.db", "--calibration-end", "2020-12-31", "--observation-end", "2021-12-31",
-         *extra],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        [
+            CLI,
+            "train",
+            "--data",
+            "tx.csv",
+            "--no-churn",
+            "--out",
+            out,
+            "--tracking-uri",
+            f"sqlite:///{tmp_path}/mlflow.db",
+            "--calibration-end",
+            "2020-12-31",
+            "--observation-end",
+            "2021-12-31",
+            *extra,
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -108,14 +150,22 @@ def runs(tmp_path_factory):
     tx["amount"] = tx["amount"] * 1.000123  # amounts with more than two decimals
     # a return on a day of its own, and a customer whose only day nets to <= 0
     first = tx.iloc[0]
-    extra = pd.DataFrame({"customer_id": [first["customer_id"], "ZZZ", "ZZZ"],
-                          "date": [first["date"] + pd.Timedelta(days=1), pd.Timestamp("2020-06-01"),
-                                   pd.Timestamp("2020-06-01")],
-                          "amount": [-1.5, 4.0, -4.0]})
+    extra = pd.DataFrame(
+        {
+            "customer_id": [first["customer_id"], "ZZZ", "ZZZ"],
+            "date": [first["date"] + pd.Timedelta(days=1), pd.Timestamp("2020-06-01"), pd.Timestamp("2020-06-01")],
+            "amount": [-1.5, 4.0, -4.0],
+        }
+    )
     pd.concat([tx, extra], ignore_index=True).to_csv(tmp / "tx.csv", index=False)
-    done = {name: _train(tmp, out, *flags) for name, out, flags in (
-        ("csv", "x.csv", ("--engine", "pandas")), ("parquet", "x.parquet", ("--engine", "pandas")),
-        ("duckdb", "d.csv", ("--engine", "duckdb")))}
+    done = {
+        name: _train(tmp, out, *flags)
+        for name, out, flags in (
+            ("csv", "x.csv", ("--engine", "pandas")),
+            ("parquet", "x.parquet", ("--engine", "pandas")),
+            ("duckdb", "d.csv", ("--engine", "duckdb")),
+        )
+    }
     for name, proc in done.items():
         assert proc.returncode == 0, (name, proc.stderr)
     return tmp, tx
@@ -142,7 +192,9 @@ def test_csv_through_the_console_script(runs):
     numbers = pd.read_csv(tmp / "x.csv", dtype={"customer_id": str}).set_index("customer_id")
     assert (numbers["orders"] == numbers["frequency"] + 1).all()
     assert (pd.to_datetime(numbers["first_purchase"]) <= pd.to_datetime(numbers["last_purchase"])).all()
-    assert (numbers["tenure_days"] == (pd.Timestamp("2021-12-31") - pd.to_datetime(numbers["first_purchase"])).dt.days).all()
+    assert (
+        numbers["tenure_days"] == (pd.Timestamp("2021-12-31") - pd.to_datetime(numbers["first_purchase"])).dt.days
+    ).all()
     revenue = tx.groupby("customer_id")["amount"].sum()
     revenue[tx["customer_id"].iloc[0]] -= 1.5
     np.testing.assert_allclose(numbers["revenue"], revenue.reindex(numbers.index), atol=0.005 + 1e-9)
@@ -200,10 +252,12 @@ def test_database_types_and_an_older_history_table(runs):
     assert set(CRM_COLUMNS) <= history
     with engine.connect() as conn:
         table = pd.read_sql_table("customer_scores", conn)
-        old_row = conn.exec_driver_sql("SELECT orders, first_purchase FROM customer_scores_history "
-                                       "WHERE run_id = 'old'").one()
-        added = conn.exec_driver_sql("SELECT count(*) FROM customer_scores_history WHERE run_id = ?",
-                                     (run_id,)).scalar()
+        old_row = conn.exec_driver_sql(
+            "SELECT orders, first_purchase FROM customer_scores_history WHERE run_id = 'old'"
+        ).one()
+        added = conn.exec_driver_sql(
+            "SELECT count(*) FROM customer_scores_history WHERE run_id = ?", (run_id,)
+        ).scalar()
     engine.dispose()
     assert tuple(old_row) == (None, None) and added == len(table)
     csv = pd.read_csv(tmp / "x.csv", dtype={"customer_id": str}).set_index("customer_id").sort_index()
@@ -214,12 +268,22 @@ def test_database_types_and_an_older_history_table(runs):
 
 
 def test_a_run_from_before_the_columns_exports_them_empty():
-    scores = ex.RunScores("r", pd.DataFrame({"customer_id": ["a"], "clv": [1.0]}), None, dt.date(2021, 1, 1),
-                          dt.datetime(2021, 1, 2, tzinfo=dt.timezone.utc))
+    scores = ex.RunScores(
+        "r",
+        pd.DataFrame({"customer_id": ["a"], "clv": [1.0]}),
+        None,
+        dt.date(2021, 1, 1),
+        dt.datetime(2021, 1, 2, tzinfo=dt.UTC),
+    )
     rows = scores.rows()
     lists = dict(zip(rows.columns, ex._column_lists(rows)))
     assert lists["first_purchase"] == [None] and lists["orders"] == [None]
-    with_dates = ex.RunScores("r", pd.DataFrame({"customer_id": ["a"], "first_purchase": ["2020-05-06"]}), None,
-                              dt.date(2021, 1, 1), dt.datetime(2021, 1, 2, tzinfo=dt.timezone.utc))
+    with_dates = ex.RunScores(
+        "r",
+        pd.DataFrame({"customer_id": ["a"], "first_purchase": ["2020-05-06"]}),
+        None,
+        dt.date(2021, 1, 1),
+        dt.datetime(2021, 1, 2, tzinfo=dt.UTC),
+    )
     mapping = {"customer_id": "Id__c", "first_purchase": "First__c"}
     assert ex.bulk_file(with_dates, "salesforce", mapping, True)["First__c"].tolist() == ["2020-05-06"]

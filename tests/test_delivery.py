@@ -46,10 +46,16 @@ def store(tmp_path_factory):
     common = {"tracking_uri": uri, "models_dir": str(tmp / "models"), "data.source": "cdnow_sample"}
     first = train(load_config(None, {**common, "name": "delivery", "out": str(tmp / "first.csv")}))
     # a second version without churn, in a Parquet file, to check what a run without churn exports
-    second = train(load_config(None, {**common, "name": "delivery", "out": str(tmp / "second.parquet"),
-                                      "churn.enabled": False}))
-    return {"tmp": tmp, "uri": uri, "first": first, "second": second,
-            "client": mlflow.tracking.MlflowClient(tracking_uri=uri)}
+    second = train(
+        load_config(None, {**common, "name": "delivery", "out": str(tmp / "second.parquet"), "churn.enabled": False})
+    )
+    return {
+        "tmp": tmp,
+        "uri": uri,
+        "first": first,
+        "second": second,
+        "client": mlflow.tracking.MlflowClient(tracking_uri=uri),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +69,9 @@ def _postgres_admin_url() -> str:
     url = os.environ.get("CRMVALUE_TEST_POSTGRES_URL")
     if not url:
         if os.environ.get("CRMVALUE_REQUIRE_POSTGRES") == "1":
-            pytest.fail("CRMVALUE_REQUIRE_POSTGRES=1 but CRMVALUE_TEST_POSTGRES_URL is not set (run under .ci/with-postgres)")
+            pytest.fail(
+                "CRMVALUE_REQUIRE_POSTGRES=1 but CRMVALUE_TEST_POSTGRES_URL is not set (run under .ci/with-postgres)"
+            )
         pytest.skip("no PostgreSQL server: set CRMVALUE_TEST_POSTGRES_URL or run `make test` with PostgreSQL installed")
     return url
 
@@ -178,7 +186,9 @@ def test_predict_on_new_data_scores_without_refitting(store, tmp_path, cdnow_sam
     out = tmp_path / "later.parquet"
     with pytest.raises(CrmvalueError, match="--quantity-col"):  # the churn model uses CDNOW's CD counts
         predict("models:/delivery-value/1", data, "1998-09-30", out, tracking_uri=store["uri"])
-    result = predict("models:/delivery-value/1", data, "1998-09-30", out, tracking_uri=store["uri"], quantity_col="quantity")
+    result = predict(
+        "models:/delivery-value/1", data, "1998-09-30", out, tracking_uri=store["uri"], quantity_col="quantity"
+    )
     scored = pd.read_parquet(out)
     assert len(scored) == 2357
     bought = scored.set_index("customer_id").loc[extra["customer_id"], "frequency"]
@@ -200,8 +210,11 @@ def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
     cases = {
         "missing column": ((v1, renamed, "1998-06-30"), {"quantity_col": "quantity"}, ["renamed.csv", "amount"]),
         "no quantity": ((v1, early, "1998-06-30"), {}, ["--quantity-col"]),
-        "before training data": ((v1, early, "1998-06-30"), {"quantity_col": "quantity"},
-                                 ["early.csv", "'date'", "row 6", "1996-12-01", "1997-01-01"]),
+        "before training data": (
+            (v1, early, "1998-06-30"),
+            {"quantity_col": "quantity"},
+            ["early.csv", "'date'", "row 6", "1996-12-01", "1997-01-01"],
+        ),
         "earlier observation end": ((v1, "cdnow_sample", "1998-01-01"), {}, ["1998-06-30"]),
         "unknown alias": (("models:/delivery-value@nobody", "cdnow_sample", "1998-06-30"), {}, ["nobody"]),
         "not a model uri": (("delivery-value", "cdnow_sample", "1998-06-30"), {}, ["models:/"]),
@@ -218,8 +231,20 @@ def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
         assert not out.exists()
     # through the command: one line, exit 2, no traceback, nothing written
     out = tmp_path / "cli.csv"
-    done = _cli("predict", "--model", v1, "--data", str(early), "--quantity-col", "quantity",
-                "--observation-end", "1998-06-30", "--out", str(out), env={"MLFLOW_TRACKING_URI": store["uri"]})
+    done = _cli(
+        "predict",
+        "--model",
+        v1,
+        "--data",
+        str(early),
+        "--quantity-col",
+        "quantity",
+        "--observation-end",
+        "1998-06-30",
+        "--out",
+        str(out),
+        env={"MLFLOW_TRACKING_URI": store["uri"]},
+    )
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert not out.exists()
 
@@ -254,7 +279,9 @@ def test_export_writes_the_documented_schema(store, database):
     run = store["client"].get_run(first.run_id)
     scored_at = pd.Timestamp(table["scored_at"].iloc[0])
     expected = pd.Timestamp(run.info.end_time, unit="ms", tz="UTC")
-    assert abs((scored_at.tz_localize("UTC") if scored_at.tzinfo is None else scored_at) - expected) < pd.Timedelta(seconds=1)
+    assert abs((scored_at.tz_localize("UTC") if scored_at.tzinfo is None else scored_at) - expected) < pd.Timedelta(
+        seconds=1
+    )
 
 
 def test_a_run_without_churn_leaves_those_columns_empty(store, database):
@@ -302,9 +329,15 @@ def big_run(store):
     big["customer_id"] = [f"B{i:07d}" for i in range(n)]
     client = store["client"]
     experiment = client.get_experiment_by_name("delivery").experiment_id
-    run = client.create_run(experiment, tags={"crmvalue.version": "test", "crmvalue.kind": "train",
-                                              "crmvalue.as_of_date": "1998-06-30",
-                                              "crmvalue.predictions_artifact": "big.csv"})
+    run = client.create_run(
+        experiment,
+        tags={
+            "crmvalue.version": "test",
+            "crmvalue.kind": "train",
+            "crmvalue.as_of_date": "1998-06-30",
+            "crmvalue.predictions_artifact": "big.csv",
+        },
+    )
     path = store["tmp"] / "big.csv"
     big.assign(run_id=run.info.run_id).to_csv(path, index=False)
     client.log_artifact(run.info.run_id, str(path))
@@ -317,7 +350,10 @@ def test_killed_exporter_leaves_the_old_table_intact(store, big_run, database):
     ex.export_run(first, database, tracking_uri=store["uri"])
     before = _read(database, "customer_scores")
     child = subprocess.Popen(
-        [CLI, "export", "--run", big_run], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        [CLI, "export", "--run", big_run],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
         env={**os.environ, "MLFLOW_TRACKING_URI": store["uri"], ex.URL_ENV: database},
     )
     staged = []
@@ -348,8 +384,13 @@ def test_readers_see_the_old_table_or_the_new_one_never_a_mix(store, big_run, da
         while not stop.is_set():
             try:
                 with engine.connect() as conn:
-                    seen.append(tuple(conn.execute(sa.text(
-                        "SELECT count(*), count(DISTINCT run_id), min(run_id) FROM customer_scores")).one()))
+                    seen.append(
+                        tuple(
+                            conn.execute(
+                                sa.text("SELECT count(*), count(DISTINCT run_id), min(run_id) FROM customer_scores")
+                            ).one()
+                        )
+                    )
             except sa.exc.OperationalError as exc:  # SQLite: the writer holds the lock at commit
                 if "locked" not in str(exc):
                     errors.append(exc)
@@ -446,8 +487,18 @@ def test_bulk_mapping_file(store, tmp_path):
     mapping = tmp_path / "mapping.yaml"
     mapping.write_text("customer_id: External_Id__c\nclv: Lifetime_Value__c\nquadrant: Segment__c\n")
     out = tmp_path / "mapped.csv"
-    done = _cli("export", "--run", store["first"].run_id, "--format", "salesforce", "--out", str(out),
-                "--mapping", str(mapping), env=env)
+    done = _cli(
+        "export",
+        "--run",
+        store["first"].run_id,
+        "--format",
+        "salesforce",
+        "--out",
+        str(out),
+        "--mapping",
+        str(mapping),
+        env=env,
+    )
     assert done.returncode == 0, done.stderr
     assert out.read_text().splitlines()[0] == "External_Id__c,Lifetime_Value__c,Segment__c"
     bad = {

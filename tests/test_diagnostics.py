@@ -52,7 +52,11 @@ def models():
 
 def test_model_family(models):
     assert [diag.model_family(models[k]) for k in ("bgnbd", "crmvalue", "mbgnbd", "pareto")] == [
-        "bg_nbd", "bg_nbd", "mbg_nbd", "pareto_nbd"]
+        "bg_nbd",
+        "bg_nbd",
+        "mbg_nbd",
+        "pareto_nbd",
+    ]
     with pytest.raises(CrmvalueError, match="unsupported"):
         diag.model_family(GammaGammaParams(**GG))
 
@@ -69,19 +73,28 @@ def test_bg_family_pmf_equals_lifetimes_scalar_formula(models, name):
 
 def test_crmvalue_model_gets_the_bgnbd_pmf(models):
     t, n = 38.86, np.arange(10)
-    np.testing.assert_array_equal(diag.probability_of_n_purchases(models["crmvalue"], t, n),
-                                  diag.probability_of_n_purchases(models["bgnbd"], t, n))
+    np.testing.assert_array_equal(
+        diag.probability_of_n_purchases(models["crmvalue"], t, n),
+        diag.probability_of_n_purchases(models["bgnbd"], t, n),
+    )
 
 
 def _pareto_pmf_by_integration(r, alpha, s, beta, t, x):
     """P(X(t)=x) from the model's definition: alive through t, or dead at tau in (0, t)."""
-    counts = lambda tau: stats.nbinom.pmf(x, r, alpha / (alpha + tau))  # Poisson mixed over gamma
-    dead_at = lambda tau: counts(tau) * s * beta**s / (beta + tau) ** (s + 1)
+
+    def counts(tau):
+        return stats.nbinom.pmf(x, r, alpha / (alpha + tau))  # Poisson mixed over gamma
+
+    def dead_at(tau):
+        return counts(tau) * s * beta**s / (beta + tau) ** (s + 1)
+
     return counts(t) * (beta / (beta + t)) ** s + quad(dead_at, 0, t, epsabs=0, epsrel=1e-12, limit=200)[0]
 
 
-@pytest.mark.parametrize("params", [PARETO, {"r": 0.553, "alpha": 14.0, "s": 0.606, "beta": 11.669},
-                                    {"r": 1.3, "alpha": 5.0, "s": 2.5, "beta": 20.0}])
+@pytest.mark.parametrize(
+    "params",
+    [PARETO, {"r": 0.553, "alpha": 14.0, "s": 0.606, "beta": 11.669}, {"r": 1.3, "alpha": 5.0, "s": 2.5, "beta": 20.0}],
+)
 def test_pareto_pmf_equals_numerical_integral(params, models):
     t = np.array([0.5, 38.86, 78.0])
     n = np.array([0, 1, 2, 5, 7, 20])
@@ -121,10 +134,18 @@ def tiny_log():
     B: acquired in week 1, repeat in week 5, a row after the observation end. C: acquired after
     the calibration end (not tracked). D: acquired in week 2, a day netted to 0 by a return."""
     rows = [
-        ("A", "2020-01-01", 10.0), ("A", "2020-01-01", 5.0), ("A", "2020-01-09", 7.0), ("A", "2020-01-20", 8.0),
-        ("B", "2020-01-05", 20.0), ("B", "2020-02-01", 9.0), ("B", "2020-03-01", 9.0),
-        ("C", "2020-01-16", 4.0), ("C", "2020-01-20", 4.0),
-        ("D", "2020-01-10", 30.0), ("D", "2020-01-12", 10.0), ("D", "2020-01-12", -10.0),
+        ("A", "2020-01-01", 10.0),
+        ("A", "2020-01-01", 5.0),
+        ("A", "2020-01-09", 7.0),
+        ("A", "2020-01-20", 8.0),
+        ("B", "2020-01-05", 20.0),
+        ("B", "2020-02-01", 9.0),
+        ("B", "2020-03-01", 9.0),
+        ("C", "2020-01-16", 4.0),
+        ("C", "2020-01-20", 4.0),
+        ("D", "2020-01-10", 30.0),
+        ("D", "2020-01-12", 10.0),
+        ("D", "2020-01-12", -10.0),
     ]
     frame = pd.DataFrame(rows, columns=["customer_id", "date", "amount"])
     frame["date"] = pd.to_datetime(frame["date"])
@@ -142,8 +163,13 @@ def test_tracking_on_a_tiny_log_equals_sums_by_hand(tiny_log, models, name):
     assert table["period_end"].iloc[-1] == pd.Timestamp("2020-02-04")
     reference = models["pareto" if name == "pareto" else "mbgnbd" if name == "mbgnbd" else "bgnbd"]
     first_days = [0, 4, 9]  # A, B, D, in days after 2020-01-01
-    by_hand = [sum(float(reference.expected_number_of_purchases_up_to_time((7 * k - 1 - d) / 7)) if 7 * k - 1 > d else 0.0
-                   for d in first_days) for k in range(1, 6)]
+    by_hand = [
+        sum(
+            float(reference.expected_number_of_purchases_up_to_time((7 * k - 1 - d) / 7)) if 7 * k - 1 > d else 0.0
+            for d in first_days
+        )
+        for k in range(1, 6)
+    ]
     np.testing.assert_allclose(table["expected_cumulative"], by_hand, rtol=1e-10)
     np.testing.assert_allclose(table["expected_incremental"].cumsum(), by_hand, rtol=1e-10)
 
@@ -180,7 +206,9 @@ def test_period_transactions_on_cdnow(sample_summary, models):
 
 @pytest.mark.parametrize("name", ["bgnbd", "pareto", "mbgnbd"])
 def test_period_transactions_last_class_is_the_pmf_tail(models, name):
-    summary = pd.DataFrame({"frequency": [0, 0, 3, 9, 1], "recency": [0, 0, 20, 30, 2], "T": [5.0, 39.0, 39.0, 39.0, 60.0]})
+    summary = pd.DataFrame(
+        {"frequency": [0, 0, 3, 9, 1], "recency": [0, 0, 20, 30, 2], "T": [5.0, 39.0, 39.0, 39.0, 60.0]}
+    )
     table = diag.period_transactions(models[name], summary, max_frequency=4)
     assert table["observed"].tolist() == [2, 1, 0, 1, 1]
     ages, customers = np.array([5.0, 39.0, 60.0]), np.array([1, 3, 1])
@@ -191,8 +219,9 @@ def test_period_transactions_last_class_is_the_pmf_tail(models, name):
 
 def test_period_transactions_reads_calibration_columns(sample_summary, models):
     renamed = sample_summary.add_suffix("_cal")
-    pd.testing.assert_frame_equal(diag.period_transactions(models["pareto"], renamed),
-                                  diag.period_transactions(models["pareto"], sample_summary))
+    pd.testing.assert_frame_equal(
+        diag.period_transactions(models["pareto"], renamed), diag.period_transactions(models["pareto"], sample_summary)
+    )
 
 
 # --------------------------------------------------------------------------- matrices
@@ -271,7 +300,9 @@ def test_spend_fit_on_cdnow(sample_summary):
     assert open_ended["expected"].sum() == pytest.approx(946)
     # share below $20, directly from beta-prime CDFs by hand, mixed over the buyers' x
     x = s.loc[(s["frequency"] > 0) & (s["monetary_value"] > 0), "frequency"]
-    by_hand = sum(stats.betaprime(GG["p"] * k, GG["q"], scale=GG["v"] / k).cdf(20) * c for k, c in x.value_counts().items())
+    by_hand = sum(
+        stats.betaprime(GG["p"] * k, GG["q"], scale=GG["v"] / k).cdf(20) * c for k, c in x.value_counts().items()
+    )
     assert open_ended.loc[0, "expected"] == pytest.approx(by_hand, rel=1e-9)
 
 
@@ -364,8 +395,12 @@ def test_fit_diagnostics_bundle(cdnow_sample):
     cell = model.conditional_expected_number_of_purchases_up_to_time(39, 2, 30, 39)
     assert tables["expected_purchases_matrix"].loc[30.0, 2] == pytest.approx(float(np.squeeze(cell)))
     figures = plots.diagnostic_figures(tables, "weeks", 39)
-    assert set(figures) == {"plots/period_transactions.png", "plots/tracking.png", "plots/p_alive_matrix.png",
-                            "plots/expected_purchases_matrix.png"}
+    assert set(figures) == {
+        "plots/period_transactions.png",
+        "plots/tracking.png",
+        "plots/p_alive_matrix.png",
+        "plots/expected_purchases_matrix.png",
+    }
     assert figures["plots/tracking.png"].axes[1].get_xlabel() == "week"
     for fig in figures.values():
         plt.close(fig)

@@ -7,6 +7,7 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulated_transactions
 
 from crmvalue import analyses, engine
 from crmvalue.config import load_config
@@ -16,8 +17,6 @@ from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import calibration_holdout_summary, revenue_in_window, rfm_summary_with_report
 from crmvalue.pipeline import train
-
-from conftest import simulated_transactions
 
 ARRAYS = ["customer", "day", "amount", "returned", "rows", "quantity"]
 
@@ -38,8 +37,9 @@ def _same_days(a, b) -> None:
 def cdnow_files(tmp_path_factory):
     """The bundled CDNOW master as CSV and Parquet, every field kept as the text of the original file."""
     tmp = tmp_path_factory.mktemp("cdnow")
-    raw = pd.read_csv(bundled_path("cdnow"), sep=r"\s+", header=0, names=["customer_id", "date", "quantity", "amount"],
-                      dtype=str)
+    raw = pd.read_csv(
+        bundled_path("cdnow"), sep=r"\s+", header=0, names=["customer_id", "date", "quantity", "amount"], dtype=str
+    )
     raw.to_csv(tmp / "cdnow.csv", index=False)
     raw.to_parquet(tmp / "cdnow.parquet")
     return [tmp / "cdnow.csv", tmp / "cdnow.parquet"]
@@ -77,19 +77,29 @@ def _awkward_log(seed: int = 0) -> pd.DataFrame:
     returns = rng.random(n) < 0.06
     amount[returns] = -np.round(rng.gamma(2.0, 30.0, size=returns.sum()), 2)
     # three rows on one day whose sum depends on the order: 0.1 + 0.2 + 0.3 != 0.1 + (0.2 + 0.3)
-    extra = pd.DataFrame({"customer": [7, 7, 7, 8, 8, 8, 8], "day": [10, 10, 10, 20, 20, 20, 20],
-                          "amount": [0.1, 0.2, 0.3, 0.7, 0.1, 0.2, 1e-3]})
+    extra = pd.DataFrame(
+        {
+            "customer": [7, 7, 7, 8, 8, 8, 8],
+            "day": [10, 10, 10, 20, 20, 20, 20],
+            "amount": [0.1, 0.2, 0.3, 0.7, 0.1, 0.2, 1e-3],
+        }
+    )
     frame = pd.concat([pd.DataFrame({"customer": customer, "day": day, "amount": amount}), extra], ignore_index=True)
     # repeat a tenth of the rows on the same day, in shuffled order
     frame = pd.concat([frame, frame.sample(frac=0.1, random_state=seed)]).sample(frac=1.0, random_state=seed + 1)
-    stamps = pd.Timestamp("2021-01-01") + pd.to_timedelta(frame["day"], unit="D") + pd.to_timedelta(
-        rng.integers(0, 86_400, size=len(frame)), unit="s")
-    return pd.DataFrame({
-        "customer_id": [f"{c:05d}" for c in frame["customer"]],
-        "date": stamps.dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(),
-        "amount": [f"{a:.2f}" if a not in (0.1, 0.2, 0.3, 0.7, 1e-3) else repr(a) for a in frame["amount"]],
-        "quantity": rng.integers(1, 4, size=len(frame)).astype(str),
-    })
+    stamps = (
+        pd.Timestamp("2021-01-01")
+        + pd.to_timedelta(frame["day"], unit="D")
+        + pd.to_timedelta(rng.integers(0, 86_400, size=len(frame)), unit="s")
+    )
+    return pd.DataFrame(
+        {
+            "customer_id": [f"{c:05d}" for c in frame["customer"]],
+            "date": stamps.dt.strftime("%Y-%m-%d %H:%M:%S").to_numpy(),
+            "amount": [f"{a:.2f}" if a not in (0.1, 0.2, 0.3, 0.7, 1e-3) else repr(a) for a in frame["amount"]],
+            "quantity": rng.integers(1, 4, size=len(frame)).astype(str),
+        }
+    )
 
 
 @pytest.fixture(scope="module", params=["csv", "parquet"])
@@ -114,25 +124,34 @@ def test_generated_log_gives_the_same_features_and_analyses(awkward_file):
     expected, expected_report = rfm_summary_with_report(rows, obs_end, "days")
     pd.testing.assert_frame_equal(summary, expected, check_exact=True)
     assert report == expected_report and report.rows_after_observation_end > 0
-    pd.testing.assert_frame_equal(calibration_holdout_summary(days, cal_end, obs_end, "weeks"),
-                                  calibration_holdout_summary(rows, cal_end, obs_end, "weeks"), check_exact=True)
-    pd.testing.assert_series_equal(revenue_in_window(days, obs_end, 90), revenue_in_window(rows, obs_end, 90),
-                                   check_exact=True)
-    pd.testing.assert_frame_equal(analyses.customer_measures(days, obs_end), analyses.customer_measures(rows, obs_end),
-                                  check_exact=True)
-    pd.testing.assert_frame_equal(analyses.retention_table(days, "M", obs_end),
-                                  analyses.retention_table(rows, "M", obs_end), check_exact=True)
-    pd.testing.assert_frame_equal(analyses.cohort_retention(days, "Q", obs_end),
-                                  analyses.cohort_retention(rows, "Q", obs_end), check_exact=True)
+    pd.testing.assert_frame_equal(
+        calibration_holdout_summary(days, cal_end, obs_end, "weeks"),
+        calibration_holdout_summary(rows, cal_end, obs_end, "weeks"),
+        check_exact=True,
+    )
+    pd.testing.assert_series_equal(
+        revenue_in_window(days, obs_end, 90), revenue_in_window(rows, obs_end, 90), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        analyses.customer_measures(days, obs_end), analyses.customer_measures(rows, obs_end), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        analyses.retention_table(days, "M", obs_end), analyses.retention_table(rows, "M", obs_end), check_exact=True
+    )
+    pd.testing.assert_frame_equal(
+        analyses.cohort_retention(days, "Q", obs_end), analyses.cohort_retention(rows, "Q", obs_end), check_exact=True
+    )
 
 
 def test_revenue_of_netted_days_is_the_sum_of_the_rows():
     """A return on a day of its own is no purchase, but still counts against revenue."""
-    rows = pd.DataFrame({
-        "customer_id": ["a", "a", "a", "a", "b"],
-        "date": pd.to_datetime(["2021-01-01", "2021-01-05", "2021-01-05", "2021-01-09", "2021-01-09"]),
-        "amount": [50.0, 20.0, -20.0, -15.0, 10.0],
-    })
+    rows = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "a", "a", "b"],
+            "date": pd.to_datetime(["2021-01-01", "2021-01-05", "2021-01-05", "2021-01-09", "2021-01-09"]),
+            "amount": [50.0, 20.0, -20.0, -15.0, 10.0],
+        }
+    )
     days = customer_days(rows)
     assert days.purchase.tolist() == [True, False, False, True]
     assert revenue_in_window(days, "2021-01-09", 30).to_dict() == {"a": 35.0, "b": 10.0}
@@ -170,11 +189,14 @@ def test_bad_csv_fails_with_the_pandas_message(tmp_path, case):
 
 def test_bad_parquet_names_the_row(tmp_path):
     path = tmp_path / "bad.parquet"
-    pd.DataFrame({"customer_id": ["1", "2", "3"], "date": ["2021-01-01", "2021-01-02", "2021-13-01"],
-                  "amount": [1.0, 2.0, 3.0]}).to_parquet(path)
+    pd.DataFrame(
+        {"customer_id": ["1", "2", "3"], "date": ["2021-01-01", "2021-01-02", "2021-13-01"], "amount": [1.0, 2.0, 3.0]}
+    ).to_parquet(path)
     with pytest.raises(CrmvalueError) as pandas_error:
         load_transactions(path)
-    with pytest.raises(CrmvalueError, match=r"column 'date' has 1 unparseable timestamps; first at row 2 \(counting from 0\)"):
+    with pytest.raises(
+        CrmvalueError, match=r"column 'date' has 1 unparseable timestamps; first at row 2 \(counting from 0\)"
+    ):
         load_customer_days(path, engine="duckdb")
     with pytest.raises(CrmvalueError) as duckdb_error:
         load_customer_days(path, engine="duckdb")
@@ -183,11 +205,17 @@ def test_bad_parquet_names_the_row(tmp_path):
 
 def test_float_ids_in_parquet(tmp_path):
     path = tmp_path / "ids.parquet"
-    pd.DataFrame({"customer_id": [12.0, 7.0, 12.0], "date": pd.to_datetime(["2021-01-01", "2021-01-02", "2021-01-03"]),
-                  "amount": [1.0, 2.0, 3.0]}).to_parquet(path)
+    pd.DataFrame(
+        {
+            "customer_id": [12.0, 7.0, 12.0],
+            "date": pd.to_datetime(["2021-01-01", "2021-01-02", "2021-01-03"]),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    ).to_parquet(path)
     _same_days(load_customer_days(path, engine="duckdb"), customer_days(load_transactions(path).frame))
-    pd.DataFrame({"customer_id": [12.0, 7.5], "date": pd.to_datetime(["2021-01-01", "2021-01-02"]),
-                  "amount": [1.0, 2.0]}).to_parquet(path)
+    pd.DataFrame(
+        {"customer_id": [12.0, 7.5], "date": pd.to_datetime(["2021-01-01", "2021-01-02"]), "amount": [1.0, 2.0]}
+    ).to_parquet(path)
     with pytest.raises(CrmvalueError) as pandas_error:
         load_transactions(path)
     with pytest.raises(CrmvalueError) as duckdb_error:
@@ -216,16 +244,26 @@ def test_train_with_duckdb_exports_the_same_predictions(tmp_path):
     log.to_parquet(source)
     results = {}
     for name in ("pandas", "duckdb"):
-        cfg = load_config(None, {
-            "name": f"engine_{name}", "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
-            "out": str(tmp_path / name / "predictions.csv"), "models_dir": str(tmp_path / name / "models"),
-            "calibration_end": "2020-12-31", "observation_end": "2021-12-31", "time_unit": "days",
-            "data.source": str(source), "data.quantity_col": "quantity", "data.engine": name,
-        })
+        cfg = load_config(
+            None,
+            {
+                "name": f"engine_{name}",
+                "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+                "out": str(tmp_path / name / "predictions.csv"),
+                "models_dir": str(tmp_path / name / "models"),
+                "calibration_end": "2020-12-31",
+                "observation_end": "2021-12-31",
+                "time_unit": "days",
+                "data.source": str(source),
+                "data.quantity_col": "quantity",
+                "data.engine": name,
+            },
+        )
         results[name] = train(cfg)
     pandas_run, duckdb_run = results["pandas"], results["duckdb"]
-    pd.testing.assert_frame_equal(pandas_run.predictions.drop(columns="run_id"),
-                                  duckdb_run.predictions.drop(columns="run_id"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        pandas_run.predictions.drop(columns="run_id"), duckdb_run.predictions.drop(columns="run_id"), check_exact=True
+    )
     exported = [pd.read_csv(tmp_path / name / "predictions.csv").drop(columns="run_id") for name in results]
     pd.testing.assert_frame_equal(*exported, check_exact=True)
     assert "churn_probability" in exported[0] and "rfm_segment" in exported[0]
@@ -233,7 +271,9 @@ def test_train_with_duckdb_exports_the_same_predictions(tmp_path):
 
     client = mlflow.tracking.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     metrics = client.get_run(duckdb_run.run_id).data.metrics
-    assert metrics["data.transactions"] == client.get_run(pandas_run.run_id).data.metrics["data.transactions"] == len(log)
+    assert (
+        metrics["data.transactions"] == client.get_run(pandas_run.run_id).data.metrics["data.transactions"] == len(log)
+    )
     stages = ["load", "features", "evaluate", "fit", "score", "churn", "analyses", "diagnose", "track"]
     assert all(f"time.{stage}_s" in metrics for stage in stages)
     assert metrics["memory.peak_mb"] >= metrics["memory.load_peak_mb"] > 0
@@ -246,39 +286,92 @@ def test_train_with_duckdb_exports_the_same_predictions(tmp_path):
 
 def _own_files():
     from test_own_data import (
-        EUROPEAN_OPTIONS, INVOICE_OPTIONS, TYPO_ROWS, european_log, european_text, invoice_text, iso_text,
+        EUROPEAN_OPTIONS,
+        INVOICE_OPTIONS,
+        TYPO_ROWS,
+        european_log,
+        european_text,
+        invoice_text,
+        iso_text,
     )
 
     text = "customer_id;date;amount\nMüller;03.02.2023;19,90\nJürgen;04.03.2023;5,00\nMüller;15.04.2023;1.234,50\n"
     iso_shapes = [  # every shape the ISO 8601 gate lets through, offsets converted to UTC
-        ("a", "2023-01-04", "1"), ("a", "2023-01-04T23:30", "2"), ("b", "2023-01-04 10:00:00", "3"),
-        ("b", "2023-01-05T01:00:00Z", "4"), ("c", "2023-01-05T01:00:00+02:00", "5"), ("c", "2023-01-05T23:00:00-0130", "6"),
-        ("d", "2023-01-06T10:00:00.123456789+02", "7"), ("d", "2023-01-07 00:30+05", "8"), ("e", "2023-02-28T23:59:59", "9"),
+        ("a", "2023-01-04", "1"),
+        ("a", "2023-01-04T23:30", "2"),
+        ("b", "2023-01-04 10:00:00", "3"),
+        ("b", "2023-01-05T01:00:00Z", "4"),
+        ("c", "2023-01-05T01:00:00+02:00", "5"),
+        ("c", "2023-01-05T23:00:00-0130", "6"),
+        ("d", "2023-01-06T10:00:00.123456789+02", "7"),
+        ("d", "2023-01-07 00:30+05", "8"),
+        ("e", "2023-02-28T23:59:59", "9"),
     ]
     return {
         "european": (european_text(european_log(n_customers=40)), EUROPEAN_OPTIONS),
-        "invoice-lines": (invoice_text(simulated_transactions(n_customers=30, seed=2)),
-                          dict(INVOICE_OPTIONS, drop_missing_ids=True)),
+        "invoice-lines": (
+            invoice_text(simulated_transactions(n_customers=30, seed=2)),
+            dict(INVOICE_OPTIONS, drop_missing_ids=True),
+        ),
         "latin-1": (text.encode("latin-1"), dict(sep=";", decimal=",", thousands=".", encoding="latin-1")),
         "utf-16-bom": (text.encode("utf-16"), dict(sep=";", decimal=",", thousands=".")),
-        "cp1252-gzip": (text.replace("Jürgen", "Jürgen €").encode("cp1252"), dict(sep=";", decimal=",", thousands=".",
-                                                                                   encoding="cp1252")),
-        "ambiguous-dayfirst": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
-                               dict(dayfirst=True)),
-        "ambiguous-monthfirst": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
-                                 dict(dayfirst=False)),
-        "month-first-with-times": (iso_text([("a", "12/1/2010 8:26", "5"), ("a", "12/1/2010 17:26", "1"),
-                                             ("b", "1/13/2011 10:05", "6"), ("a", "2/3/2011 0:00", "2")]), {}),
+        "cp1252-gzip": (
+            text.replace("Jürgen", "Jürgen €").encode("cp1252"),
+            dict(sep=";", decimal=",", thousands=".", encoding="cp1252"),
+        ),
+        "ambiguous-dayfirst": (
+            iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
+            dict(dayfirst=True),
+        ),
+        "ambiguous-monthfirst": (
+            iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]),
+            dict(dayfirst=False),
+        ),
+        "month-first-with-times": (
+            iso_text(
+                [
+                    ("a", "12/1/2010 8:26", "5"),
+                    ("a", "12/1/2010 17:26", "1"),
+                    ("b", "1/13/2011 10:05", "6"),
+                    ("a", "2/3/2011 0:00", "2"),
+                ]
+            ),
+            {},
+        ),
         "yyyymmdd": (iso_text([("a", "20230104", "5"), ("b", "20230215", "6"), ("a", "20231231", "7")]), {}),
-        "float-like-ids": (iso_text([("17850.0", "2023-01-02", "5"), ("17850", "2023-01-02", "2"), (" 17850 ", "2023-01-02", "1"),
-                                     ("00012.0", "2023-02-03", "6"), ("00012", "2023-03-03", "1"), ("12", "2023-03-03", "1"),
-                                     ("12.5", "2023-04-05", "7")]), {}),
+        "float-like-ids": (
+            iso_text(
+                [
+                    ("17850.0", "2023-01-02", "5"),
+                    ("17850", "2023-01-02", "2"),
+                    (" 17850 ", "2023-01-02", "1"),
+                    ("00012.0", "2023-02-03", "6"),
+                    ("00012", "2023-03-03", "1"),
+                    ("12", "2023-03-03", "1"),
+                    ("12.5", "2023-04-05", "7"),
+                ]
+            ),
+            {},
+        ),
         "iso-shapes": (iso_text(iso_shapes), {}),
         "a-2031-typo-allowed": (iso_text(TYPO_ROWS), dict(allow_future_dates=True)),
-        "exact-duplicates": (iso_text([("a", "2023-01-02 10:00", "5"), ("a", "2023-01-02 10:00", "5.0"), ("a", "2023-01-02 10:00", "5"),
-                                       ("a", "2023-01-02 11:00", "5"), ("b", "2023-02-03", "8"), ("b", "2023-02-03", "8"),
-                                       ("c", "2023-02-03", "8"), ("c", "2023-02-03", "-8"), ("c", "2023-02-03", "8.5"),
-                                       (" b", "2023-02-03", "8")]), {}),
+        "exact-duplicates": (
+            iso_text(
+                [
+                    ("a", "2023-01-02 10:00", "5"),
+                    ("a", "2023-01-02 10:00", "5.0"),
+                    ("a", "2023-01-02 10:00", "5"),
+                    ("a", "2023-01-02 11:00", "5"),
+                    ("b", "2023-02-03", "8"),
+                    ("b", "2023-02-03", "8"),
+                    ("c", "2023-02-03", "8"),
+                    ("c", "2023-02-03", "-8"),
+                    ("c", "2023-02-03", "8.5"),
+                    (" b", "2023-02-03", "8"),
+                ]
+            ),
+            {},
+        ),
     }
 
 
@@ -303,9 +396,21 @@ def _read_both(path, options, caplog):
     return days, warnings
 
 
-OWN_CASES = ["european", "invoice-lines", "latin-1", "utf-16-bom", "cp1252-gzip", "ambiguous-dayfirst",
-             "ambiguous-monthfirst", "month-first-with-times", "yyyymmdd", "float-like-ids", "iso-shapes",
-             "a-2031-typo-allowed", "exact-duplicates"]
+OWN_CASES = [
+    "european",
+    "invoice-lines",
+    "latin-1",
+    "utf-16-bom",
+    "cp1252-gzip",
+    "ambiguous-dayfirst",
+    "ambiguous-monthfirst",
+    "month-first-with-times",
+    "yyyymmdd",
+    "float-like-ids",
+    "iso-shapes",
+    "a-2031-typo-allowed",
+    "exact-duplicates",
+]
 
 
 @pytest.mark.parametrize("case", OWN_CASES)
@@ -320,12 +425,18 @@ def test_own_data_files_give_the_same_days_and_warnings(tmp_path, case, caplog):
         assert days["pandas"].amount.tolist() == [6.0, 1.0, 1.0, 7.0, 8.0]
     if case == "iso-shapes":
         stamps = load_transactions(path).frame["date"].tolist()
-        assert stamps[4:8] == [pd.Timestamp("2023-01-04 23:00"), pd.Timestamp("2023-01-06 00:30"),
-                               pd.Timestamp("2023-01-06 08:00:00.123456789"), pd.Timestamp("2023-01-06 19:30")]
+        assert stamps[4:8] == [
+            pd.Timestamp("2023-01-04 23:00"),
+            pd.Timestamp("2023-01-06 00:30"),
+            pd.Timestamp("2023-01-06 08:00:00.123456789"),
+            pd.Timestamp("2023-01-06 19:30"),
+        ]
     if case == "exact-duplicates":
-        assert warnings["pandas"] == [f"{path}: 4 rows repeat an earlier row exactly (same customer, timestamp and amount); "
-                                      "they are kept and summed into their customer-day like any other rows: drop them "
-                                      "first if they are a double export"]
+        assert warnings["pandas"] == [
+            f"{path}: 4 rows repeat an earlier row exactly (same customer, timestamp and amount); "
+            "they are kept and summed into their customer-day like any other rows: drop them "
+            "first if they are a double export"
+        ]
     if case in ("ambiguous-dayfirst", "ambiguous-monthfirst"):
         first = {"ambiguous-dayfirst": "2023-02-05", "ambiguous-monthfirst": "2023-04-06"}[case]
         assert days["pandas"].first_date == pd.Timestamp(first)
@@ -337,30 +448,46 @@ def _own_rejections():
     from test_own_data import INVOICE_HEADER, TYPO_ROWS, iso_text
 
     return {
-        "semicolon-header": ("Kundennummer;Belegdatum;Umsatz\n1001;03.02.2023;19,90\n1002;04.02.2023;5,00\n",
-                             dict(customer_col="Kundennummer", date_col="Belegdatum", amount_col="Umsatz")),
+        "semicolon-header": (
+            "Kundennummer;Belegdatum;Umsatz\n1001;03.02.2023;19,90\n1002;04.02.2023;5,00\n",
+            dict(customer_col="Kundennummer", date_col="Belegdatum", amount_col="Umsatz"),
+        ),
         "tab-header": ("customer_id\tdate\tamount\n1\t2023-01-01\t5\n", {}),
         "decimal-comma": ("a;b;c\n1;2023-01-01;19,90\n", dict(customer_col="a", date_col="b", amount_col="c", sep=";")),
-        "point-under-decimal-comma": ("a;b;c\n1;2023-01-01;1.234\n",
-                                      dict(customer_col="a", date_col="b", amount_col="c", sep=";", decimal=",")),
+        "point-under-decimal-comma": (
+            "a;b;c\n1;2023-01-01;1.234\n",
+            dict(customer_col="a", date_col="b", amount_col="c", sep=";", decimal=","),
+        ),
         "ambiguous": (iso_text([("a", "05/02/2023", "5"), ("b", "04/06/2023", "6"), ("a", "12/11/2023", "8")]), {}),
         "dayfirst-on-month-first": (iso_text([("a", "3/2/2023", "5"), ("b", "2/15/2023", "6")]), dict(dayfirst=True)),
-        "no-single-format": (iso_text([("a", "03/02/2023", "5"), ("b", "15/02/2023", "6"), ("c", "02/15/2023", "7")]), {}),
+        "no-single-format": (
+            iso_text([("a", "03/02/2023", "5"), ("b", "15/02/2023", "6"), ("c", "02/15/2023", "7")]),
+            {},
+        ),
         "date-and-datetime-mixed": (iso_text([("a", "3/2/2023", "5"), ("b", "3/2/2023 10:00", "6")]), {}),
         "iso-and-a-typo": (iso_text([("a", "2023-01-02", "5"), ("b", "2023-02-30", "6"), ("c", "", "7")]), {}),
         "a-2031-typo": (iso_text(TYPO_ROWS), {}),
         "single-day": (iso_text([("a", "2023-03-01 09:00", "5"), ("b", "2023-03-01 17:30", "6")]), {}),
         "all-returns": (iso_text([("a", "2023-03-01", "-5"), ("b", "2023-03-02", "-6")]), {}),
         "latin-1-as-utf-8": ("customer_id,date,amount\nMüller,2023-02-03,19.90\n".encode("latin-1"), {}),
-        "guest-rows": (INVOICE_HEADER + "\n1,A,x,2,12/1/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
-                       dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
-                            price_col="UnitPrice")),
-        "bad-price": (INVOICE_HEADER + "\n1,A,x,2,12/13/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/14/2021 9:00,n/a,17850.0,UK\n",
-                      dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
-                           price_col="UnitPrice")),
-        "only-guests": (INVOICE_HEADER + "\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
-                        dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity",
-                             price_col="UnitPrice", drop_missing_ids=True)),
+        "guest-rows": (
+            INVOICE_HEADER + "\n1,A,x,2,12/1/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
+            dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity", price_col="UnitPrice"),
+        ),
+        "bad-price": (
+            INVOICE_HEADER + "\n1,A,x,2,12/13/2021 9:00,1.5,17850.0,UK\n2,A,x,1,12/14/2021 9:00,n/a,17850.0,UK\n",
+            dict(customer_col="CustomerID", date_col="InvoiceDate", quantity_col="Quantity", price_col="UnitPrice"),
+        ),
+        "only-guests": (
+            INVOICE_HEADER + "\n2,A,x,1,12/2/2021 9:00,2.5,,UK\n",
+            dict(
+                customer_col="CustomerID",
+                date_col="InvoiceDate",
+                quantity_col="Quantity",
+                price_col="UnitPrice",
+                drop_missing_ids=True,
+            ),
+        ),
         "bad-id-before-ambiguous-dates": ('customer_id,date,amount\n"  ",05/02/2023,5\nb,04/06/2023,6\n', {}),
     }
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_transactions
 from lifetimes.utils import summary_data_from_transaction_data
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import calibration_holdout_summary, compress_rfm, revenue_in_window, rfm_summary
-
-from conftest import random_transactions
 
 
 @pytest.mark.parametrize("time_unit,multiplier", [("days", 1), ("weeks", 7)])
@@ -55,7 +54,9 @@ def test_calibration_holdout_split_by_hand():
     tx = pd.DataFrame(
         {
             "customer_id": ["a", "a", "a", "a", "b", "c"],
-            "date": pd.to_datetime(["2021-01-01", "2021-01-05", "2021-02-10", "2021-02-10", "2021-01-20", "2021-02-15"]),
+            "date": pd.to_datetime(
+                ["2021-01-01", "2021-01-05", "2021-02-10", "2021-02-10", "2021-01-20", "2021-02-15"]
+            ),
             "amount": [10.0, 30.0, 7.0, 3.0, 5.0, 99.0],
         }
     )

@@ -13,6 +13,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulated_transactions
 
 from crmvalue import churn
 from crmvalue.config import ChurnConfig
@@ -22,8 +23,6 @@ from crmvalue.predict import predict
 from crmvalue.report import build_report
 from crmvalue.simulate import simulate_transactions
 
-from conftest import simulated_transactions
-
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 DAILY = BetaGeoParams(r=0.25, alpha=28.0, a=0.8, b=2.5)  # CDNOW-like rates, per day
 SPEND = GammaGammaParams(6.0, 4.0, 15.0)
@@ -32,8 +31,20 @@ SPEND = GammaGammaParams(6.0, 4.0, 15.0)
 def _train(tmp: Path, *args: str) -> subprocess.CompletedProcess:
     """``crmvalue train`` on ``tmp/tx.csv`` with a store, export and models/ of its own."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    command = [CLI, "train", "--data", "tx.csv", "--time-unit", "days", "--tracking-uri", f"sqlite:///{tmp}/mlflow.db",
-               "--out", str(tmp / "predictions.csv"), "--quiet", *args]
+    command = [
+        CLI,
+        "train",
+        "--data",
+        "tx.csv",
+        "--time-unit",
+        "days",
+        "--tracking-uri",
+        f"sqlite:///{tmp}/mlflow.db",
+        "--out",
+        str(tmp / "predictions.csv"),
+        "--quiet",
+        *args,
+    ]
     return subprocess.run(command, cwd=tmp, env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -66,7 +77,9 @@ def test_auto_skips_churn_on_short_data_through_the_console_script(short_log):
     assert "Traceback" not in done.stderr
     skipped = _warnings(done.stderr, "churn")
     assert len(skipped) == 1, done.stderr
-    assert skipped[0].startswith("WARNING: churn: skipped, the data have 136 days from 2020-01-01 to the calibration end")
+    assert skipped[0].startswith(
+        "WARNING: churn: skipped, the data have 136 days from 2020-01-01 to the calibration end"
+    )
     assert "needs 240" in skipped[0] and "--churn makes this an error" in skipped[0]
     summary = [line for line in done.stdout.splitlines() if line.startswith("churn")]
     assert summary == ["churn           skipped: " + skipped[0].split("skipped, ")[1].split("; the run goes on")[0]]
@@ -84,8 +97,13 @@ def test_auto_skips_churn_on_short_data_through_the_console_script(short_log):
 
     # the run's model scores new data the same way: no churn columns, nothing asked for
     out = tmp / "scores.csv"
-    predict("models:/tx-value/1", tmp / "tx.csv", run.data.params["config.observation_end"], out,
-            tracking_uri=f"sqlite:///{tmp}/mlflow.db")
+    predict(
+        "models:/tx-value/1",
+        tmp / "tx.csv",
+        run.data.params["config.observation_end"],
+        out,
+        tracking_uri=f"sqlite:///{tmp}/mlflow.db",
+    )
     scored = pd.read_csv(out)
     same = [c for c in export.columns if c != "run_id"]
     pd.testing.assert_frame_equal(scored[same], export[same], check_exact=True)
@@ -95,7 +113,9 @@ def test_churn_flag_stays_strict_on_short_data(short_log, tmp_path):
     (tmp_path / "tx.csv").write_bytes((short_log / "tx.csv").read_bytes())
     done = _train(tmp_path, "--churn")
     assert done.returncode == 2
-    assert done.stderr.startswith("error: churn: the model needs 240 days of data up to") and done.stderr.count("\n") == 1
+    assert (
+        done.stderr.startswith("error: churn: the model needs 240 days of data up to") and done.stderr.count("\n") == 1
+    )
     assert "--no-churn" in done.stderr
     assert not (tmp_path / "predictions.csv").exists()
 
@@ -115,15 +135,22 @@ def test_auto_skips_a_churn_stage_it_cannot_estimate_and_churn_true_refuses(tmp_
     from crmvalue.pipeline import InMemoryRunWriter, train
 
     tx = _closed_for_a_quarter()
-    base = {"name": "closed", "calibration_end": "2020-12-31", "observation_end": "2021-12-31", "time_unit": "days",
-            "out": str(tmp_path / "predictions.csv"), "models_dir": str(tmp_path / "models")}
+    base = {
+        "name": "closed",
+        "calibration_end": "2020-12-31",
+        "observation_end": "2021-12-31",
+        "time_unit": "days",
+        "out": str(tmp_path / "predictions.csv"),
+        "models_dir": str(tmp_path / "models"),
+    }
     with caplog.at_level("WARNING", logger="crmvalue"):
         result = train(load_config(None, base), data=tx, writer=InMemoryRunWriter())
     skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("churn")]
     assert len(skipped) == 1
     assert skipped[0].startswith("churn: skipped, the early-stopping rows hold only one class (every customer churns, ")
-    assert skipped[0].endswith("; the run goes on without churn_probability and churn_risk "
-                               "(churn.enabled: auto; --churn makes this an error)")
+    assert skipped[0].endswith(
+        "; the run goes on without churn_probability and churn_risk (churn.enabled: auto; --churn makes this an error)"
+    )
     assert result.churn.skipped.startswith("the early-stopping rows hold only one class (every customer churns")
     assert "churn_probability" not in result.predictions and len(result.predictions) == 600
     with pytest.raises(CrmvalueError, match=r"^churn: the early-stopping rows hold only one class .* --no-churn"):
@@ -161,7 +188,8 @@ def test_the_gate_switches_to_a_baseline_when_lightgbm_cannot_learn(gated):
     assert tags["crmvalue.churn"] == "ran" and tags["crmvalue.churn_scorer"] == "bgnbd_no_purchase"
     assert m["churn.held_out.lightgbm_live"] == 0
     assert tags["crmvalue.churn_gate"].startswith(
-        "bgnbd_no_purchase: LightGBM's held-out Brier 0.1200 does not beat bgnbd_no_purchase's 0.0608")
+        "bgnbd_no_purchase: LightGBM's held-out Brier 0.1200 does not beat bgnbd_no_purchase's 0.0608"
+    )
     assert "held-out cut-off 2020-08-28, 25 rows" in tags["crmvalue.churn_gate"]
     assert _warnings(done.stderr, "quality gate") == ["WARNING: churn: quality gate: " + tags["crmvalue.churn_gate"]]
     assert f"churn scorer    {tags['crmvalue.churn_gate']}" in done.stdout.splitlines()
@@ -172,16 +200,21 @@ def test_the_gate_switches_to_a_baseline_when_lightgbm_cannot_learn(gated):
     client = mlflow.tracking.MlflowClient(tracking_uri=gated["uri"])
     import json
 
-    state = json.loads(Path(client.download_artifacts(run.info.run_id, "churn/churn_scoring.json",
-                                                      str(gated["tmp"] / "dl"))).read_text())
+    state = json.loads(
+        Path(
+            client.download_artifacts(run.info.run_id, "churn/churn_scoring.json", str(gated["tmp"] / "dl"))
+        ).read_text()
+    )
     assert state["scorer"] == "bgnbd_no_purchase" and state["baseline_calibration"]["baseline"] == "bgnbd_no_purchase"
     tx = pd.read_csv(gated["tmp"] / "tx.csv", parse_dates=["date"], dtype={"customer_id": str})
     data = churn.prepare(tx, "2020-11-26")
-    rows = churn.feature_rows(data, "2020-11-26", 90, "days", label=False,
-                              bgnbd_params=BetaGeoParams(**state["bgnbd_params"]))
+    rows = churn.feature_rows(
+        data, "2020-11-26", 90, "days", label=False, bgnbd_params=BetaGeoParams(**state["bgnbd_params"])
+    )
     by_hand = pd.Series(churn.baseline_probability(rows, state["baseline_calibration"]), index=rows["customer_id"])
-    np.testing.assert_allclose(export.set_index("customer_id")["churn_probability"], by_hand.loc[export["customer_id"]],
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        export.set_index("customer_id")["churn_probability"], by_hand.loc[export["customer_id"]], rtol=1e-12
+    )
     # and the registered churn model is that run's
     assert client.get_model_version("tx-churn", "1").run_id == run.info.run_id
 
@@ -203,14 +236,16 @@ def test_value_gate_red_flag(gated):
     error = m["holdout.predicted_total"] / m["holdout.actual_total"] - 1
     assert m["quality.holdout_total_error"] == pytest.approx(error) and error < -0.4
     assert m["quality.value_red_flag"] == 1
-    text = (f"the holdout forecast of total purchases is {m['holdout.predicted_total']:,.0f} against "
-            f"{m['holdout.actual_total']:,.0f} made ({error:+.0%}), beyond the ±25% of quality.max_total_error")
+    text = (
+        f"the holdout forecast of total purchases is {m['holdout.predicted_total']:,.0f} against "
+        f"{m['holdout.actual_total']:,.0f} made ({error:+.0%}), beyond the ±25% of quality.max_total_error"
+    )
     assert tags["crmvalue.value_gate"].startswith("red: " + text)
     flagged = _warnings(done.stderr, "red flag")
     assert len(flagged) == 1 and flagged[0].startswith("WARNING: value model: red flag, " + text)
     assert any(line.startswith("RED FLAG        " + text) for line in done.stdout.splitlines()), done.stdout
     page = build_report(run.info.run_id, gated["uri"])
-    header = page[:page.index("</header>")]
+    header = page[: page.index("</header>")]
     assert "<b>Red flag on the value model:</b> " + text in header.replace("&#x27;", "'")
     # and the churn section says which score the export uses
     assert "The LightGBM model does not beat the BG/NBD no-purchase probability on the held-out check" in page
@@ -219,8 +254,9 @@ def test_value_gate_red_flag(gated):
 
 def test_value_gate_by_hand():
     def gate(predicted, actual, limit=0.25):
-        return value_gate({"holdout.predicted_total": predicted, "holdout.actual_total": actual}, limit,
-                          "2020-01-01", "2020-06-30")
+        return value_gate(
+            {"holdout.predicted_total": predicted, "holdout.actual_total": actual}, limit, "2020-01-01", "2020-06-30"
+        )
 
     assert gate(130.0, 100.0) == {"quality.holdout_total_error": pytest.approx(0.3), "quality.value_red_flag": 1.0}
     assert gate(80.0, 100.0) == {"quality.holdout_total_error": pytest.approx(-0.2), "quality.value_red_flag": 0.0}
@@ -254,19 +290,26 @@ def test_a_column_unique_per_customer_is_never_a_churn_feature_unless_named(tmp_
     tx = simulated_transactions(n_customers=300, seed=5)
     tx.to_csv(tmp_path / "tx.csv", index=False)
     ids = sorted(tx["customer_id"].unique())
-    pd.DataFrame({"customer_id": ids, "email": [f"{c}@shop.example" for c in ids],
-                  "region": ["north", "south", "east"] * (len(ids) // 3) + ["west"] * (len(ids) % 3)}
-                 ).to_csv(tmp_path / "customers.csv", index=False)
+    pd.DataFrame(
+        {
+            "customer_id": ids,
+            "email": [f"{c}@shop.example" for c in ids],
+            "region": ["north", "south", "east"] * (len(ids) // 3) + ["west"] * (len(ids) % 3),
+        }
+    ).to_csv(tmp_path / "customers.csv", index=False)
     done = _train(tmp_path, "--churn", "--customers", "customers.csv")
     assert done.returncode == 0, done.stderr
     assert len(_warnings(done.stderr, "'email' is unique per customer")) == 1, done.stderr
     run = _run(tmp_path, done.stdout)
     client = mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
-    importance = pd.read_csv(client.download_artifacts(run.info.run_id, "churn/feature_importance_gain.csv", str(tmp_path)))
+    importance = pd.read_csv(
+        client.download_artifacts(run.info.run_id, "churn/feature_importance_gain.csv", str(tmp_path))
+    )
     assert "attr_region" in set(importance["feature"]) and "attr_email" not in set(importance["feature"])
 
     chosen = churn.feature_attributes(pd.read_csv(tmp_path / "customers.csv", index_col="customer_id"), ["email"])
     assert list(chosen.columns) == ["email"]
-    plain = churn.feature_attributes(pd.DataFrame({"phone": np.arange(100, dtype=np.int64) + 4915100000,
-                                                   "spend": np.linspace(1, 2, 100)}), None)
+    plain = churn.feature_attributes(
+        pd.DataFrame({"phone": np.arange(100, dtype=np.int64) + 4915100000, "spend": np.linspace(1, 2, 100)}), None
+    )
     assert list(plain.columns) == ["spend"]  # an integer identifier goes, a continuous measure stays

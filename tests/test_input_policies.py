@@ -143,8 +143,14 @@ def test_calibration_holdout_with_returns(netting):
 
 def test_a_day_is_a_calendar_day_not_24_hours():
     # 23:00 and 01:00 the next day are two purchase days; 00:01 and 23:59 of one day are one
-    tx = frame([("A", "2021-01-01 23:00", 5.0), ("A", "2021-01-02 01:00", 5.0), ("A", "2021-01-05 00:01", 3.0),
-                ("A", "2021-01-05 23:59", 4.0)])
+    tx = frame(
+        [
+            ("A", "2021-01-01 23:00", 5.0),
+            ("A", "2021-01-02 01:00", 5.0),
+            ("A", "2021-01-05 00:01", 3.0),
+            ("A", "2021-01-05 23:59", 4.0),
+        ]
+    )
     row = rfm_summary(tx, "2021-01-10").loc["A"]
     assert row.to_dict() == {"frequency": 2.0, "recency": 4.0, "T": 9.0, "monetary_value": 6.0}
 
@@ -221,8 +227,11 @@ def test_train_warns_about_rows_after_the_observation_end(tmp_path, monkeypatch,
         }
     )
     returned = pd.DataFrame(  # a customer whose only day nets to 0: not scored, and said so
-        {"customer_id": ["RETURNED"] * 2, "date": pd.to_datetime(["2021-03-03 10:00", "2021-03-03 12:00"]),
-         "amount": [25.0, -25.0]}
+        {
+            "customer_id": ["RETURNED"] * 2,
+            "date": pd.to_datetime(["2021-03-03 10:00", "2021-03-03 12:00"]),
+            "amount": [25.0, -25.0],
+        }
     )
     data = pd.concat([log, late, returned], ignore_index=True)
     cfg = load_config(
@@ -299,12 +308,16 @@ def test_dataframe_mixing_int_and_str_ids_is_refused():
 
 def test_mixed_ids_name_the_first_row_of_the_odd_type_whichever_comes_first():
     df = pd.DataFrame({"client": ["00012", "7", 12, 3], "date": ["2021-01-01"] * 4, "amount": [1.0] * 4})
-    with pytest.raises(CrmvalueError, match=r"column 'client' mixes id types \(int, str\); first int at row 2 \(index 2\): 12"):
+    with pytest.raises(
+        CrmvalueError, match=r"column 'client' mixes id types \(int, str\); first int at row 2 \(index 2\): 12"
+    ):
         load_transactions(df, customer_col="client")
 
 
 def test_dataframe_int_ids_become_strings():
-    df = pd.DataFrame({"customer_id": [12, 7, 12], "date": ["2021-01-01", "2021-01-02", "2021-01-03"], "amount": [1.0, 2.0, 3.0]})
+    df = pd.DataFrame(
+        {"customer_id": [12, 7, 12], "date": ["2021-01-01", "2021-01-02", "2021-01-03"], "amount": [1.0, 2.0, 3.0]}
+    )
     ids = load_transactions(df).frame["customer_id"]
     assert ids.tolist() == ["12", "7", "12"]
     assert all(type(v) is str for v in ids)
@@ -330,12 +343,16 @@ def test_other_integer_and_text_id_dtypes(ids):
 
 @pytest.mark.parametrize("dtype", ["float64", "float32", object], ids=["float64", "float32", "object-floats"])
 def test_whole_number_float_ids_become_integer_text(dtype):
-    df = pd.DataFrame({"customer_id": pd.Series([12.0, 7.0, 1e6], dtype=dtype), "date": ["2021-01-01"] * 3, "amount": [1.0] * 3})
+    df = pd.DataFrame(
+        {"customer_id": pd.Series([12.0, 7.0, 1e6], dtype=dtype), "date": ["2021-01-01"] * 3, "amount": [1.0] * 3}
+    )
     assert load_transactions(df).frame["customer_id"].tolist() == ["12", "7", "1000000"]
 
 
 def test_non_integer_float_ids_are_refused():
-    df = pd.DataFrame({"cid": [12.0, 7.0, 7.5, 8.25], "date": ["2021-01-01"] * 4, "amount": [1.0] * 4}, index=list("wxyz"))
+    df = pd.DataFrame(
+        {"cid": [12.0, 7.0, 7.5, 8.25], "date": ["2021-01-01"] * 4, "amount": [1.0] * 4}, index=list("wxyz")
+    )
     with pytest.raises(CrmvalueError) as info:
         load_transactions(df, customer_col="cid")
     message = str(info.value)
@@ -345,7 +362,10 @@ def test_non_integer_float_ids_are_refused():
 
 def test_missing_float_ids_are_refused():
     df = pd.DataFrame({"customer_id": [12.0, np.nan], "date": ["2021-01-01"] * 2, "amount": [1.0] * 2})
-    with pytest.raises(CrmvalueError, match=r"^DataFrame: column 'customer_id' has 1 missing ids; first at row 1 \(index 1\) \(--drop-missing-ids"):
+    with pytest.raises(
+        CrmvalueError,
+        match=r"^DataFrame: column 'customer_id' has 1 missing ids; first at row 1 \(index 1\) \(--drop-missing-ids",
+    ):
         load_transactions(df)
 
 
@@ -379,7 +399,11 @@ def test_offsets_in_a_csv_become_naive_utc(tmp_path):
     )
     dates = load_transactions(path).frame["date"]
     assert dates.dt.tz is None
-    assert dates.tolist() == [pd.Timestamp("2021-01-02 04:30"), pd.Timestamp("2021-01-01 23:00"), pd.Timestamp("2021-01-02 01:00")]
+    assert dates.tolist() == [
+        pd.Timestamp("2021-01-02 04:30"),
+        pd.Timestamp("2021-01-01 23:00"),
+        pd.Timestamp("2021-01-02 01:00"),
+    ]
 
 
 def test_offsets_with_an_explicit_format_become_naive_utc():

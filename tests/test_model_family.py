@@ -11,8 +11,6 @@ from lifetimes import BetaGeoFitter, ModifiedBetaGeoFitter, ParetoNBDFitter
 from crmvalue.features import compress_rfm
 from crmvalue.models import (
     PURCHASE_MODELS,
-    BetaGeoModel,
-    ModifiedBetaGeoModel,
     ModifiedBetaGeoParams,
     ParetoNBDModel,
     ParetoNBDParams,
@@ -47,7 +45,13 @@ def test_log_likelihood_equals_lifetimes(fitted, sample_summary, name):
     model = fitted[name]
     rows = compress_rfm(sample_summary["frequency"], sample_summary["recency"], sample_summary["T"])
     values = np.array(list(model.params_.as_dict().values()))
-    args = (rows["frequency"].to_numpy(), rows["recency"].to_numpy(), rows["T"].to_numpy(), rows["weights"].to_numpy(), 0.0)
+    args = (
+        rows["frequency"].to_numpy(),
+        rows["recency"].to_numpy(),
+        rows["T"].to_numpy(),
+        rows["weights"].to_numpy(),
+        0.0,
+    )
     if name == "paretonbd":  # lifetimes takes raw params and divides by the mean weight
         theirs = -LIFETIMES[name]._negative_log_likelihood(values, *args) * rows["weights"].mean()
     else:
@@ -61,7 +65,9 @@ def test_predictions_equal_lifetimes(fitted, sample_summary, name):
     twin = LIFETIMES[name]()
     twin.params_ = pd.Series(model.params_.as_dict())
     x, t_x, T = sample_summary["frequency"], sample_summary["recency"], sample_summary["T"]
-    np.testing.assert_allclose(model.conditional_probability_alive(x, t_x, T), twin.conditional_probability_alive(x, t_x, T), rtol=1e-10)
+    np.testing.assert_allclose(
+        model.conditional_probability_alive(x, t_x, T), twin.conditional_probability_alive(x, t_x, T), rtol=1e-10
+    )
     for t in (1.0, 13.0, 39.0):
         np.testing.assert_allclose(
             model.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T),
@@ -69,7 +75,11 @@ def test_predictions_equal_lifetimes(fitted, sample_summary, name):
             rtol=1e-10,
         )
     grid = np.array([1.0, 10.0, 39.0, 78.0])
-    np.testing.assert_allclose(model.expected_number_of_purchases_up_to_time(grid), twin.expected_number_of_purchases_up_to_time(grid), rtol=1e-10)
+    np.testing.assert_allclose(
+        model.expected_number_of_purchases_up_to_time(grid),
+        twin.expected_number_of_purchases_up_to_time(grid),
+        rtol=1e-10,
+    )
 
 
 def _pareto_mp(p: ParetoNBDParams, t, x, t_x, T):
@@ -81,8 +91,10 @@ def _pareto_mp(p: ParetoNBDParams, t, x, t_x, T):
     else:
         low, high, B = alpha, beta, r + x
     A = r + s + x
-    a0 = (mpmath.hyp2f1(A, B, A + 1, (high - low) / (high + t_x)) / (high + t_x) ** A
-          - mpmath.hyp2f1(A, B, A + 1, (high - low) / (high + T)) / (high + T) ** A)
+    a0 = (
+        mpmath.hyp2f1(A, B, A + 1, (high - low) / (high + t_x)) / (high + t_x) ** A
+        - mpmath.hyp2f1(A, B, A + 1, (high - low) / (high + T)) / (high + T) ** A
+    )
     alive = 1 / (1 + s / (r + s + x) * (alpha + T) ** (r + x) * (beta + T) ** s * a0)
     expected = (r + x) * (beta + T) / ((alpha + T) * (s - 1)) * (1 - ((beta + T) / (beta + T + t)) ** (s - 1)) * alive
     return float(alive), float(expected)
@@ -107,7 +119,9 @@ def test_heavy_buyers_match_high_precision(fitted, x, t_x, T):
     assert float(pareto.p_alive(x, t_x, T)) == pytest.approx(alive, rel=1e-8, abs=1e-300)
     assert float(pareto.expected_purchases(39.0, x, t_x, T)) == pytest.approx(expected, rel=1e-8, abs=1e-300)
     mbg = fitted["mbgnbd"].params_
-    assert float(mbg.expected_purchases(39.0, x, t_x, T)) == pytest.approx(_mbg_mp(mbg, 39.0, x, t_x, T), rel=1e-8, abs=1e-300)
+    assert float(mbg.expected_purchases(39.0, x, t_x, T)) == pytest.approx(
+        _mbg_mp(mbg, 39.0, x, t_x, T), rel=1e-8, abs=1e-300
+    )
 
 
 def test_lifetimes_pareto_breaks_where_ours_does_not(fitted):
@@ -118,7 +132,12 @@ def test_lifetimes_pareto_breaks_where_ours_does_not(fitted):
     with np.errstate(all="ignore"):
         assert np.isnan(twin.conditional_probability_alive(1500, 78.0, 78.0))
     assert float(p.p_alive(1500, 78.0, 78.0)) == 1.0
-    closed_form = (p.r + 1500) * (p.beta + 78) / ((p.alpha + 78) * (p.s - 1)) * (1 - ((p.beta + 78) / (p.beta + 78 + 39)) ** (p.s - 1))
+    closed_form = (
+        (p.r + 1500)
+        * (p.beta + 78)
+        / ((p.alpha + 78) * (p.s - 1))
+        * (1 - ((p.beta + 78) / (p.beta + 78 + 39)) ** (p.s - 1))
+    )
     assert float(p.expected_purchases(39.0, 1500, 78.0, 78.0)) == pytest.approx(closed_form, rel=1e-12)
 
 
@@ -174,7 +193,7 @@ def test_objective_gradient_and_hessian(sample_summary, name, lifetimes_class, m
     theirs = lifetimes_class._negative_log_likelihood(theta, x.astype(int), t_x * scale, T * scale, w, penalizer)
     assert value == pytest.approx(theirs, rel=1e-12)
     np.testing.assert_allclose(gradient, approx_fprime(theta, lambda z: objective(z)[0], 1e-7), atol=1e-6)
-    numerical = np.array([approx_fprime(theta, lambda z: objective(z)[1][i], 1e-6) for i in range(4)])
+    numerical = np.array([approx_fprime(theta, lambda z, i=i: objective(z)[1][i], 1e-6) for i in range(4)])
     np.testing.assert_allclose(hessian, numerical, atol=1e-5)
     assert np.abs(gradient).max() > 0.05
 

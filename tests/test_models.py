@@ -14,7 +14,7 @@ import pytest
 from lifetimes import BetaGeoFitter, GammaGammaFitter
 
 from crmvalue.errors import CrmvalueError
-from crmvalue.models import BetaGeoModel, BetaGeoParams, GammaGammaModel, GammaGammaParams, ValueModel
+from crmvalue.models import BetaGeoModel, BetaGeoParams, GammaGammaModel, ValueModel
 from crmvalue.models.bgnbd import expected_purchases, p_alive
 from crmvalue.simulate import simulate_bgnbd_summary
 
@@ -73,8 +73,9 @@ def test_gamma_gamma_fit_equals_lifetimes(sample_summary, cdnow_master_summary, 
         for name, value in reference.params_.items():
             assert ours.params_.as_dict()[name] == pytest.approx(value, rel=1e-6), name
             assert ours.standard_errors_[name] == pytest.approx(reference.standard_errors_[name], rel=1e-4), name
-        np.testing.assert_allclose(ours.log_param_covariance_,
-                                   np.linalg.inv(reference._hessian_) / len(repeat), rtol=1e-4)
+        np.testing.assert_allclose(
+            ours.log_param_covariance_, np.linalg.inv(reference._hessian_) / len(repeat), rtol=1e-4
+        )
 
 
 def test_compressed_fit_equals_lifetimes_fit_on_raw_rows(sample_summary, fitted):
@@ -89,7 +90,9 @@ def test_predictions_equal_lifetimes(sample_summary, fitted):
     bg, gg = fitted
     lbg, lgg = _lifetimes_twins(bg, gg)
     x, t_x, T = sample_summary["frequency"], sample_summary["recency"], sample_summary["T"]
-    np.testing.assert_allclose(bg.conditional_probability_alive(x, t_x, T), lbg.conditional_probability_alive(x, t_x, T), rtol=1e-12)
+    np.testing.assert_allclose(
+        bg.conditional_probability_alive(x, t_x, T), lbg.conditional_probability_alive(x, t_x, T), rtol=1e-12
+    )
     for t in (1.0, 90 / 7, 39.0, 104.0):
         np.testing.assert_allclose(
             bg.conditional_expected_number_of_purchases_up_to_time(t, x, t_x, T),
@@ -113,7 +116,9 @@ def test_clv_equals_lifetimes_customer_lifetime_value(sample_summary, fitted, ti
     lbg, lgg = _lifetimes_twins(bg, gg)
     model = ValueModel(bg.params_, gg.params_, time_unit, horizon_days=90, clv_months=12, discount_rate=0.01)
     ours = model.predict(s)["clv"]
-    theirs = lgg.customer_lifetime_value(lbg, s["frequency"], s["recency"], s["T"], s["monetary_value"], time=12, discount_rate=0.01, freq=freq)
+    theirs = lgg.customer_lifetime_value(
+        lbg, s["frequency"], s["recency"], s["T"], s["monetary_value"], time=12, discount_rate=0.01, freq=freq
+    )
     np.testing.assert_allclose(ours.to_numpy(), theirs.to_numpy(), rtol=1e-9)
 
 
@@ -150,8 +155,14 @@ def test_heavy_buyers_are_finite_and_match_high_precision(fitted, x, t_x, T):
 def test_value_model_is_finite_for_heavy_buyers(fitted):
     bg, gg = fitted
     model = ValueModel(bg.params_, gg.params_, "weeks", 90, 12, 0.01)
-    frame = pd.DataFrame({"frequency": [x for x, _, _ in HEAVY_BUYERS], "recency": [r for _, r, _ in HEAVY_BUYERS],
-                          "T": [T for _, _, T in HEAVY_BUYERS], "monetary_value": 25.0})
+    frame = pd.DataFrame(
+        {
+            "frequency": [x for x, _, _ in HEAVY_BUYERS],
+            "recency": [r for _, r, _ in HEAVY_BUYERS],
+            "T": [T for _, _, T in HEAVY_BUYERS],
+            "monetary_value": 25.0,
+        }
+    )
     scores = model.predict(frame)
     assert np.isfinite(scores.to_numpy()).all()
     assert (scores["clv"] >= 0).all() and scores["clv"].iloc[3] > 0  # long-gone buyers may round to 0
@@ -219,6 +230,7 @@ def test_a_boundary_fit_is_handled_with_a_warning_and_the_named_remedy_works():
     The fit no longer fails: it is a boundary fit, refitted with the smallest ridge that gives an interior optimum,
     with one warning line and finite predictions; the penalizer a user would name still works as before."""
     from conftest import simulated_transactions
+
     from crmvalue.features import calibration_holdout_summary
 
     s = calibration_holdout_summary(simulated_transactions(200, seed=21), "2020-12-31", "2021-12-31", "days")
@@ -253,14 +265,16 @@ def test_weighted_fits_equal_fits_on_expanded_rows(sample_summary):
     counts = s.groupby(["frequency", "recency", "T"]).size().rename("weights").reset_index()
     expanded = BetaGeoModel().fit(s["frequency"], s["recency"], s["T"])
     weighted = BetaGeoModel().fit(counts["frequency"], counts["recency"], counts["T"], weights=counts["weights"])
-    np.testing.assert_allclose(list(weighted.params_.as_dict().values()), list(expanded.params_.as_dict().values()),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        list(weighted.params_.as_dict().values()), list(expanded.params_.as_dict().values()), rtol=1e-9
+    )
     assert weighted.n_customers_ == len(s)
     spend = s.groupby(["frequency", "monetary_value"]).size().rename("weights").reset_index()
     gg = GammaGammaModel().fit(s["frequency"], s["monetary_value"])
     gg_weighted = GammaGammaModel().fit(spend["frequency"], spend["monetary_value"], weights=spend["weights"])
-    np.testing.assert_allclose(list(gg_weighted.params_.as_dict().values()), list(gg.params_.as_dict().values()),
-                               rtol=1e-9)
+    np.testing.assert_allclose(
+        list(gg_weighted.params_.as_dict().values()), list(gg.params_.as_dict().values()), rtol=1e-9
+    )
     assert gg_weighted.n_customers_ == gg.n_customers_ == 946
     assert gg_weighted.frequency_spend_correlation_ == pytest.approx(gg.frequency_spend_correlation_, rel=1e-12)
     with pytest.raises(CrmvalueError, match="weights"):

@@ -17,7 +17,6 @@ import mlflow
 import pandas as pd
 import pytest
 import yaml
-
 from conftest import random_transactions
 
 CLI = shutil.which("crmvalue") or str(Path(sys.executable).with_name("crmvalue"))
@@ -50,8 +49,13 @@ def shops(tmp_path_factory):
     assert north.returncode == 0, north.stderr
     shop_b = run_cli("train", "--config", "b.yaml", "--no-churn", "--tracking-uri", uri, cwd=tmp)
     assert shop_b.returncode == 0, shop_b.stderr
-    return {"tmp": tmp, "uri": uri, "north": north, "shop_b": shop_b,
-            "client": mlflow.tracking.MlflowClient(tracking_uri=uri)}
+    return {
+        "tmp": tmp,
+        "uri": uri,
+        "north": north,
+        "shop_b": shop_b,
+        "client": mlflow.tracking.MlflowClient(tracking_uri=uri),
+    }
 
 
 def _experiment(done: subprocess.CompletedProcess) -> str:
@@ -115,10 +119,31 @@ def test_predict_maps_renamed_columns_and_reproduces_the_export(shops):
     tmp, uri = shops["tmp"], shops["uri"]
     frame = pd.read_csv(tmp / "shop_a.csv")
     frame.rename(columns={"customer_id": "Kunde", "date": "Datum", "amount": "Umsatz"}).to_csv(
-        tmp / "renamed.csv", sep=";", index=False)
-    done = run_cli("predict", "--name", "north", "--data", "renamed.csv", "--observation-end", _observation_end(tmp),
-                   "--out", "scores.csv", "--customer-col", "Kunde", "--date-col", "Datum", "--amount-col", "Umsatz",
-                   "--sep", ";", "--tracking-uri", uri, "--quiet", cwd=tmp)
+        tmp / "renamed.csv", sep=";", index=False
+    )
+    done = run_cli(
+        "predict",
+        "--name",
+        "north",
+        "--data",
+        "renamed.csv",
+        "--observation-end",
+        _observation_end(tmp),
+        "--out",
+        "scores.csv",
+        "--customer-col",
+        "Kunde",
+        "--date-col",
+        "Datum",
+        "--amount-col",
+        "Umsatz",
+        "--sep",
+        ";",
+        "--tracking-uri",
+        uri,
+        "--quiet",
+        cwd=tmp,
+    )
     assert done.returncode == 0, done.stderr
     assert "model north-value version 1" in done.stdout
     trained = pd.read_csv(tmp / "exports" / "north" / "predictions.csv", dtype={"customer_id": str})
@@ -131,11 +156,35 @@ def test_predict_maps_renamed_columns_and_reproduces_the_export(shops):
 def test_predict_refuses_a_file_with_other_columns_in_one_line_naming_the_flags(shops):
     tmp, uri = shops["tmp"], shops["uri"]
     pd.read_csv(tmp / "shop_a.csv").rename(columns={"customer_id": "client", "amount": "total"}).to_csv(
-        tmp / "other.csv", index=False)
-    line = error_line(run_cli("predict", "--name", "north", "--data", "other.csv", "--observation-end",
-                              _observation_end(tmp), "--out", "x.csv", "--tracking-uri", uri, cwd=tmp))
-    for word in ("other.csv", "'customer_id'", "'amount'", "'client'", "'total'", "--customer-col", "--date-col",
-                 "--amount-col", "north-value"):
+        tmp / "other.csv", index=False
+    )
+    line = error_line(
+        run_cli(
+            "predict",
+            "--name",
+            "north",
+            "--data",
+            "other.csv",
+            "--observation-end",
+            _observation_end(tmp),
+            "--out",
+            "x.csv",
+            "--tracking-uri",
+            uri,
+            cwd=tmp,
+        )
+    )
+    for word in (
+        "other.csv",
+        "'customer_id'",
+        "'amount'",
+        "'client'",
+        "'total'",
+        "--customer-col",
+        "--date-col",
+        "--amount-col",
+        "north-value",
+    ):
         assert word in line, line
     assert not (tmp / "x.csv").exists()
 
@@ -164,11 +213,14 @@ def test_every_predict_error_suggests_only_predicts_flags(shops, capsys, monkeyp
         return name
 
     files["semicolon"] = write("semicolon.csv", base, sep=";")
-    files["comma"] = write("comma.csv", base.assign(amount=base["amount"].map(lambda v: f"{v:.2f}".replace(".", ","))),
-                           sep=";")
+    files["comma"] = write(
+        "comma.csv", base.assign(amount=base["amount"].map(lambda v: f"{v:.2f}".replace(".", ","))), sep=";"
+    )
     days = pd.to_datetime(base["date"])
-    files["ambiguous"] = write("ambiguous.csv", base.assign(date=days.dt.strftime("%m/%d/%Y").where(
-        days.dt.day <= 12, days.dt.strftime("%m/12/%Y"))))
+    files["ambiguous"] = write(
+        "ambiguous.csv",
+        base.assign(date=days.dt.strftime("%m/%d/%Y").where(days.dt.day <= 12, days.dt.strftime("%m/12/%Y"))),
+    )
     files["guests"] = write("guests.csv", base.assign(customer_id=base["customer_id"].mask(base.index == 3)))
     late = base.copy()
     late.loc[4, "date"] = "2031-05-01"
@@ -178,9 +230,23 @@ def test_every_predict_error_suggests_only_predicts_flags(shops, capsys, monkeyp
     files["latin"] = write("latin.csv", latin, encoding="latin-1")
     files["renamed"] = write("renamed2.csv", base.rename(columns={"amount": "Umsatz"}))
     flags = _predict_flags()
-    assert {"--customer-col", "--date-col", "--amount-col", "--quantity-col", "--price-col", "--date-format",
-            "--dayfirst", "--monthfirst", "--sep", "--decimal", "--thousands", "--encoding", "--drop-missing-ids",
-            "--allow-future-dates", "--name"} <= flags
+    assert {
+        "--customer-col",
+        "--date-col",
+        "--amount-col",
+        "--quantity-col",
+        "--price-col",
+        "--date-format",
+        "--dayfirst",
+        "--monthfirst",
+        "--sep",
+        "--decimal",
+        "--thousands",
+        "--encoding",
+        "--drop-missing-ids",
+        "--allow-future-dates",
+        "--name",
+    } <= flags
 
     common = ["--observation-end", end, "--out", "never.csv", "--tracking-uri", uri]
     cases = {
@@ -195,13 +261,31 @@ def test_every_predict_error_suggests_only_predicts_flags(shops, capsys, monkeyp
         "a 2031 typo": ["--name", "north", "--data", files["late"], *common],
         "latin-1": ["--name", "north", "--data", files["latin"], *common],
         "bad --sep": ["--name", "north", "--data", "shop_a.csv", "--sep", "ab", *common],
-        "earlier observation end": ["--name", "north", "--data", "shop_a.csv", "--observation-end", "2020-01-05",
-                                    "--out", "never.csv", "--tracking-uri", uri],
+        "earlier observation end": [
+            "--name",
+            "north",
+            "--data",
+            "shop_a.csv",
+            "--observation-end",
+            "2020-01-05",
+            "--out",
+            "never.csv",
+            "--tracking-uri",
+            uri,
+        ],
         "two models": ["--name", "north", "--model", "models:/north-value/1", "--data", "shop_a.csv", *common],
     }
-    expected = {"no model named": "--name", "renamed column": "--amount-col", "other delimiter": "--sep",
-                "decimal comma": "--decimal", "ambiguous dates": "--dayfirst", "missing ids": "--drop-missing-ids",
-                "a 2031 typo": "--allow-future-dates", "latin-1": "--encoding", "bad --sep": "--sep"}
+    expected = {
+        "no model named": "--name",
+        "renamed column": "--amount-col",
+        "other delimiter": "--sep",
+        "decimal comma": "--decimal",
+        "ambiguous dates": "--dayfirst",
+        "missing ids": "--drop-missing-ids",
+        "a 2031 typo": "--allow-future-dates",
+        "latin-1": "--encoding",
+        "bad --sep": "--sep",
+    }
     for case, args in cases.items():
         monkeypatch.setattr(sys, "argv", ["crmvalue", "predict", *args])
         with pytest.raises(SystemExit) as stopped:
@@ -220,7 +304,21 @@ def test_the_suggested_flags_work_in_predict(shops):
     tmp, uri = shops["tmp"], shops["uri"]
     base = pd.read_csv(tmp / "shop_a.csv")
     base.assign(customer_id=base["customer_id"].mask(base.index == 3)).to_csv(tmp / "guests2.csv", index=False)
-    done = run_cli("predict", "--name", "north", "--data", "guests2.csv", "--observation-end", _observation_end(tmp),
-                   "--out", "guests_scores.csv", "--drop-missing-ids", "--tracking-uri", uri, "--quiet", cwd=tmp)
+    done = run_cli(
+        "predict",
+        "--name",
+        "north",
+        "--data",
+        "guests2.csv",
+        "--observation-end",
+        _observation_end(tmp),
+        "--out",
+        "guests_scores.csv",
+        "--drop-missing-ids",
+        "--tracking-uri",
+        uri,
+        "--quiet",
+        cwd=tmp,
+    )
     assert done.returncode == 0, done.stderr
     assert "dropped 1 row without a customer id" in done.stderr

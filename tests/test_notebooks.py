@@ -22,8 +22,11 @@ def test_the_notebooks_are_there():
 def test_committed_without_outputs(path):
     """Run `make strip` (nbstripout) before committing a notebook you have run."""
     book = nbformat.read(path, as_version=4)
-    dirty = [i for i, cell in enumerate(book.cells)
-             if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)]
+    dirty = [
+        i
+        for i, cell in enumerate(book.cells)
+        if cell.cell_type == "code" and (cell.get("outputs") or cell.get("execution_count") is not None)
+    ]
     assert not dirty, f"{path.name}: cells {dirty} have outputs or execution counts; run `make strip`"
 
 

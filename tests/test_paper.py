@@ -66,8 +66,9 @@ def test_pareto_fit_reproduces_published_parameters(split, pareto):
     assert p["s"] == pytest.approx(0.606, abs=5e-4)
     assert p["beta"] == pytest.approx(11.669, abs=5e-4)
     rows = compress_rfm(split["frequency_cal"], split["recency_cal"], split["T_cal"])
-    ll = ParetoNBDFitter._conditional_log_likelihood(p.to_numpy(), rows["frequency"].to_numpy(), rows["recency"].to_numpy(),
-                                             rows["T"].to_numpy())
+    ll = ParetoNBDFitter._conditional_log_likelihood(
+        p.to_numpy(), rows["frequency"].to_numpy(), rows["recency"].to_numpy(), rows["T"].to_numpy()
+    )
     assert float((ll * rows["weights"]).sum()) == pytest.approx(-9595.0, abs=0.05)
 
 

@@ -12,20 +12,46 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import simulated_transactions
 
 from crmvalue.config import load_config
 from crmvalue.pipeline import EXPORT_COLUMNS, train
+from crmvalue.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
 
 # the issues' exact order: the id and the purchase history a CRM user reads (issue 14), the backbone's
 # columns with churn after quadrant, then the CRM analyses
-EXPORT = ["customer_id", "orders", "revenue", "first_purchase", "last_purchase", "tenure_days", "frequency", "recency", "T", "monetary_value", "current_value", "p_alive",
-          "expected_purchases", "expected_avg_value", "clv", "potential_value", "quadrant",
-          "churn_probability", "churn_risk", "run_id",
-          "rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
-          "crm_value", "crm_grade"]
-from crmvalue.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
-
-from conftest import simulated_transactions
+EXPORT = [
+    "customer_id",
+    "orders",
+    "revenue",
+    "first_purchase",
+    "last_purchase",
+    "tenure_days",
+    "frequency",
+    "recency",
+    "T",
+    "monetary_value",
+    "current_value",
+    "p_alive",
+    "expected_purchases",
+    "expected_avg_value",
+    "clv",
+    "potential_value",
+    "quadrant",
+    "churn_probability",
+    "churn_risk",
+    "run_id",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_score",
+    "rfm_segment",
+    "cpm_group",
+    "cpm_label",
+    "value_decile",
+    "crm_value",
+    "crm_grade",
+]
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 
@@ -65,8 +91,14 @@ def test_run_has_named_params_metrics_and_tags(trained):
     assert run.data.params["purchase_model"] == "bgnbd"
     assert run.data.params["config.data.customer_col"] == "customer_id"
     assert run.data.params["config.calibration_end"] == "2020-12-31"
-    for name in ("bgnbd.log_likelihood", "holdout.mae", "holdout.rmse", "holdout.predicted_total", "holdout.actual_total",
-                 "baseline.naive_rate.holdout.mae"):
+    for name in (
+        "bgnbd.log_likelihood",
+        "holdout.mae",
+        "holdout.rmse",
+        "holdout.predicted_total",
+        "holdout.actual_total",
+        "baseline.naive_rate.holdout.mae",
+    ):
         assert np.isfinite(run.data.metrics[name]), name
     assert run.data.metrics["bgnbd.log_likelihood"] < 0
     for name in ("bgnbd.r", "bgnbd.alpha", "bgnbd.a", "bgnbd.b", "gamma_gamma.p", "gamma_gamma.q", "gamma_gamma.v"):
@@ -88,28 +120,55 @@ def test_run_artifacts(trained):
     names = {a.path for a in client.list_artifacts(result.run_id)}
     assert {"predictions.csv", "quadrant_summary.csv", "config.yaml", "plots"} <= names
     plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
-    assert plots == {f"plots/{name}.png" for name in (
-        "quadrants", "calibration_vs_holdout", "p_alive_distribution",  # the run's results
-        "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit",  # fit diagnostics
-        "churn_feature_importance", "churn_roc", "churn_precision_recall", "churn_reliability",  # the churn model
-        "rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention",  # the CRM analyses
-    )}
-    assert {a.path for a in client.list_artifacts(result.run_id, "analyses")} == {f"analyses/{name}.csv" for name in (
-        "rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention", "crm_components")}
+    assert plots == {
+        f"plots/{name}.png"
+        for name in (
+            "quadrants",
+            "calibration_vs_holdout",
+            "p_alive_distribution",  # the run's results
+            "period_transactions",
+            "tracking",
+            "p_alive_matrix",
+            "expected_purchases_matrix",
+            "spend_fit",  # fit diagnostics
+            "churn_feature_importance",
+            "churn_roc",
+            "churn_precision_recall",
+            "churn_reliability",  # the churn model
+            "rfm_segments",
+            "cpm_groups",
+            "deciles",
+            "retention",
+            "cohort_retention",  # the CRM analyses
+        )
+    }
+    assert {a.path for a in client.list_artifacts(result.run_id, "analyses")} == {
+        f"analyses/{name}.csv"
+        for name in ("rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention", "crm_components")
+    }
     assert {a.path for a in client.list_artifacts(result.run_id, "churn")} == {
-        "churn/churn_calibration.json", "churn/churn_scoring.json", "churn/feature_importance_gain.csv",
-        "churn/test_scores.csv"}
+        "churn/churn_calibration.json",
+        "churn/churn_scoring.json",
+        "churn/feature_importance_gain.csv",
+        "churn/test_scores.csv",
+    }
     tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
-    assert tables == {f"diagnostics/{name}.csv" for name in (
-        "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")}
+    assert tables == {
+        f"diagnostics/{name}.csv"
+        for name in ("period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")
+    }
     # the tracking table is the calibration fit's, out of time: it ends at the observation end
     tracking = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/tracking.csv", str(tmp / "dl")))
     assert tracking["actual_cumulative"].iloc[-1] == tracking["actual_incremental"].sum() > 0
     assert pd.Timestamp(tracking["period_end"].iloc[-1]) == pd.Timestamp("2021-12-31")
-    period = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/period_transactions.csv", str(tmp / "dl")))
+    period = pd.read_csv(
+        client.download_artifacts(result.run_id, "diagnostics/period_transactions.csv", str(tmp / "dl"))
+    )
     assert period["observed"].sum() == pytest.approx(period["expected"].sum()) == result.evaluation.holdout_customers
     local = client.download_artifacts(result.run_id, "predictions.csv", str(tmp / "dl"))
-    pd.testing.assert_frame_equal(pd.read_csv(local, dtype={"customer_id": str}), pd.read_csv(cfg.output_path, dtype={"customer_id": str}))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(local, dtype={"customer_id": str}), pd.read_csv(cfg.output_path, dtype={"customer_id": str})
+    )
 
 
 def test_artifacts_live_beside_the_sqlite_store(trained):
@@ -161,14 +220,17 @@ def test_two_runs_give_identical_churn_scores(trained, tmp_path):
     again = train(_config(tmp_path), data=simulated_transactions(n_customers=400, seed=3))
     np.testing.assert_array_equal(again.predictions["churn_probability"], result.predictions["churn_probability"])
     assert {k: v for k, v in again.metrics.items() if k.startswith(("churn.", "baseline."))} == {
-        k: v for k, v in result.metrics.items() if k.startswith(("churn.", "baseline."))}
+        k: v for k, v in result.metrics.items() if k.startswith(("churn.", "baseline."))
+    }
 
 
 def test_churn_on_a_sample_of_customers_still_scores_everyone(trained, tmp_path):
     """Above churn.sample_customers the model learns and is tested on a sample; every customer is scored."""
     _, _, result = trained
-    sampled = train(_config(tmp_path, **{"churn": {"sample_customers": 250}, "analyses": {"enabled": False}}),
-                    data=simulated_transactions(n_customers=400, seed=3))
+    sampled = train(
+        _config(tmp_path, **{"churn": {"sample_customers": 250}, "analyses": {"enabled": False}}),
+        data=simulated_transactions(n_customers=400, seed=3),
+    )
     assert sampled.metrics["churn.sampled_customers"] == 250
     assert result.metrics["churn.sampled_customers"] == len(result.predictions) == len(sampled.predictions)
     assert sampled.predictions["churn_probability"].notna().all()
@@ -277,11 +339,24 @@ def test_auto_compares_the_models_in_nested_child_runs(tmp_path):
             assert key in m, (name, key)
         first = next(k for k in m if k.startswith(f"{name}.se."))
         param = first.rsplit(".", 1)[1]
-        assert m[f"{name}.ci95_lower.{param}"] < float(child.data.params[f"{name}.{param}"]) < m[f"{name}.ci95_upper.{param}"]
-        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {f"plots/{name}.png" for name in (
-            "calibration_vs_holdout", "period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix")}
+        assert (
+            m[f"{name}.ci95_lower.{param}"]
+            < float(child.data.params[f"{name}.{param}"])
+            < m[f"{name}.ci95_upper.{param}"]
+        )
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "plots")} == {
+            f"plots/{name}.png"
+            for name in (
+                "calibration_vs_holdout",
+                "period_transactions",
+                "tracking",
+                "p_alive_matrix",
+                "expected_purchases_matrix",
+            )
+        }
         assert "diagnostics/conditional_expectations.csv" in {
-            a.path for a in client.list_artifacts(child.info.run_id, "diagnostics")}
+            a.path for a in client.list_artifacts(child.info.run_id, "diagnostics")
+        }
     assert parent.data.metrics["holdout.rmse"] == pytest.approx(rmses[winner])
 
 
@@ -289,7 +364,12 @@ def test_intervals_are_appended_to_the_export(tmp_path):
     cfg = _config(tmp_path, **{"intervals.enabled": True, "intervals.draws": 50})
     train(cfg, data=simulated_transactions(n_customers=300, seed=3))
     export = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
-    assert list(export.columns) == EXPORT + ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+    assert list(export.columns) == EXPORT + [
+        "expected_purchases_lower",
+        "expected_purchases_upper",
+        "clv_lower",
+        "clv_upper",
+    ]
     assert (export["expected_purchases_lower"] <= export["expected_purchases"] + 1e-12).all()
     assert (export["clv"] <= export["clv_upper"] + 1e-12).all()
 
@@ -304,17 +384,45 @@ def test_tracking_uri_precedence(monkeypatch):
 
 def test_cli_end_to_end_on_a_small_file(tmp_path):
     """No --tracking-uri: the run lands in ./mlflow.db, MLflow's local SQLite store."""
-    tx = simulated_transactions(n_customers=250, seed=8).rename(columns={"customer_id": "cust", "date": "ts", "amount": "revenue"})
+    tx = simulated_transactions(n_customers=250, seed=8).rename(
+        columns={"customer_id": "cust", "date": "ts", "amount": "revenue"}
+    )
     tx.to_csv(tmp_path / "tx.csv", index=False)
     ids = sorted(tx["cust"].unique())
     pd.DataFrame({"id": ids, "segment": np.where(np.arange(len(ids)) % 3 == 0, "gold", "basic")}).to_csv(
-        tmp_path / "customers.csv", index=False)
+        tmp_path / "customers.csv", index=False
+    )
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     proc = subprocess.run(
-        [CLI, "train", "--data", "tx.csv", "--customer-col", "cust", "--date-col", "ts", "--amount-col", "revenue",
-         "--calibration-end", "2020-12-31", "--observation-end", "2021-12-31", "--time-unit", "days",
-         "--customers", "customers.csv", "--customers-id-col", "id", "--out", "out/scores.csv"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        [
+            CLI,
+            "train",
+            "--data",
+            "tx.csv",
+            "--customer-col",
+            "cust",
+            "--date-col",
+            "ts",
+            "--amount-col",
+            "revenue",
+            "--calibration-end",
+            "2020-12-31",
+            "--observation-end",
+            "2021-12-31",
+            "--time-unit",
+            "days",
+            "--customers",
+            "customers.csv",
+            "--customers-id-col",
+            "id",
+            "--out",
+            "out/scores.csv",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     assert "run id" in proc.stdout and "quadrants" in proc.stdout and "out/scores.csv" in proc.stdout
@@ -339,14 +447,18 @@ def test_cli_end_to_end_on_a_small_file(tmp_path):
     uri = next(m.model_uri for m in models if m.name == "churn_model")
     example = mlflow.models.Model.load(uri).load_input_example(mlflow.artifacts.download_artifacts(uri))
     assert "attr_segment" in example.columns
-    assert np.all((mlflow.pyfunc.load_model(uri).predict(example) >= 0))
+    assert np.all(mlflow.pyfunc.load_model(uri).predict(example) >= 0)
 
 
 @pytest.mark.slow
 def test_default_experiment_on_cdnow_master(tmp_path):
     cfg = load_config(
         Path(__file__).parents[1] / "experiments" / "cdnow.yaml",
-        {"tracking_uri": f"sqlite:///{tmp_path}/mlflow.db", "out": str(tmp_path / "p.csv"), "models_dir": str(tmp_path / "m")},
+        {
+            "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db",
+            "out": str(tmp_path / "p.csv"),
+            "models_dir": str(tmp_path / "m"),
+        },
     )
     result = train(cfg)
     p = result.predictions
@@ -377,10 +489,13 @@ def test_default_segment_columns_skip_id_like_columns_and_named_ones_must_exist(
     from crmvalue.errors import CrmvalueError
     from crmvalue.pipeline import _segment_columns
 
-    attributes = pd.DataFrame({"region": ["n", "s"] * 50, "email": [f"{i}@x" for i in range(100)],
-                               "age": np.arange(100.0)})
+    attributes = pd.DataFrame(
+        {"region": ["n", "s"] * 50, "email": [f"{i}@x" for i in range(100)], "age": np.arange(100.0)}
+    )
     assert _segment_columns(None, attributes) == ["region"]
     assert "'email' has 100 values" in caplog.text
     assert _segment_columns(["email"], attributes) == ["email"]
-    with pytest.raises(CrmvalueError, match="no column 'plan' in the customer table; its columns are region, email, age"):
+    with pytest.raises(
+        CrmvalueError, match="no column 'plan' in the customer table; its columns are region, email, age"
+    ):
         _segment_columns(["plan"], attributes)

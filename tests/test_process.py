@@ -20,14 +20,13 @@ from pathlib import Path
 import mlflow
 import pytest
 import yaml
+from conftest import simulated_transactions
 
 from crmvalue import registry
 from crmvalue.config import load_config
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import StagedFiles, check_writable
 from crmvalue.pipeline import MlflowRunWriter, check_outputs, train
-
-from conftest import simulated_transactions
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 NAME = "process"
@@ -39,8 +38,11 @@ def _env() -> dict[str, str]:
 
 def _error_lines(stderr: str) -> list[str]:
     """The lines that are not progress or warnings: what the user is told went wrong."""
-    return [line for line in stderr.splitlines()
-            if line.strip() and not line.startswith(("… ", "  ", "WARNING: ", "INFO: "))]
+    return [
+        line
+        for line in stderr.splitlines()
+        if line.strip() and not line.startswith(("… ", "  ", "WARNING: ", "INFO: "))
+    ]
 
 
 def _client(uri: str):
@@ -49,8 +51,13 @@ def _client(uri: str):
 
 def _snapshot(tmp: Path, uri: str) -> dict:
     """Everything a run may change for the CRM: the export folder, models/, the registry."""
-    files = {str(p.relative_to(tmp)): p.read_bytes() for top in ("out", "models") if (tmp / top).exists()
-             for p in sorted((tmp / top).rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(tmp)): p.read_bytes()
+        for top in ("out", "models")
+        if (tmp / top).exists()
+        for p in sorted((tmp / top).rglob("*"))
+        if p.is_file()
+    }
     versions = sorted((v.name, int(v.version)) for v in _client(uri).search_model_versions())
     return {"files": files, "versions": versions}
 
@@ -71,14 +78,37 @@ def store(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("process")
     uri = f"sqlite:///{tmp}/mlflow.db"
     config = tmp / "process.yaml"
-    config.write_text(yaml.safe_dump({
-        "name": NAME, "models_dir": str(tmp / "models"), "out": str(tmp / "out" / "predictions.csv"),
-        "tracking_uri": uri, "analyses": {"enabled": False},  # fewer figures to log: a faster suite
-    }))
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": NAME,
+                "models_dir": str(tmp / "models"),
+                "out": str(tmp / "out" / "predictions.csv"),
+                "tracking_uri": uri,
+                "analyses": {"enabled": False},  # fewer figures to log: a faster suite
+            }
+        )
+    )
     simulated_transactions(n_customers=300, seed=4).to_csv(tmp / "tx.csv", index=False)
-    proc = subprocess.run([CLI, "train", "--config", str(config), "--data", str(tmp / "tx.csv"), "--no-churn",
-                           "--gamma-gamma-penalizer", "0.001", "--quiet"],
-                          cwd=tmp, env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [
+            CLI,
+            "train",
+            "--config",
+            str(config),
+            "--data",
+            str(tmp / "tx.csv"),
+            "--no-churn",
+            "--gamma-gamma-penalizer",
+            "0.001",
+            "--quiet",
+        ],
+        cwd=tmp,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     return {"tmp": tmp, "uri": uri, "config": config, "before": _snapshot(tmp, uri), "runs": _statuses(uri)}
 
@@ -95,13 +125,20 @@ def test_gamma_gamma_penalizer_flag_reaches_the_config(store):
     assert float(run.data.params["config.model.penalizer"]) == 0.0
 
 
-def _signalled(store, args: list[str], stage: str, signum: int | None, run_open: bool = False,
-               act=None) -> subprocess.CompletedProcess:
+def _signalled(
+    store, args: list[str], stage: str, signum: int | None, run_open: bool = False, act=None
+) -> subprocess.CompletedProcess:
     """Start `crmvalue train`, wait for the progress line of ``stage`` (and, with ``run_open``, for its
     MLflow run to be RUNNING), then send ``signum`` or call ``act()``. ``.runs`` of the result: the runs before."""
     runs = _statuses(store["uri"])
-    proc = subprocess.Popen([CLI, "train", "--config", str(store["config"]), *args], cwd=store["tmp"], env=_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [CLI, "train", "--config", str(store["config"]), *args],
+        cwd=store["tmp"],
+        env=_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     seen = []
     try:
         for line in proc.stderr:
@@ -133,7 +170,9 @@ def _assert_stopped_cleanly(store, proc: subprocess.CompletedProcess, signum: in
     assert proc.returncode == 128 + signum, proc.stderr
     assert "Traceback" not in proc.stderr
     errors = _error_lines(proc.stderr)
-    assert len(errors) == 1 and errors[0].startswith("error: ") and signal.Signals(signum).name in errors[0], proc.stderr
+    assert len(errors) == 1 and errors[0].startswith("error: ") and signal.Signals(signum).name in errors[0], (
+        proc.stderr
+    )
     assert proc.stdout == ""
     # no partial file, no new version, models/ untouched
     assert _snapshot(store["tmp"], store["uri"]) == store["before"]
@@ -152,8 +191,9 @@ def test_a_signal_during_the_fits_exits_128_plus_the_signal_and_writes_nothing(s
 @pytest.mark.slow
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_signal_while_the_run_is_open_marks_it_killed(store, signum):
-    proc = _signalled(store, ["--data", str(store["tmp"] / "tx.csv"), "--no-churn"], "logging the MLflow run", signum,
-                      run_open=True)
+    proc = _signalled(
+        store, ["--data", str(store["tmp"] / "tx.csv"), "--no-churn"], "logging the MLflow run", signum, run_open=True
+    )
     new = _assert_stopped_cleanly(store, proc, signum)
     assert list(new.values()) == ["KILLED"]
 
@@ -169,8 +209,14 @@ def test_a_run_that_cannot_write_its_export_at_the_end_changes_nothing(store):
         out.write_text("not a folder")
 
     try:
-        proc = _signalled(store, ["--data", str(store["tmp"] / "tx.csv"), "--no-churn"], "logging the MLflow run", None,
-                          run_open=True, act=block_the_export)
+        proc = _signalled(
+            store,
+            ["--data", str(store["tmp"] / "tx.csv"), "--no-churn"],
+            "logging the MLflow run",
+            None,
+            run_open=True,
+            act=block_the_export,
+        )
         assert out.read_text() == "not a folder"
     finally:
         if moved.exists():
@@ -178,8 +224,9 @@ def test_a_run_that_cannot_write_its_export_at_the_end_changes_nothing(store):
             moved.rename(out)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
-    assert _error_lines(proc.stderr) == [f"error: cannot write {out}: File exists; the run is marked FAILED and nothing "
-                                         "was exported or registered"]
+    assert _error_lines(proc.stderr) == [
+        f"error: cannot write {out}: File exists; the run is marked FAILED and nothing was exported or registered"
+    ]
     assert _snapshot(store["tmp"], store["uri"]) == store["before"]
     new = {k: v for k, v in _statuses(store["uri"]).items() if k not in proc.runs}
     assert list(new.values()) == ["FAILED"]
@@ -203,8 +250,17 @@ def committed(tmp_path_factory):
     """A run trained once and written once (version 1, the export, models/); each test writes it again."""
     tmp = tmp_path_factory.mktemp("commit")
     uri = f"sqlite:///{tmp}/mlflow.db"
-    cfg = load_config(None, {"name": NAME, "tracking_uri": uri, "out": str(tmp / "out" / "predictions.csv"),
-                             "models_dir": str(tmp / "models"), "churn.enabled": False, "analyses.enabled": False})
+    cfg = load_config(
+        None,
+        {
+            "name": NAME,
+            "tracking_uri": uri,
+            "out": str(tmp / "out" / "predictions.csv"),
+            "models_dir": str(tmp / "models"),
+            "churn.enabled": False,
+            "analyses.enabled": False,
+        },
+    )
     keep = _Keep()
     train(cfg, data=simulated_transactions(n_customers=200, seed=6), writer=keep)
     MlflowRunWriter().write(keep.run)
@@ -227,7 +283,9 @@ def test_a_failure_in_the_commit_leaves_everything_as_it_was(committed, monkeypa
         monkeypatch.setattr(registry, "register", _fail)
     else:  # after the export is in place and the version registered
         monkeypatch.setattr(StagedFiles, "write_text", _fail)
-    with pytest.raises(CrmvalueError, match="cannot write /fake/disk: No space left on device; the run is marked FAILED"):
+    with pytest.raises(
+        CrmvalueError, match="cannot write /fake/disk: No space left on device; the run is marked FAILED"
+    ):
         MlflowRunWriter().write(committed["run"])
     assert _snapshot(tmp, uri) == before
     new = {k: v for k, v in _statuses(uri).items() if k not in runs}
@@ -240,7 +298,7 @@ def test_a_failure_in_the_commit_leaves_everything_as_it_was(committed, monkeypa
 
 @pytest.mark.slow
 def test_a_failed_first_version_takes_its_registered_model_back(committed, monkeypatch):
-    tmp, uri = committed["tmp"], committed["uri"]
+    _tmp, uri = committed["tmp"], committed["uri"]
     run = committed["run"]
     fresh = run.cfg.model_copy(update={"registry": run.cfg.registry.model_copy(update={"value_model": "fresh-model"})})
     monkeypatch.setattr(StagedFiles, "write_text", _fail)
@@ -308,8 +366,9 @@ def read_only(tmp_path):
 def _refused(tmp: Path, *args: str) -> str:
     """`crmvalue train` with ``args`` must stop at once: exit 2, one line, nothing written; returns the line."""
     listing = sorted(p.relative_to(tmp) for p in tmp.rglob("*"))
-    proc = subprocess.run([CLI, "train", "--data", "cdnow_sample", *args], cwd=tmp, env=_env(),
-                          capture_output=True, text=True, timeout=30)  # a hang guard: MLflow used to retry for 107 s
+    proc = subprocess.run(
+        [CLI, "train", "--data", "cdnow_sample", *args], cwd=tmp, env=_env(), capture_output=True, text=True, timeout=30
+    )  # a hang guard: MLflow used to retry for 107 s
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
@@ -350,13 +409,31 @@ def test_an_unreachable_tracking_server_fails_in_seconds_with_one_line(tmp_path)
 @pytest.mark.slow
 def test_predict_checks_its_out_before_scoring(store, tmp_path, read_only):
     read_only.chmod(0o555)
-    proc = subprocess.run([CLI, "predict", "--model", f"models:/{NAME}-value/1", "--data", str(store["tmp"] / "tx.csv"),
-                           "--observation-end", "2021-12-31", "--out", str(read_only / "scores.csv"),
-                           "--tracking-uri", store["uri"]],
-                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [
+            CLI,
+            "predict",
+            "--model",
+            f"models:/{NAME}-value/1",
+            "--data",
+            str(store["tmp"] / "tx.csv"),
+            "--observation-end",
+            "2021-12-31",
+            "--out",
+            str(read_only / "scores.csv"),
+            "--tracking-uri",
+            store["uri"],
+        ],
+        cwd=tmp_path,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert _error_lines(proc.stderr) == [
-        f"error: cannot write the scores file {read_only / 'scores.csv'}: the folder {read_only} is read-only (set --out)"]
+        f"error: cannot write the scores file {read_only / 'scores.csv'}: the folder {read_only} is read-only (set --out)"
+    ]
 
 
 def test_check_outputs_names_the_path_that_cannot_be_written(tmp_path):
@@ -364,11 +441,19 @@ def test_check_outputs_names_the_path_that_cannot_be_written(tmp_path):
     base = {"tracking_uri": f"sqlite:///{tmp_path}/new/mlflow.db", "name": NAME}
     check_outputs(load_config(None, {**base, "out": str(tmp_path / "a" / "b.csv"), "models_dir": str(tmp_path / "m")}))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]  # checked, nothing created
-    with pytest.raises(CrmvalueError, match=re.escape(
-            f"cannot write the predictions file {tmp_path}/file/b.csv: {tmp_path}/file is a file, not a folder (set --out)")):
+    with pytest.raises(
+        CrmvalueError,
+        match=re.escape(
+            f"cannot write the predictions file {tmp_path}/file/b.csv: {tmp_path}/file is a file, not a folder (set --out)"
+        ),
+    ):
         check_outputs(load_config(None, {**base, "out": str(tmp_path / "file" / "b.csv")}))
-    with pytest.raises(CrmvalueError, match=re.escape(
-            f"cannot write the models folder {tmp_path}/file/{NAME}: {tmp_path}/file is a file, not a folder")):
+    with pytest.raises(
+        CrmvalueError,
+        match=re.escape(
+            f"cannot write the models folder {tmp_path}/file/{NAME}: {tmp_path}/file is a file, not a folder"
+        ),
+    ):
         check_outputs(load_config(None, {**base, "models_dir": str(tmp_path / "file"), "out": str(tmp_path / "o.csv")}))
     with pytest.raises(CrmvalueError, match="it is a folder, not a file"):
         check_writable(tmp_path, "the predictions file")
@@ -385,10 +470,29 @@ def test_two_first_trains_on_a_new_store_both_succeed(store, tmp_path):
     config = tmp_path / "fast.yaml"
     config.write_text(yaml.safe_dump({"name": NAME, "analyses": {"enabled": False}, "churn": {"enabled": False}}))
     # the same work in both: they reach the new store together, where MLflow creates its tables
-    procs = [subprocess.Popen([CLI, "train", "--config", str(config), "--data", str(store["tmp"] / "tx.csv"), "--quiet",
-                               "--tracking-uri", uri, "--out", str(tmp_path / f"out{i}.csv")],
-                              cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [
+                CLI,
+                "train",
+                "--config",
+                str(config),
+                "--data",
+                str(store["tmp"] / "tx.csv"),
+                "--quiet",
+                "--tracking-uri",
+                uri,
+                "--out",
+                str(tmp_path / f"out{i}.csv"),
+            ],
+            cwd=tmp_path,
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(2)
+    ]
     results = [(p.returncode, err) for p in procs for _, err in [p.communicate(timeout=300)]]
     assert [code for code, _ in results] == [0, 0], results
     assert sorted(_statuses(uri).values()) == ["FINISHED", "FINISHED"]

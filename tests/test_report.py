@@ -16,27 +16,46 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
+from conftest import simulated_transactions  # noqa: E402
 
 from crmvalue.config import load_config  # noqa: E402
 from crmvalue.errors import CrmvalueError  # noqa: E402
 from crmvalue.pipeline import train  # noqa: E402
 from crmvalue.report import build_report, latest_run_id, write_report  # noqa: E402
 
-from conftest import simulated_transactions  # noqa: E402
-
 CLI = str(Path(sys.executable).with_name("crmvalue"))
-SECTIONS = ["Value quadrants", "RFM segments", "CPM groups", "Revenue deciles", "Retention and cohorts",
-            "Market segments", "How good the models are", "Diagnostic charts"]
-ANALYSES = ["analyses/rfm_segments.csv", "plots/rfm_segments.png", "analyses/cpm_groups.csv", "plots/cpm_groups.png",
-            "analyses/deciles.csv", "plots/deciles.png", "analyses/retention.csv", "plots/retention.png",
-            "analyses/cohort_retention.csv", "plots/cohort_retention.png"]
+SECTIONS = [
+    "Value quadrants",
+    "RFM segments",
+    "CPM groups",
+    "Revenue deciles",
+    "Retention and cohorts",
+    "Market segments",
+    "How good the models are",
+    "Diagnostic charts",
+]
+ANALYSES = [
+    "analyses/rfm_segments.csv",
+    "plots/rfm_segments.png",
+    "analyses/cpm_groups.csv",
+    "plots/cpm_groups.png",
+    "analyses/deciles.csv",
+    "plots/deciles.png",
+    "analyses/retention.csv",
+    "plots/retention.png",
+    "analyses/cohort_retention.csv",
+    "plots/cohort_retention.png",
+]
 
 
 def _handmade_run(client, tmp: Path, experiment: str, files: dict[str, Path], metrics: dict | None = None) -> str:
     """A finished top-level run with the crmvalue tags and only the given artifacts."""
     found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found else client.create_experiment(
-        experiment, artifact_location=(tmp / "mlruns" / experiment).resolve().as_uri())
+    experiment_id = (
+        found.experiment_id
+        if found
+        else client.create_experiment(experiment, artifact_location=(tmp / "mlruns" / experiment).resolve().as_uri())
+    )
     run_id = client.create_run(experiment_id, tags={"crmvalue.version": "0.0.test"}).info.run_id
     for path, local in files.items():
         folder = str(Path(path).parent)
@@ -63,30 +82,57 @@ def store(tmp_path_factory):
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     files = tmp / "files"
     (files / "analyses").mkdir(parents=True)
-    pd.DataFrame({"quadrant": ["A", "B", "C", "D"], "customers": [1, 2, 3, 4], "share": [0.1, 0.2, 0.3, 0.4],
-                  "current_value_total": [10.0, 0.0, 5.0, 0.0], "potential_value_total": [50.0, 20.0, 2.0, 1.0],
-                  "treatment": ["keep", "develop", "maintain", "serve"]}).to_csv(files / "quadrant_summary.csv", index=False)
+    pd.DataFrame(
+        {
+            "quadrant": ["A", "B", "C", "D"],
+            "customers": [1, 2, 3, 4],
+            "share": [0.1, 0.2, 0.3, 0.4],
+            "current_value_total": [10.0, 0.0, 5.0, 0.0],
+            "potential_value_total": [50.0, 20.0, 2.0, 1.0],
+            "treatment": ["keep", "develop", "maintain", "serve"],
+        }
+    ).to_csv(files / "quadrant_summary.csv", index=False)
     bare = _handmade_run(client, tmp, "bare", {"quadrant_summary.csv": files / "quadrant_summary.csv"})
-    pd.DataFrame({"value_decile": range(1, 11), "customers": [10] * 10,
-                  "revenue": [12345.6, 5000.0] + [1000.0] * 8, "revenue_share": [0.45] + [0.55 / 9] * 9,
-                  "cumulative_share": [0.45 + 0.55 / 9 * i for i in range(10)],
-                  "average_order_value": [61.5] * 10, "average_frequency": [2.25] * 10}).to_csv(
-        files / "analyses" / "deciles.csv", index=False)
+    pd.DataFrame(
+        {
+            "value_decile": range(1, 11),
+            "customers": [10] * 10,
+            "revenue": [12345.6, 5000.0] + [1000.0] * 8,
+            "revenue_share": [0.45] + [0.55 / 9] * 9,
+            "cumulative_share": [0.45 + 0.55 / 9 * i for i in range(10)],
+            "average_order_value": [61.5] * 10,
+            "average_frequency": [2.25] * 10,
+        }
+    ).to_csv(files / "analyses" / "deciles.csv", index=False)
     pd.DataFrame({"cohort": ["2020-01", "2020-02"], "0": [1.0, 1.0], "1": [0.25, float("nan")]}).to_csv(
-        files / "analyses" / "cohort_retention.csv", index=False)
+        files / "analyses" / "cohort_retention.csv", index=False
+    )
     analysed = _handmade_run(
-        client, tmp, "analysed",
-        {"analyses/deciles.csv": files / "analyses" / "deciles.csv", "plots/deciles.png": _png(files / "deciles.png"),
-         "analyses/cohort_retention.csv": files / "analyses" / "cohort_retention.csv"},
+        client,
+        tmp,
+        "analysed",
+        {
+            "analyses/deciles.csv": files / "analyses" / "deciles.csv",
+            "plots/deciles.png": _png(files / "deciles.png"),
+            "analyses/cohort_retention.csv": files / "analyses" / "cohort_retention.csv",
+        },
         {"analyses.pareto_top20_share": 0.6543},
     )
-    cfg = load_config(None, {
-        "name": "synthetic", "tracking_uri": uri, "out": str(tmp / "exports" / "predictions.csv"),
-        "models_dir": str(tmp / "models"), "calibration_end": "2020-12-31", "observation_end": "2021-12-31",
-        "time_unit": "days",
-        # a light churn fit: the report shows its metrics, whatever their quality
-        "churn.step_days": 120, "churn.num_boost_round": 200,
-    })
+    cfg = load_config(
+        None,
+        {
+            "name": "synthetic",
+            "tracking_uri": uri,
+            "out": str(tmp / "exports" / "predictions.csv"),
+            "models_dir": str(tmp / "models"),
+            "calibration_end": "2020-12-31",
+            "observation_end": "2021-12-31",
+            "time_unit": "days",
+            # a light churn fit: the report shows its metrics, whatever their quality
+            "churn.step_days": 120,
+            "churn.num_boost_round": 200,
+        },
+    )
     result = train(cfg, data=simulated_transactions(n_customers=400, seed=3))
     # newer than the train run, and neither may be `latest`: a nested child and a failed run
     experiment_id = client.get_run(result.run_id).info.experiment_id
@@ -113,7 +159,7 @@ def test_report_has_every_section_in_reading_order(page, store):
 
 def test_quadrant_table_shows_the_runs_numbers(page, store):
     quadrants = store["result"].quadrants
-    section = page[page.index('id="quadrants"'):page.index('id="rfm"')]
+    section = page[page.index('id="quadrants"') : page.index('id="rfm"')]
     for quadrant, row in quadrants.iterrows():
         assert f'<td class="nowrap">{quadrant}</td>' in section
         assert f'<td class="num">{row["customers"]:,}</td>' in section
@@ -142,8 +188,13 @@ def test_latest_is_the_newest_finished_top_level_train_run(store):
 
 
 def test_cli_writes_the_latest_run(store, tmp_path):
-    proc = subprocess.run([CLI, "report", "--tracking-uri", store["uri"], "--out", "out/report.html"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [CLI, "report", "--tracking-uri", store["uri"], "--out", "out/report.html"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"wrote the report of run {store['result'].run_id} to out/report.html"
     assert "Customer value report: synthetic" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
@@ -162,23 +213,29 @@ def test_a_run_without_the_analyses_says_so(store):
 
 def test_analyses_tables_are_formatted(store):
     page = build_report(store["analysed"], store["uri"])
-    deciles = page[page.index('id="deciles"'):page.index('id="retention"')]
+    deciles = page[page.index('id="deciles"') : page.index('id="retention"')]
     assert "the top 20% of customers bring <b>65.4%</b> of revenue" in deciles
     assert "Not in this run" not in deciles
     assert '<td class="num">12,346</td>' in deciles  # money over 1,000: thousands separators, no cents
     assert '<td class="num">45.0%</td>' in deciles and '<td class="num">100.0%</td>' in deciles  # shares as %
     assert '<td class="num">2.25</td>' in deciles
-    retention = page[page.index('id="retention"'):page.index('id="segments"')]
+    retention = page[page.index('id="retention"') : page.index('id="segments"')]
     assert "25.0%" in retention and "–" in retention  # the cohort matrix as %, unobserved cells blank
     assert "<code>analyses/retention.csv</code>" in retention
 
 
 def test_unknown_run_id_is_one_line_exit_2_and_no_file(store, tmp_path):
-    proc = subprocess.run([CLI, "report", "--run", "0123abc", "--tracking-uri", store["uri"], "--out", "report.html"],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [CLI, "report", "--run", "0123abc", "--tracking-uri", store["uri"], "--out", "report.html"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
-        f"error: no run '0123abc' in the MLflow store at {store['uri']}; leave out --run to report the latest run"]
+        f"error: no run '0123abc' in the MLflow store at {store['uri']}; leave out --run to report the latest run"
+    ]
     assert list(tmp_path.iterdir()) == []
 
 
@@ -210,7 +267,9 @@ def test_the_churn_section_says_which_score_the_export_uses(page, store):
     tags, metrics = run.data.tags, run.data.metrics
     scorer = tags["crmvalue.churn_scorer"]
     assert scorer == store["result"].churn.scorer
-    section = html.unescape(page[page.index("<h3>Which churn score the export uses</h3>"):page.index('id="diagnostics"')])
+    section = html.unescape(
+        page[page.index("<h3>Which churn score the export uses</h3>") : page.index('id="diagnostics"')]
+    )
     if scorer == "lightgbm":
         assert "The LightGBM model beats every simpler score on the held-out check" in section
     else:
@@ -227,19 +286,35 @@ def test_quality_flags_and_a_skipped_churn_stage_are_said_first(tmp_path):
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
     experiment = client.create_experiment("flags", artifact_location=(tmp_path / "mlruns").resolve().as_uri())
     red = "red: the holdout forecast of total purchases is 21 against 39 made (-46%), beyond the ±25% of quality.max_total_error"
-    run_id = client.create_run(experiment, tags={
-        "crmvalue.version": "0.0.test", "crmvalue.value_gate": red,
-        "crmvalue.churn": "skipped: the data have 136 days from 2020-01-01 to the calibration end 2020-05-16"}).info.run_id
-    for name, value in {"holdout.predicted_total": 21.0, "holdout.actual_total": 39.0, "quality.value_red_flag": 1.0}.items():
+    run_id = client.create_run(
+        experiment,
+        tags={
+            "crmvalue.version": "0.0.test",
+            "crmvalue.value_gate": red,
+            "crmvalue.churn": "skipped: the data have 136 days from 2020-01-01 to the calibration end 2020-05-16",
+        },
+    ).info.run_id
+    for name, value in {
+        "holdout.predicted_total": 21.0,
+        "holdout.actual_total": 39.0,
+        "quality.value_red_flag": 1.0,
+    }.items():
         client.log_metric(run_id, name, value)
     client.set_terminated(run_id)
     page = build_report(run_id, uri)
-    header = page[:page.index("</header>")]
-    assert '<p class="warning"><b>Red flag on the value model:</b> the holdout forecast of total purchases is 21 against 39' in header
-    assert ("The churn model was skipped in this run: the data have 136 days from 2020-01-01 to the calibration end "
-            "2020-05-16.") in page
+    header = page[: page.index("</header>")]
+    assert (
+        '<p class="warning"><b>Red flag on the value model:</b> the holdout forecast of total purchases is 21 against 39'
+        in header
+    )
+    assert (
+        "The churn model was skipped in this run: the data have 136 days from 2020-01-01 to the calibration end "
+        "2020-05-16."
+    ) in page
     assert "churn.* metrics (trained with --no-churn?)" not in page and "Which churn score" not in page
     # an ok verdict raises no flag
-    client.set_tag(run_id, "crmvalue.value_gate", "ok: holdout purchases predicted 38 against 39 made (-3%), within ±25%")
+    client.set_tag(
+        run_id, "crmvalue.value_gate", "ok: holdout purchases predicted 38 against 39 made (-3%), within ±25%"
+    )
     client.log_metric(run_id, "quality.value_red_flag", 0.0)
     assert "Red flag" not in build_report(run_id, uri)

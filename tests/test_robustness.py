@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from logshapes import CASES, LogCase, make_case, purchase_counts, purchasers
 
 from crmvalue.config import load_config
 from crmvalue.errors import CrmvalueError
 from crmvalue.pipeline import InMemoryRunWriter, Progress, train
-from logshapes import CASES, LogCase, make_case, purchase_counts, purchasers
 
 CLI = Path(sys.executable).with_name("crmvalue")
 CASE_SECONDS = 120  # one small log that trains longer than this is a hang, not a slow case
@@ -70,7 +70,9 @@ class StageRecorder(Progress):
 def raised_in(exc: BaseException) -> str:
     """The innermost crmvalue frame of a traceback (module:function:line), else the innermost frame."""
     frames = traceback.extract_tb(exc.__traceback__)
-    ours = [f for f in frames if f"{os.sep}crmvalue{os.sep}" in f.filename and f"{os.sep}tests{os.sep}" not in f.filename]
+    ours = [
+        f for f in frames if f"{os.sep}crmvalue{os.sep}" in f.filename and f"{os.sep}tests{os.sep}" not in f.filename
+    ]
     frame = (ours or frames or [None])[-1]
     if frame is None:
         return "?"
@@ -91,7 +93,9 @@ class Outcome:
     def describe(self) -> str:
         if self.status == "complete":
             return "complete, but " + "; ".join(self.problems)
-        return f"{self.status} in stage {self.stage} at {self.where}: {self.error}" + "".join(f"; {p}" for p in self.problems)
+        return f"{self.status} in stage {self.stage} at {self.where}: {self.error}" + "".join(
+            f"; {p}" for p in self.problems
+        )
 
 
 def numeric_problems(frame: pd.DataFrame, what: str) -> list[str]:
@@ -116,7 +120,9 @@ def row_problems(frame: pd.DataFrame, expected: set[str], what: str) -> list[str
         problems.append(f"{what} repeats {int(ids.duplicated().sum())} customer ids")
     missing, extra = expected - set(ids), set(ids) - expected
     if missing:
-        problems.append(f"{what} misses {len(missing)} of {len(expected)} customers with a purchase, e.g. {sorted(missing)[0]!r}")
+        problems.append(
+            f"{what} misses {len(missing)} of {len(expected)} customers with a purchase, e.g. {sorted(missing)[0]!r}"
+        )
     if extra:
         problems.append(f"{what} has {len(extra)} customers without a purchase, e.g. {sorted(extra)[0]!r}")
     return problems
@@ -129,7 +135,9 @@ def read_predictions(path: Path) -> pd.DataFrame:
 
 
 def output_problems(predictions: pd.DataFrame, written: Path, expected: set[str]) -> list[str]:
-    problems = numeric_problems(predictions, "result.predictions") + row_problems(predictions, expected, "result.predictions")
+    problems = numeric_problems(predictions, "result.predictions") + row_problems(
+        predictions, expected, "result.predictions"
+    )
     if not written.is_file():
         return problems + [f"the predictions file {written} was not written"]
     exported = read_predictions(written)
@@ -139,7 +147,9 @@ def output_problems(predictions: pd.DataFrame, written: Path, expected: set[str]
 def train_case(case: LogCase, tmp: Path) -> Outcome:
     """Train on a case's log with churn and analyses at their defaults; classify how it ended."""
     out = tmp / "out" / "predictions.csv"
-    cfg = load_config(None, {"name": case.name.replace("+", "_")[:100], "out": str(out), "models_dir": str(tmp / "models")})
+    cfg = load_config(
+        None, {"name": case.name.replace("+", "_")[:100], "out": str(out), "models_dir": str(tmp / "models")}
+    )
     progress = StageRecorder()
     try:
         with time_limit(CASE_SECONDS):
@@ -165,8 +175,11 @@ def check(outcome: Outcome, case: LogCase) -> None:
         pytest.fail(outcome.describe(), pytrace=False)
     if outcome.status == "error" and case.must_complete:
         customers, days = purchase_counts(case.frame)
-        pytest.fail(f"must complete ({customers} customers with a purchase, {days} purchase days) but stopped: "
-                    + outcome.describe(), pytrace=False)
+        pytest.fail(
+            f"must complete ({customers} customers with a purchase, {days} purchase days) but stopped: "
+            + outcome.describe(),
+            pytrace=False,
+        )
     if outcome.problems:
         pytest.fail(outcome.describe(), pytrace=False)
 
@@ -203,13 +216,35 @@ def test_the_check_tells_a_crash_from_a_one_line_error(monkeypatch, tmp_path):
 def test_the_generator_covers_the_issue_shapes_with_300_cases():
     shapes = {name.split("-")[0] for name in CASES}
     assert len(CASES) >= 300
-    assert {"one_customer", "one_time_buyers", "one_day", "two_days", "heavy_buyers", "tiny_amounts", "huge_amounts",
-            "identical_amounts", "no_dropout", "long_gap", "short_span", "returns", "ties", "forty_customers",
-            "mixture", "simulated"} <= shapes
+    assert {
+        "one_customer",
+        "one_time_buyers",
+        "one_day",
+        "two_days",
+        "heavy_buyers",
+        "tiny_amounts",
+        "huge_amounts",
+        "identical_amounts",
+        "no_dropout",
+        "long_gap",
+        "short_span",
+        "returns",
+        "ties",
+        "forty_customers",
+        "mixture",
+        "simulated",
+    } <= shapes
 
 
-@pytest.mark.parametrize("name", ["heavy_buyers-n20-h3-x5000-d365", "returns-only-n120-d200", "mixture-everything-s1",
-                                  "simulated-no_dropout-n400-d365-a1"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "heavy_buyers-n20-h3-x5000-d365",
+        "returns-only-n120-d200",
+        "mixture-everything-s1",
+        "simulated-no_dropout-n400-d365-a1",
+    ],
+)
 def test_a_case_is_the_same_log_every_time(name):
     first, again = make_case(name), make_case(name)
     pd.testing.assert_frame_equal(first.frame, again.frame)
@@ -290,8 +325,10 @@ def cli_problems(proc: subprocess.CompletedProcess, must_complete: bool) -> list
     if len(errors) != 1:
         problems.append(f"{len(errors)} 'error:' lines on stderr")
     if must_complete:
-        problems.append(f"must complete but stopped while {stage_in_flight(proc.stderr)!r}: "
-                        + (errors[0] if errors else proc.stderr.strip()[-300:]))
+        problems.append(
+            f"must complete but stopped while {stage_in_flight(proc.stderr)!r}: "
+            + (errors[0] if errors else proc.stderr.strip()[-300:])
+        )
     return problems
 
 

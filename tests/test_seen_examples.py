@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from logshapes import forty_customers, late_repeaters, no_dropout, purchase_days, purchasers
 
 REPO = Path(__file__).resolve().parents[1]
@@ -44,8 +43,14 @@ def train_cli(cwd: Path, store: str, *args: str) -> tuple[subprocess.CompletedPr
     """``crmvalue train ARGS --out <cwd>/out/predictions.csv --tracking-uri STORE``, run in ``cwd``."""
     out = cwd / "out" / "predictions.csv"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    proc = subprocess.run([str(CLI), "train", *args, "--out", str(out), "--tracking-uri", store], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(CLI), "train", *args, "--out", str(out), "--tracking-uri", store],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return proc, out
 
 
@@ -60,7 +65,9 @@ def assert_completed(proc: subprocess.CompletedProcess, out: Path, expected: set
     numeric = predictions.select_dtypes("number")
     assert {"p_alive", "expected_purchases", "clv"} <= set(numeric.columns)
     not_finite = {c: int((~np.isfinite(numeric[c].to_numpy(float))).sum()) for c in numeric.columns}
-    assert not any(not_finite.values()), f"columns with non-finite values: { {c: n for c, n in not_finite.items() if n} }"
+    assert not any(not_finite.values()), (
+        f"columns with non-finite values: { {c: n for c, n in not_finite.items() if n} }"
+    )
     return predictions
 
 
@@ -99,8 +106,9 @@ def test_train_with_the_paper_config(tmp_path, store, cdnow_sample_purchasers):
 
 
 def test_train_on_the_cdnow_sample_with_the_papers_periods(tmp_path, store, cdnow_sample_purchasers):
-    proc, out = train_cli(tmp_path, store, "--data", "cdnow_sample", "--calibration-end", "1997-09-30",
-                          "--observation-end", "1998-06-30")
+    proc, out = train_cli(
+        tmp_path, store, "--data", "cdnow_sample", "--calibration-end", "1997-09-30", "--observation-end", "1998-06-30"
+    )
     assert_completed(proc, out, cdnow_sample_purchasers)
 
 

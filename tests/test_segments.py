@@ -28,15 +28,21 @@ def test_quadrants_by_hand():
 
 def test_high_means_strictly_above_the_threshold():
     c = _customers()
-    quadrant = value_quadrant(c["current_value"], c["potential_value"], current_threshold=0.0, potential_threshold=300.0)
+    quadrant = value_quadrant(
+        c["current_value"], c["potential_value"], current_threshold=0.0, potential_threshold=300.0
+    )
     # e has potential exactly 300: low; b and d have current exactly 0: low
     assert quadrant.to_dict() == {"a": "A", "b": "B", "c": "C", "d": "D", "e": "C", "f": "D"}
 
 
 def test_absolute_thresholds_override_the_quantile():
     c = _customers()
-    assert value_thresholds(c["current_value"], c["potential_value"], 0.9, current_threshold=20, potential_threshold=2.5) == (20.0, 2.5)
-    assert value_thresholds(c["current_value"], c["potential_value"], 0.25)[1] == pytest.approx(c["potential_value"].quantile(0.25))
+    assert value_thresholds(
+        c["current_value"], c["potential_value"], 0.9, current_threshold=20, potential_threshold=2.5
+    ) == (20.0, 2.5)
+    assert value_thresholds(c["current_value"], c["potential_value"], 0.25)[1] == pytest.approx(
+        c["potential_value"].quantile(0.25)
+    )
 
 
 def test_quadrant_summary():

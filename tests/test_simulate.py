@@ -83,23 +83,52 @@ def test_the_true_model_has_the_lowest_holdout_rmse_but_not_mae():
     assert zero_mae < truth_mae  # the all-zero forecast "beats" the truth on MAE
     by_mae = evaluate_purchase_models(split, ["bgnbd", "paretonbd"], selection_metric="mae")
     assert by_mae.winner == "paretonbd"  # and MAE picks the model that forecasts fewer purchases
-    assert by_mae.candidates["paretonbd"].metrics["holdout.predicted_total"] < by_mae.candidates["bgnbd"].metrics["holdout.predicted_total"]
+    assert (
+        by_mae.candidates["paretonbd"].metrics["holdout.predicted_total"]
+        < by_mae.candidates["bgnbd"].metrics["holdout.predicted_total"]
+    )
 
 
 def test_cli_simulate_writes_a_loadable_log(tmp_path):
     cli = str(Path(sys.executable).with_name("crmvalue"))
     out = tmp_path / "sim.parquet"
-    proc = subprocess.run([cli, "simulate", "--customers", "500", "--model", "paretonbd", "--seed", "3", "--out", str(out)],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [cli, "simulate", "--customers", "500", "--model", "paretonbd", "--seed", "3", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     tx = load_transactions(out).frame
     assert tx["customer_id"].nunique() == 500
     assert tx["date"].min() >= pd.Timestamp("1997-01-01") and tx["date"].max() <= pd.Timestamp("1998-06-30 23:59:59")
     again = tmp_path / "again.parquet"
-    subprocess.run([cli, "simulate", "--customers", "500", "--model", "paretonbd", "--seed", "3", "--out", str(again)], check=True,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [cli, "simulate", "--customers", "500", "--model", "paretonbd", "--seed", "3", "--out", str(again)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     pd.testing.assert_frame_equal(pd.read_parquet(out), pd.read_parquet(again))  # seeded
-    bad = subprocess.run([cli, "simulate", "--customers", "5", "--model", "paretonbd", "--params", "r=1,alpha=2,a=3,b=4",
-                          "--out", str(tmp_path / "x.csv")], capture_output=True, text=True, timeout=120)
-    assert bad.returncode == 2 and bad.stderr.strip() == "error: paretonbd needs parameters alpha, beta, r, s; got a, alpha, b, r"
+    bad = subprocess.run(
+        [
+            cli,
+            "simulate",
+            "--customers",
+            "5",
+            "--model",
+            "paretonbd",
+            "--params",
+            "r=1,alpha=2,a=3,b=4",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        bad.returncode == 2
+        and bad.stderr.strip() == "error: paretonbd needs parameters alpha, beta, r, s; got a, alpha, b, r"
+    )
     assert not (tmp_path / "x.csv").exists()

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import random_transactions
 
 import crmvalue
-from conftest import random_transactions
 
 CLI = shutil.which("crmvalue") or str(Path(sys.executable).with_name("crmvalue"))
 COMMANDS = ["", "train", "simulate", "report", "export", "promote", "predict"]
@@ -36,8 +36,17 @@ def trained(tmp_path_factory):
     frame = random_transactions(120, seed=3)
     frame["customer_id"] = frame["customer_id"].str[1:].str.zfill(5)  # c0012 -> 00012
     frame.to_csv(tmp / "tx.csv", index=False)
-    done = run_cli("train", "--data", "tx.csv", "--no-churn", "--out", "out.csv",
-                   "--tracking-uri", f"sqlite:///{tmp}/mlflow.db", cwd=tmp)
+    done = run_cli(
+        "train",
+        "--data",
+        "tx.csv",
+        "--no-churn",
+        "--out",
+        "out.csv",
+        "--tracking-uri",
+        f"sqlite:///{tmp}/mlflow.db",
+        cwd=tmp,
+    )
     assert done.returncode == 0, done.stderr
     return tmp, done
 
@@ -108,7 +117,9 @@ def test_runtime_warnings_are_filtered_by_the_command_only():
 
 
 def test_import_crmvalue_does_not_import_mlflow():
-    script = "import sys, crmvalue; crmvalue.load_predictions; print('mlflow' in sys.modules, 'sqlalchemy' in sys.modules)"
+    script = (
+        "import sys, crmvalue; crmvalue.load_predictions; print('mlflow' in sys.modules, 'sqlalchemy' in sys.modules)"
+    )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "False"]
@@ -150,7 +161,9 @@ def test_the_summary_ends_with_the_next_commands_and_they_work(trained):
     tmp, done = trained
     lines = done.stdout.strip().splitlines()
     run_id = lines[0].split()[2]
-    assert lines[-3].startswith(f"next            crmvalue report --run {run_id} --tracking-uri sqlite:///{tmp}/mlflow.db")
+    assert lines[-3].startswith(
+        f"next            crmvalue report --run {run_id} --tracking-uri sqlite:///{tmp}/mlflow.db"
+    )
     assert "make mlflow-ui" in lines[-2] and lines[-1].strip().startswith(f"crmvalue export --run {run_id}")
     report = lines[-3].removeprefix("next").split("(")[0].split()  # the command as printed, run as it is
     again = run_cli(*report[1:], cwd=tmp)

@@ -13,8 +13,8 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import random_transactions
+
 from crmvalue import features
 from crmvalue.errors import CrmvalueError
 
@@ -53,20 +53,30 @@ def edge_case_transactions() -> pd.DataFrame:
     t = pd.Timestamp
     rows = [
         # same-day repeats: three rows on 2020-02-01 are one purchase of 30
-        ("same", t("2020-01-10 09:00"), 10.0), ("same", t("2020-02-01 08:00"), 5.0),
-        ("same", t("2020-02-01 12:00"), 10.0), ("same", t("2020-02-01 23:59"), 15.0),
+        ("same", t("2020-01-10 09:00"), 10.0),
+        ("same", t("2020-02-01 08:00"), 5.0),
+        ("same", t("2020-02-01 12:00"), 10.0),
+        ("same", t("2020-02-01 23:59"), 15.0),
         ("same", t("2020-03-01 00:00"), 50.0),
         # a return that cancels the day (net 0) and one that outweighs it (net -3): no purchase;
         # a partial return (net 15) is a purchase of 15
-        ("ret", t("2020-01-05"), 20.0), ("ret", t("2020-02-05 10:00"), 12.5), ("ret", t("2020-02-05 18:00"), -12.5),
-        ("ret", t("2020-03-05"), 5.0), ("ret", t("2020-03-05"), -8.0),
-        ("ret", t("2020-04-05"), 25.0), ("ret", t("2020-04-05"), -10.0),
+        ("ret", t("2020-01-05"), 20.0),
+        ("ret", t("2020-02-05 10:00"), 12.5),
+        ("ret", t("2020-02-05 18:00"), -12.5),
+        ("ret", t("2020-03-05"), 5.0),
+        ("ret", t("2020-03-05"), -8.0),
+        ("ret", t("2020-04-05"), 25.0),
+        ("ret", t("2020-04-05"), -10.0),
         # only cancelled days: not a customer
-        ("void", t("2020-02-02"), 9.0), ("void", t("2020-02-02"), -9.0),
+        ("void", t("2020-02-02"), 9.0),
+        ("void", t("2020-02-02"), -9.0),
         # zero-amount days without a return are purchases (free items)
-        ("free", t("2020-01-20"), 0.0), ("free", t("2020-05-20"), 0.0), ("free", t("2020-07-20"), 30.0),
+        ("free", t("2020-01-20"), 0.0),
+        ("free", t("2020-05-20"), 0.0),
+        ("free", t("2020-07-20"), 30.0),
         # rows after the observation end are ignored, even for the first purchase
-        ("late", t("2020-09-01"), 40.0), ("late", t(OBS_END) + pd.Timedelta(hours=23), 7.0),
+        ("late", t("2020-09-01"), 40.0),
+        ("late", t(OBS_END) + pd.Timedelta(hours=23), 7.0),
         ("late", t(OBS_END) + pd.Timedelta(days=1), 99.0),
         ("after", t(OBS_END) + pd.Timedelta(days=3), 10.0),
     ]
@@ -77,9 +87,7 @@ def edge_case_transactions() -> pd.DataFrame:
     picked = log.sample(60, random_state=7)
     factor = rng.choice([-1.0, -0.5], size=len(picked))
     returns = picked.assign(amount=picked["amount"] * factor - np.where(rng.random(len(picked)) < 0.3, 5.0, 0.0))
-    zero_days = log.sample(20, random_state=8).assign(
-        date=lambda f: f["date"] + pd.Timedelta(days=1), amount=0.0
-    )
+    zero_days = log.sample(20, random_state=8).assign(date=lambda f: f["date"] + pd.Timedelta(days=1), amount=0.0)
     return pd.concat([log, returns, zero_days, edge], ignore_index=True).sample(frac=1.0, random_state=9)
 
 
@@ -110,7 +118,9 @@ def assert_same_summary(got: pd.DataFrame, expected: pd.DataFrame, exact: list[s
         if column in exact:
             np.testing.assert_array_equal(got[column].to_numpy(), expected[column].to_numpy(), err_msg=column)
         else:
-            np.testing.assert_allclose(got[column].to_numpy(), expected[column].to_numpy(), rtol=1e-12, atol=1e-12, err_msg=column)
+            np.testing.assert_allclose(
+                got[column].to_numpy(), expected[column].to_numpy(), rtol=1e-12, atol=1e-12, err_msg=column
+            )
 
 
 def test_cdnow_summary_equals_pandas(cdnow_sdf, sample_summary):
@@ -139,14 +149,20 @@ def test_calibration_holdout_equals_pandas(cdnow_sdf, cdnow_sample, generated_sd
     expected = features.calibration_holdout_summary(cdnow_sample, "1997-09-30", "1998-06-30", "weeks")
     got = collected(cs.calibration_holdout_summary(cdnow_sdf, "1997-09-30", "1998-06-30", "weeks"))
     assert expected["frequency_holdout"].sum() > 0
-    assert_same_summary(got, expected, exact=["frequency_cal", "recency_cal", "T_cal", "frequency_holdout", "duration_holdout"])
+    assert_same_summary(
+        got, expected, exact=["frequency_cal", "recency_cal", "T_cal", "frequency_holdout", "duration_holdout"]
+    )
 
     expected = features.calibration_holdout_summary(generated, CAL_END, OBS_END, "days")
     got = collected(
-        cs.calibration_holdout_summary(generated_sdf, CAL_END, OBS_END, "days", customer_col="cust", date_col="ts", amount_col="net")
+        cs.calibration_holdout_summary(
+            generated_sdf, CAL_END, OBS_END, "days", customer_col="cust", date_col="ts", amount_col="net"
+        )
     )
     assert expected["frequency_holdout"].gt(0).sum() > 50 and expected["frequency_holdout"].eq(0).any()
-    assert_same_summary(got, expected, exact=["frequency_cal", "recency_cal", "T_cal", "frequency_holdout", "duration_holdout"])
+    assert_same_summary(
+        got, expected, exact=["frequency_cal", "recency_cal", "T_cal", "frequency_holdout", "duration_holdout"]
+    )
 
 
 @pytest.fixture(scope="session")
@@ -180,10 +196,15 @@ def test_fit_on_the_driver_equals_the_pandas_fit(spark_value_model, sample_summa
 
     local_purchase = BetaGeoModel().fit(sample_summary["frequency"], sample_summary["recency"], sample_summary["T"])
     local_spend = GammaGammaModel().fit(sample_summary["frequency"], sample_summary["monetary_value"])
-    for got, expected in [(spark_value_model.purchase, local_purchase.params_), (spark_value_model.gamma_gamma, local_spend.params_)]:
+    for got, expected in [
+        (spark_value_model.purchase, local_purchase.params_),
+        (spark_value_model.gamma_gamma, local_spend.params_),
+    ]:
         np.testing.assert_allclose(list(got.as_dict().values()), list(expected.as_dict().values()), rtol=1e-6)
     # Fader, Hardie & Lee (2005): BG/NBD r, alpha, a, b and Gamma-Gamma p, q, gamma on CDNOW
-    np.testing.assert_allclose(list(spark_value_model.purchase.as_dict().values()), [0.2426, 4.4136, 0.7929, 2.4259], rtol=1e-3)
+    np.testing.assert_allclose(
+        list(spark_value_model.purchase.as_dict().values()), [0.2426, 4.4136, 0.7929, 2.4259], rtol=1e-3
+    )
     np.testing.assert_allclose(list(spark_value_model.gamma_gamma.as_dict().values()), [6.25, 3.74, 15.44], rtol=2e-3)
 
 
@@ -220,7 +241,9 @@ def test_date_types_give_calendar_days(spark):
     local = pd.DataFrame(
         {
             "customer_id": ["a", "a", "a", "b", "b"],
-            "date": pd.to_datetime(["2021-01-01 23:30", "2021-01-02 00:10", "2021-01-09 12:00", "2021-01-03 00:00", "2021-01-05 23:59"]),
+            "date": pd.to_datetime(
+                ["2021-01-01 23:30", "2021-01-02 00:10", "2021-01-09 12:00", "2021-01-03 00:00", "2021-01-05 23:59"]
+            ),
             "amount": [10.0, 5.0, 20.0, 7.0, 3.0],
         }
     )
@@ -228,17 +251,21 @@ def test_date_types_give_calendar_days(spark):
     assert expected.loc["a", "frequency"] == 2  # 23:30 and 00:10 fall on two days
 
     def schema(kind):
-        return StructType([StructField("customer_id", StringType()), StructField("date", kind), StructField("amount", DoubleType())])
+        return StructType(
+            [StructField("customer_id", StringType()), StructField("date", kind), StructField("amount", DoubleType())]
+        )
 
     rows = list(local.itertuples(index=False, name=None))
     variants = {
         "timestamp": spark.createDataFrame(local),  # instants, read as UTC (the session zone here)
-        "timestamp_ntz": spark.createDataFrame([(c, d.to_pydatetime(), a) for c, d, a in rows], schema(TimestampNTZType())),
+        "timestamp_ntz": spark.createDataFrame(
+            [(c, d.to_pydatetime(), a) for c, d, a in rows], schema(TimestampNTZType())
+        ),
         "date": spark.createDataFrame([(c, d.date(), a) for c, d, a in rows], schema(DateType())),
     }
     spark.conf.set("spark.sql.session.timeZone", "Asia/Tokyo")  # 9 hours ahead: 23:30 UTC is the next day there
     try:
-        for name, frame in variants.items():
+        for _name, frame in variants.items():
             got = collected(cs.rfm_summary(frame, "2021-01-10", validate=False))
             assert_same_summary(got, expected, exact=list(expected.columns))
     finally:
@@ -246,10 +273,18 @@ def test_date_types_give_calendar_days(spark):
 
 
 def test_integer_ids_are_text(spark):
-    local = pd.DataFrame({"customer_id": ["12", "12", "7"], "date": pd.to_datetime(["2021-01-01", "2021-01-04", "2021-01-02"]), "amount": [1.0, 2.0, 3.0]})
+    local = pd.DataFrame(
+        {
+            "customer_id": ["12", "12", "7"],
+            "date": pd.to_datetime(["2021-01-01", "2021-01-04", "2021-01-02"]),
+            "amount": [1.0, 2.0, 3.0],
+        }
+    )
     frame = spark.createDataFrame(local.assign(customer_id=local["customer_id"].astype("int64")))
     got = collected(cs.rfm_summary(frame, "2021-01-05"))
-    assert_same_summary(got, features.rfm_summary(local, "2021-01-05"), exact=["frequency", "recency", "T", "monetary_value"])
+    assert_same_summary(
+        got, features.rfm_summary(local, "2021-01-05"), exact=["frequency", "recency", "T", "monetary_value"]
+    )
 
 
 def test_bad_input_is_one_line(spark, generated_sdf, cdnow_spark_summary):
@@ -258,16 +293,36 @@ def test_bad_input_is_one_line(spark, generated_sdf, cdnow_spark_summary):
     names = {"customer_col": "cust", "date_col": "ts", "amount_col": "net"}
     bad = [
         (lambda: cs.rfm_summary(generated_sdf, OBS_END), "missing column 'customer_id'"),
-        (lambda: cs.rfm_summary(generated_sdf.withColumn("ts", F.date_format("ts", "yyyy-MM-dd")), OBS_END, **names),
-         "column 'ts' is string; expected date"),
-        (lambda: cs.rfm_summary(generated_sdf.withColumn("net", F.col("net") > 0), OBS_END, **names), "column 'net' is boolean"),
-        (lambda: cs.rfm_summary(generated_sdf.withColumn("cust", F.lit(1.5)), OBS_END, **names), "column 'cust' is double"),
-        (lambda: cs.rfm_summary(generated_sdf.withColumn("net", F.when(F.col("cust") == "ret", F.lit(None)).otherwise(F.col("net"))),
-                                OBS_END, **names), "column 'net' has 7 missing or non-finite values (e.g. customer 'ret')"),
+        (
+            lambda: cs.rfm_summary(generated_sdf.withColumn("ts", F.date_format("ts", "yyyy-MM-dd")), OBS_END, **names),
+            "column 'ts' is string; expected date",
+        ),
+        (
+            lambda: cs.rfm_summary(generated_sdf.withColumn("net", F.col("net") > 0), OBS_END, **names),
+            "column 'net' is boolean",
+        ),
+        (
+            lambda: cs.rfm_summary(generated_sdf.withColumn("cust", F.lit(1.5)), OBS_END, **names),
+            "column 'cust' is double",
+        ),
+        (
+            lambda: cs.rfm_summary(
+                generated_sdf.withColumn("net", F.when(F.col("cust") == "ret", F.lit(None)).otherwise(F.col("net"))),
+                OBS_END,
+                **names,
+            ),
+            "column 'net' has 7 missing or non-finite values (e.g. customer 'ret')",
+        ),
         (lambda: cs.rfm_summary(generated_sdf, OBS_END, "months", **names), "unknown time unit 'months'"),
-        (lambda: cs.calibration_holdout_summary(generated_sdf, OBS_END, CAL_END, **names), "must be before observation end"),
+        (
+            lambda: cs.calibration_holdout_summary(generated_sdf, OBS_END, CAL_END, **names),
+            "must be before observation end",
+        ),
         (lambda: cs.score_customers(cdnow_spark_summary.drop("T"), "models:/unused"), "customers: missing column 'T'"),
-        (lambda: cs.fit_value_model(cdnow_spark_summary, "weeks", purchase_model="pareto"), "unknown purchase model 'pareto'"),
+        (
+            lambda: cs.fit_value_model(cdnow_spark_summary, "weeks", purchase_model="pareto"),
+            "unknown purchase model 'pareto'",
+        ),
     ]
     for call, message in bad:
         with pytest.raises(CrmvalueError) as info:

@@ -45,7 +45,9 @@ def test_scoring_vectorised_over_draws_equals_scoring_each_draw(sample, name):
     for k in range(4):
         one = replace(model.params_, **{n: float(v[k, 0]) for n, v in draws.as_dict().items()})
         np.testing.assert_allclose(together[k], discounted_purchases(one, x, t_x, T, 12, 0.01, "weeks"), rtol=1e-12)
-        np.testing.assert_allclose(draws.expected_purchases(13.0, x, t_x, T)[k], one.expected_purchases(13.0, x, t_x, T), rtol=1e-12)
+        np.testing.assert_allclose(
+            draws.expected_purchases(13.0, x, t_x, T)[k], one.expected_purchases(13.0, x, t_x, T), rtol=1e-12
+        )
 
 
 def test_intervals_bracket_the_estimate_and_collapse_without_uncertainty(sample):
@@ -54,7 +56,10 @@ def test_intervals_bracket_the_estimate_and_collapse_without_uncertainty(sample)
     model = ValueModel(bg.params_, gg.params_, "weeks", 90, 12, 0.01)
     point = model.predict(s)
     iv = bootstrap_intervals(model, s, bg.log_param_covariance_, gg.log_param_covariance_, draws=100, seed=3)
-    assert ((iv["expected_purchases_lower"] <= point["expected_purchases"]) & (point["expected_purchases"] <= iv["expected_purchases_upper"])).mean() > 0.99
+    assert (
+        (iv["expected_purchases_lower"] <= point["expected_purchases"])
+        & (point["expected_purchases"] <= iv["expected_purchases_upper"])
+    ).mean() > 0.99
     assert ((iv["clv_lower"] <= point["clv"]) & (point["clv"] <= iv["clv_upper"])).mean() > 0.99
     assert (iv["clv_upper"] > iv["clv_lower"]).all()
     same = bootstrap_intervals(model, s, bg.log_param_covariance_, gg.log_param_covariance_, draws=100, seed=3)

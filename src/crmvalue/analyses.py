@@ -11,17 +11,19 @@ the rest of the package. Everything is vectorised: no per-customer Python loop.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-# the transactions' own validators, so an interactions file fails with the same messages
-from crmvalue.data import _customer_ids, _existing_file, _frame_row, _read_file, _timestamps
 from crmvalue.customer_days import CustomerDays, customer_days, day_number
+
+# the transactions' own validators, so an interactions file fails with the same messages
+from crmvalue.data import existing_file, frame_row, parse_customer_ids, parse_timestamps, read_file
 from crmvalue.errors import CrmvalueError
 
 log = logging.getLogger("crmvalue")
@@ -42,7 +44,7 @@ def _up_to(frame: pd.DataFrame, end: pd.Timestamp) -> pd.DataFrame:
     return frame[(frame["date"].dt.normalize() <= end).to_numpy()]
 
 
-def _netted(transactions: "pd.DataFrame | CustomerDays") -> CustomerDays:
+def _netted(transactions: pd.DataFrame | CustomerDays) -> CustomerDays:
     if not isinstance(transactions, CustomerDays):
         _require(transactions, ["customer_id", "date", "amount"], "transactions")
     return customer_days(transactions)
@@ -66,8 +68,14 @@ def _require(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 MEASURE_COLUMNS = [
-    "orders", "total_sales", "avg_unit_price", "first_purchase", "last_purchase",
-    "span_days", "inactivity_days", "median_gap_days",
+    "orders",
+    "total_sales",
+    "avg_unit_price",
+    "first_purchase",
+    "last_purchase",
+    "span_days",
+    "inactivity_days",
+    "median_gap_days",
 ]
 
 
@@ -91,7 +99,7 @@ def _median_by_group(values: np.ndarray, group: np.ndarray, n_groups: int) -> np
     return out
 
 
-def customer_measures(transactions: "pd.DataFrame | CustomerDays", observation_end=None) -> pd.DataFrame:
+def customer_measures(transactions: pd.DataFrame | CustomerDays, observation_end=None) -> pd.DataFrame:
     """The five CPM measures of seed 004, and what they are built from, per customer.
 
     Only transactions on or before ``observation_end`` (by calendar day; default the last
@@ -228,7 +236,7 @@ class RfmConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _segments_cover_every_score(self) -> "RfmConfig":
+    def _segments_cover_every_score(self) -> RfmConfig:
         rfm_segment_lookup(self.segments)
         return self
 
@@ -314,7 +322,9 @@ def customer_rfm(customers: pd.DataFrame, cfg: RfmConfig | None = None) -> pd.Da
     return rfm_scores(recency, frequency, monetary, cfg.segments)
 
 
-def rfm_segment_table(rfm: pd.DataFrame, segments: Sequence[RfmSegmentRule | dict] = DEFAULT_RFM_SEGMENTS) -> pd.DataFrame:
+def rfm_segment_table(
+    rfm: pd.DataFrame, segments: Sequence[RfmSegmentRule | dict] = DEFAULT_RFM_SEGMENTS
+) -> pd.DataFrame:
     """Customers, share and mean R, F, M per segment, in the mapping's order (empty ones too)."""
     names = list(dict.fromkeys(RfmSegmentRule.model_validate(rule).name for rule in segments))  # a name may span rules
     grouped = rfm.groupby("rfm_segment")
@@ -361,9 +371,13 @@ class CpmConfig(_Strict):
     )
     active_min_orders: int = Field(4, ge=2, description="'active' (steady repeats) from this many orders")
     stable_sales: float | None = Field(None, description="'stable': total sales at or above this within a short span")
-    stable_sales_quantile: float = Field(0.75, gt=0, lt=1, description="default stable_sales: this quantile of total sales")
+    stable_sales_quantile: float = Field(
+        0.75, gt=0, lt=1, description="default stable_sales: this quantile of total sales"
+    )
     loyal_sales: float | None = Field(None, description="'loyal': total sales at or above this over a long span")
-    loyal_sales_quantile: float = Field(0.75, gt=0, lt=1, description="default loyal_sales: this quantile of total sales")
+    loyal_sales_quantile: float = Field(
+        0.75, gt=0, lt=1, description="default loyal_sales: this quantile of total sales"
+    )
     loyal_min_span_days: int = Field(
         365, gt=0, description="a span (first to last purchase) this long is 'long'; shorter is 'short'"
     )
@@ -481,7 +495,9 @@ def value_deciles(revenue: pd.Series) -> pd.Series:
     return pd.Series(decile, index=revenue.index, name="value_decile")
 
 
-def decile_table(revenue: pd.Series | pd.DataFrame, orders: pd.Series | None = None, deciles: pd.Series | None = None) -> pd.DataFrame:
+def decile_table(
+    revenue: pd.Series | pd.DataFrame, orders: pd.Series | None = None, deciles: pd.Series | None = None
+) -> pd.DataFrame:
     """Per value decile 1-10: customers, revenue, revenue share, cumulative share, average
     order value (revenue / orders) and average frequency (orders per customer).
 
@@ -496,7 +512,9 @@ def decile_table(revenue: pd.Series | pd.DataFrame, orders: pd.Series | None = N
     if orders is None:
         raise CrmvalueError("decile table: pass the orders per customer, or a customer_measures frame")
     deciles = value_deciles(revenue) if deciles is None else deciles
-    frame = pd.DataFrame({"revenue": revenue, "orders": orders.reindex(revenue.index), "decile": deciles.reindex(revenue.index)})
+    frame = pd.DataFrame(
+        {"revenue": revenue, "orders": orders.reindex(revenue.index), "decile": deciles.reindex(revenue.index)}
+    )
     grouped = frame.groupby("decile")
     table = pd.DataFrame(
         {"customers": grouped.size(), "revenue": grouped["revenue"].sum(), "orders": grouped["orders"].sum()}
@@ -507,7 +525,9 @@ def decile_table(revenue: pd.Series | pd.DataFrame, orders: pd.Series | None = N
     table["average_order_value"] = table["revenue"] / table["orders"].where(table["orders"] > 0)
     table["average_frequency"] = table["orders"] / table["customers"].where(table["customers"] > 0)
     table.index.name = "value_decile"
-    return table[["customers", "revenue", "revenue_share", "cumulative_share", "average_order_value", "average_frequency"]]
+    return table[
+        ["customers", "revenue", "revenue_share", "cumulative_share", "average_order_value", "average_frequency"]
+    ]
 
 
 def pareto_share(revenue: pd.Series, top: float = 0.2) -> float:
@@ -538,10 +558,13 @@ class CrmValueConfig(_Strict):
     """Weights of the CRM value components (seed 000) and the grade boundaries."""
 
     weights: dict[Literal["interaction", "purchase", "satisfaction", "loyalty"], float] = Field(
-        dict(DEFAULT_CRM_WEIGHTS), description="alpha, beta, gamma, delta of seed 000; renormalised over present components"
+        dict(DEFAULT_CRM_WEIGHTS),
+        description="alpha, beta, gamma, delta of seed 000; renormalised over present components",
     )
     high_from: float = Field(70.0, ge=0, le=100, description="crm_value at or above this is 'high'")
-    medium_from: float = Field(40.0, ge=0, le=100, description="at or above this (and below high_from) 'medium'; below, 'low'")
+    medium_from: float = Field(
+        40.0, ge=0, le=100, description="at or above this (and below high_from) 'medium'; below, 'low'"
+    )
     loyalty_tenure_weight: float = Field(
         0.5, ge=0, le=1, description="loyalty = (1 - w) x repeat-order percentile + w x span percentile"
     )
@@ -551,7 +574,7 @@ class CrmValueConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _check(self) -> "CrmValueConfig":
+    def _check(self) -> CrmValueConfig:
         _check_weights(self.weights, ValueError)
         if self.medium_from > self.high_from:
             raise ValueError(f"medium_from ({self.medium_from}) must not be above high_from ({self.high_from})")
@@ -600,10 +623,10 @@ def load_interactions(
     transactions: columns ``customer_id`` (text), ``date`` and ``channel`` when named.
     One-line :class:`CrmvalueError` naming the file, column and first bad row otherwise."""
     if isinstance(source, pd.DataFrame):
-        raw, name, where = source.reset_index(drop=True), "interactions (DataFrame)", _frame_row(source)
+        raw, name, where = source.reset_index(drop=True), "interactions (DataFrame)", frame_row(source)
     else:
-        path = _existing_file(source)
-        raw, where = _read_file(path)
+        path = existing_file(source)
+        raw, where = read_file(path)
         name = str(path)
     if len(raw) == 0:
         raise CrmvalueError(f"{name}: no interactions (0 rows)")
@@ -615,8 +638,8 @@ def load_interactions(
         )
     frame = pd.DataFrame(
         {
-            "customer_id": _customer_ids(raw[id_col], name, id_col, where),
-            "date": _timestamps(raw[date_col], name, date_col, date_format, where),
+            "customer_id": parse_customer_ids(raw[id_col], name, id_col, where),
+            "date": parse_timestamps(raw[date_col], name, date_col, date_format, where),
         }
     )
     if channel_col:
@@ -644,7 +667,9 @@ def interaction_score(
     return percentile_score(counts.astype(float)).rename("interaction")
 
 
-def satisfaction_score(values: pd.Series, customers: pd.Index | None = None, scale: tuple[float, float] | None = None) -> pd.Series:
+def satisfaction_score(
+    values: pd.Series, customers: pd.Index | None = None, scale: tuple[float, float] | None = None
+) -> pd.Series:
     """Satisfaction component: a numeric survey column min-max rescaled to 0-100, on the
     survey's own ``scale`` when given (e.g. ``(1, 5)``), else the observed min and max.
     Customers without an answer are missing; observed values all equal without a ``scale``
@@ -725,10 +750,18 @@ def crm_value_score(
     known = ~np.isnan(scores)
     partial = (~known).any(axis=1) & known.any(axis=1)
     if partial.any():
-        log.warning("CRM value: %d of %d customers miss a component; their weights are renormalised", int(partial.sum()), len(scores))
+        log.warning(
+            "CRM value: %d of %d customers miss a component; their weights are renormalised",
+            int(partial.sum()),
+            len(scores),
+        )
     weight_sum = known @ w
-    value = np.divide(np.where(known, scores, 0.0) @ w, weight_sum, out=np.full(len(scores), np.nan), where=weight_sum > 0)
-    grade = np.select([value >= high_from, value >= medium_from, ~np.isnan(value)], ["high", "medium", "low"], default=None)
+    value = np.divide(
+        np.where(known, scores, 0.0) @ w, weight_sum, out=np.full(len(scores), np.nan), where=weight_sum > 0
+    )
+    grade = np.select(
+        [value >= high_from, value >= medium_from, ~np.isnan(value)], ["high", "medium", "low"], default=None
+    )
     return pd.DataFrame({"crm_value": value, "crm_grade": grade.astype(object)}, index=components.index)
 
 
@@ -770,14 +803,16 @@ class CustomerPeriods:
     period: str
 
 
-def customer_periods(transactions: "pd.DataFrame | CustomerDays", period: Literal["M", "Q"] = "M",
-                     observation_end=None) -> CustomerPeriods:
+def customer_periods(
+    transactions: pd.DataFrame | CustomerDays, period: Literal["M", "Q"] = "M", observation_end=None
+) -> CustomerPeriods:
     """The purchase days by calendar month or quarter (see :class:`CustomerPeriods`)."""
     return CustomerPeriods(*_customer_periods(transactions, period, observation_end), period)
 
 
-def _periods_of(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: str,
-                observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def _periods_of(
+    transactions: pd.DataFrame | CustomerDays | CustomerPeriods, period: str, observation_end
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     if isinstance(transactions, CustomerPeriods):
         if transactions.period != period:
             raise CrmvalueError(f"customer periods are by {transactions.period!r}, not {period!r}")
@@ -785,8 +820,9 @@ def _periods_of(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", p
     return _customer_periods(transactions, period, observation_end)
 
 
-def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
-                      observation_end) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+def _customer_periods(
+    transactions: pd.DataFrame | CustomerDays, period: str, observation_end
+) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Purchase days (``period``, ``amount``), and the sorted distinct (customer code, period) pairs."""
     netted = _netted(transactions)
     keep = netted.purchase
@@ -806,7 +842,9 @@ def _customer_periods(transactions: "pd.DataFrame | CustomerDays", period: str,
     return days, pairs // width, pairs % width + low
 
 
-def retention_table(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: Literal["M", "Q"] = "M", observation_end=None) -> pd.DataFrame:
+def retention_table(
+    transactions: pd.DataFrame | CustomerDays | CustomerPeriods, period: Literal["M", "Q"] = "M", observation_end=None
+) -> pd.DataFrame:
     """Per calendar month or quarter, the retention revenue-cost measures of seed 003.
 
     - ``active_customers``: customers with a purchase day in the period; ``new_customers``:
@@ -854,7 +892,10 @@ def retention_table(transactions: "pd.DataFrame | CustomerDays | CustomerPeriods
 
 
 def cohort_retention(
-    transactions: "pd.DataFrame | CustomerDays | CustomerPeriods", period: Literal["M", "Q"] = "M", observation_end=None, counts: bool = False
+    transactions: pd.DataFrame | CustomerDays | CustomerPeriods,
+    period: Literal["M", "Q"] = "M",
+    observation_end=None,
+    counts: bool = False,
 ) -> pd.DataFrame:
     """Cohort matrix: rows the acquisition period (of the first purchase day), columns the
     periods since acquisition 0, 1, ..., values the share of the cohort with a purchase day
@@ -915,8 +956,10 @@ def segment_table(
         values = pd.qcut(values, 4, duplicates="drop")
     segment = values.astype(object).where(values.notna(), MISSING_SEGMENT).astype(str)
     # categories (and quartiles) keep their own order; other values sort; "(missing)" comes last
-    levels = [str(c) for c in values.cat.categories] if isinstance(values.dtype, pd.CategoricalDtype) else sorted(
-        segment[segment != MISSING_SEGMENT].unique()
+    levels = (
+        [str(c) for c in values.cat.categories]
+        if isinstance(values.dtype, pd.CategoricalDtype)
+        else sorted(segment[segment != MISSING_SEGMENT].unique())
     )
     if isinstance(revenue, str):
         _require(frame, [revenue], "segment table")
@@ -924,8 +967,12 @@ def segment_table(
     else:
         money = revenue.reindex(frame.index).fillna(0.0)
     data = pd.DataFrame(
-        {"segment": segment.to_numpy(), "repeat": (frame["frequency"] > 0).to_numpy(), "clv": frame["clv"].to_numpy(),
-         "revenue": money.to_numpy(dtype=float)},
+        {
+            "segment": segment.to_numpy(),
+            "repeat": (frame["frequency"] > 0).to_numpy(),
+            "clv": frame["clv"].to_numpy(),
+            "revenue": money.to_numpy(dtype=float),
+        },
         index=frame.index,
     )
     if "churn_probability" in frame.columns:

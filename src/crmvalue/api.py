@@ -15,8 +15,9 @@ _DATE_COLUMNS = {"first_purchase", "last_purchase", "as_of_date"}
 _TEXT = pd.Series(["a"]).dtype  # the default string dtype: ``str`` in pandas 3, ``object`` in pandas 2
 
 
-def load_predictions(run: str = "latest", experiment: str | None = None,
-                     tracking_uri: str | None = None) -> pd.DataFrame:
+def load_predictions(
+    run: str = "latest", experiment: str | None = None, tracking_uri: str | None = None
+) -> pd.DataFrame:
     """A run's per-customer predictions, one row per customer, with typed columns.
 
     ``run`` is a run id, or ``"latest"``: the newest finished top-level ``crmvalue train`` or

@@ -119,8 +119,12 @@ class ChurnData:
         return pd.Timestamp(int(self.day.min()), unit="D")
 
 
-def prepare(transactions: "pd.DataFrame | CustomerDays", last_day, attributes: pd.DataFrame | None = None,
-            categories: dict[str, list[str]] | None = None) -> ChurnData:
+def prepare(
+    transactions: pd.DataFrame | CustomerDays,
+    last_day,
+    attributes: pd.DataFrame | None = None,
+    categories: dict[str, list[str]] | None = None,
+) -> ChurnData:
     """Purchase days of every customer up to ``last_day``, and their attributes by the same codes.
 
     ``attributes`` is indexed by customer id (see :func:`crmvalue.data.load_customer_attributes`);
@@ -148,8 +152,11 @@ def prepare(transactions: "pd.DataFrame | CustomerDays", last_day, attributes: p
                 f"{attributes.index[0]!r}, first transaction id {days.ids[0]!r}); check the id column and its format"
             )
         if not matched.all():
-            log.warning("churn: %d of %d customers have no row in the customer table; their attributes are missing",
-                        int((~matched).sum()), len(matched))
+            log.warning(
+                "churn: %d of %d customers have no row in the customer table; their attributes are missing",
+                int((~matched).sum()),
+                len(matched),
+            )
         coded = attributes.reindex(days.ids).add_prefix("attr_")
         coded.index = pd.RangeIndex(len(days.ids))
         fixed = categories or {}
@@ -161,9 +168,12 @@ def prepare(transactions: "pd.DataFrame | CustomerDays", last_day, attributes: p
                     known = pd.Categorical(values.astype("string"), categories=fixed[column])
                     unseen = values.notna().to_numpy() & (known.codes < 0)
                     if unseen.any():
-                        log.warning("churn: %d customers have a %s value the model never saw (first: %r); "
-                                    "scored as missing", int(unseen.sum()), column.removeprefix("attr_"),
-                                    str(values[unseen].iloc[0]))
+                        log.warning(
+                            "churn: %d customers have a %s value the model never saw (first: %r); scored as missing",
+                            int(unseen.sum()),
+                            column.removeprefix("attr_"),
+                            str(values[unseen].iloc[0]),
+                        )
                     values = pd.Series(known, index=coded.index)
                 categories[column] = [str(c) for c in values.cat.categories]
                 codes = values.cat.codes.to_numpy()
@@ -179,17 +189,30 @@ def subset(data: ChurnData, codes) -> ChurnData:
     mapped = renumber[data.customer]
     keep = mapped >= 0
     attributes = None if data.attributes is None else data.attributes.iloc[codes].reset_index(drop=True)
-    return ChurnData(data.ids[codes], mapped[keep].astype(data.customer.dtype), data.day[keep], data.amount[keep],
-                     None if data.quantity is None else data.quantity[keep], attributes, data.categories)
+    return ChurnData(
+        data.ids[codes],
+        mapped[keep].astype(data.customer.dtype),
+        data.day[keep],
+        data.amount[keep],
+        None if data.quantity is None else data.quantity[keep],
+        attributes,
+        data.categories,
+    )
 
 
 def code_range(data: ChurnData, start: int, stop: int) -> ChurnData:
     """The customers with codes ``start .. stop - 1``, renumbered from 0: slices, since the days are sorted by code."""
     lo, hi = np.searchsorted(data.customer, [start, stop])
     attributes = None if data.attributes is None else data.attributes.iloc[start:stop].reset_index(drop=True)
-    return ChurnData(data.ids[start:stop], data.customer[lo:hi] - data.customer.dtype.type(start), data.day[lo:hi],
-                     data.amount[lo:hi], None if data.quantity is None else data.quantity[lo:hi], attributes,
-                     data.categories)
+    return ChurnData(
+        data.ids[start:stop],
+        data.customer[lo:hi] - data.customer.dtype.type(start),
+        data.day[lo:hi],
+        data.amount[lo:hi],
+        None if data.quantity is None else data.quantity[lo:hi],
+        attributes,
+        data.categories,
+    )
 
 
 def sample_customers(data: ChurnData, n: int | None, seed: int) -> ChurnData:
@@ -200,7 +223,9 @@ def sample_customers(data: ChurnData, n: int | None, seed: int) -> ChurnData:
     return subset(data, np.sort(np.random.default_rng(seed).choice(len(data.ids), size=n, replace=False)))
 
 
-def bgnbd_params_at(data: ChurnData, cutoff, time_unit: TimeUnit = "weeks", penalizer: float = 0.0) -> BetaGeoParams | str:
+def bgnbd_params_at(
+    data: ChurnData, cutoff, time_unit: TimeUnit = "weeks", penalizer: float = 0.0
+) -> BetaGeoParams | str:
     """The BG/NBD fit :func:`feature_rows` makes at ``cutoff`` on every customer of ``data``, or ``NO_BGNBD``
     when it fails; for scoring in chunks with one fit."""
     c = _day(cutoff)
@@ -232,8 +257,15 @@ def _fit_bgnbd(frequency, recency, T, penalizer: float, cutoff: pd.Timestamp) ->
 SCORE_CHUNK_CUSTOMERS = 500_000  # feature rows of ~30 float columns: ~120 MB per chunk
 
 
-def score_in_chunks(data: ChurnData, cutoff, horizon_days: int, time_unit: TimeUnit, bgnbd_params: BetaGeoParams | str,
-                    predict, chunk_customers: int = SCORE_CHUNK_CUSTOMERS) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
+def score_in_chunks(
+    data: ChurnData,
+    cutoff,
+    horizon_days: int,
+    time_unit: TimeUnit,
+    bgnbd_params: BetaGeoParams | str,
+    predict,
+    chunk_customers: int = SCORE_CHUNK_CUSTOMERS,
+) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """``predict(feature_rows)`` for every customer with a purchase by ``cutoff``, ``chunk_customers`` at a time.
 
     Every chunk uses the same BG/NBD parameters, so the result does not depend on the chunk size.
@@ -358,8 +390,13 @@ def feature_rows(
     return frame
 
 
-def _add_bgnbd(frame: pd.DataFrame, horizon_days: int, time_unit: TimeUnit, penalizer: float,
-               params: BetaGeoParams | str | None = None) -> BetaGeoParams | None:
+def _add_bgnbd(
+    frame: pd.DataFrame,
+    horizon_days: int,
+    time_unit: TimeUnit,
+    penalizer: float,
+    params: BetaGeoParams | str | None = None,
+) -> BetaGeoParams | None:
     """BG/NBD P(alive) and expected purchases from a fit on this cut-off's rows alone (or ``params``);
     returns the parameters used."""
     x, t_x, T_ = frame["frequency"], frame["recency"], frame["T"]
@@ -385,8 +422,9 @@ def feature_columns(rows: pd.DataFrame) -> list[str]:
     return [c for c in rows.columns if c not in NOT_FEATURES]
 
 
-def rolling_cutoffs(first_day, last_label_day, horizon_days: int, step_days: int,
-                    min_history_days: int) -> tuple[pd.Timestamp | None, list[pd.Timestamp]]:
+def rolling_cutoffs(
+    first_day, last_label_day, horizon_days: int, step_days: int, min_history_days: int
+) -> tuple[pd.Timestamp | None, list[pd.Timestamp]]:
     """The held-out cut-off and the training cut-offs for labels that end by ``last_label_day``.
 
     The held-out cut-off is ``last_label_day - horizon``; the training cut-offs are
@@ -428,7 +466,10 @@ def check_history(first_day, last_label_day, horizon_days: int, min_history_days
 
 def check_test_window(calibration_end, observation_end, horizon_days: int) -> None:
     """The test labels need the whole horizon after the calibration end within the observation."""
-    calibration_end, observation_end = pd.Timestamp(calibration_end).normalize(), pd.Timestamp(observation_end).normalize()
+    calibration_end, observation_end = (
+        pd.Timestamp(calibration_end).normalize(),
+        pd.Timestamp(observation_end).normalize(),
+    )
     if calibration_end + pd.Timedelta(days=horizon_days) > observation_end:
         raise ChurnNotEstimable(
             f"churn: the test label window ({horizon_days} days after the calibration end {calibration_end.date()}) "
@@ -440,12 +481,14 @@ def check_test_window(calibration_end, observation_end, horizon_days: int) -> No
         )
 
 
-def training_rows(data: ChurnData, last_label_day, cfg, horizon_days: int, time_unit: TimeUnit,
-                  penalizer: float) -> pd.DataFrame:
+def training_rows(
+    data: ChurnData, last_label_day, cfg, horizon_days: int, time_unit: TimeUnit, penalizer: float
+) -> pd.DataFrame:
     """Rows at the held-out cut-off and at every training cut-off, for labels that end by ``last_label_day``."""
     check_history(data.first_day, last_label_day, horizon_days, cfg.min_history_days)
-    held_out, cutoffs = rolling_cutoffs(data.first_day, last_label_day, horizon_days, cfg.step_days,
-                                        cfg.min_history_days)
+    held_out, cutoffs = rolling_cutoffs(
+        data.first_day, last_label_day, horizon_days, cfg.step_days, cfg.min_history_days
+    )
     return pd.concat(
         [feature_rows(data, c, horizon_days, time_unit, penalizer) for c in [held_out, *cutoffs]], ignore_index=True
     )
@@ -480,8 +523,16 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     one ``seed``): the same data give the same scores.
     """
 
-    def __init__(self, params: dict | None = None, num_boost_round: int = 2000, early_stopping_rounds: int = 100,
-                 calibration: str = "sigmoid", seed: int = 0, n_jobs: int = 2, categorical_features: tuple = ()):
+    def __init__(
+        self,
+        params: dict | None = None,
+        num_boost_round: int = 2000,
+        early_stopping_rounds: int = 100,
+        calibration: str = "sigmoid",
+        seed: int = 0,
+        n_jobs: int = 2,
+        categorical_features: tuple = (),
+    ):
         self.params = params
         self.num_boost_round = num_boost_round
         self.early_stopping_rounds = early_stopping_rounds
@@ -495,7 +546,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         params.update({"seed": self.seed, "deterministic": True, "force_row_wise": True, "num_threads": self.n_jobs})
         return params
 
-    def fit(self, X: pd.DataFrame, y, X_valid: pd.DataFrame, y_valid, X_calib: pd.DataFrame, y_calib) -> "ChurnClassifier":
+    def fit(
+        self, X: pd.DataFrame, y, X_valid: pd.DataFrame, y_valid, X_calib: pd.DataFrame, y_calib
+    ) -> ChurnClassifier:
         import lightgbm as lgb
 
         if self.calibration not in ("isotonic", "sigmoid"):
@@ -517,7 +570,9 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         self.best_iteration_ = int(self.booster_.best_iteration or self.booster_.current_iteration())
         raw = self.raw_proba(X_calib)
         if self.calibration == "isotonic":
-            self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(raw, np.asarray(y_calib))
+            self.calibrator_ = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(
+                raw, np.asarray(y_calib)
+            )
         else:
             self.calibrator_ = LogisticRegression(C=1e6).fit(_logit(raw)[:, None], np.asarray(y_calib))
         self.classes_ = np.array([0, 1])
@@ -541,10 +596,18 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     def calibration_state(self) -> dict:
         """The calibration map as plain numbers, so the logged LightGBM model's raw output can be calibrated."""
         if self.calibration == "isotonic":
-            return {"method": "isotonic", "x": self.calibrator_.X_thresholds_.tolist(), "y": self.calibrator_.y_thresholds_.tolist(),
-                    "apply": "numpy.interp(raw, x, y)"}
-        return {"method": "sigmoid", "coef": float(self.calibrator_.coef_[0, 0]), "intercept": float(self.calibrator_.intercept_[0]),
-                "apply": "1 / (1 + exp(-(coef * logit(clip(raw, 1e-6, 1 - 1e-6)) + intercept)))"}
+            return {
+                "method": "isotonic",
+                "x": self.calibrator_.X_thresholds_.tolist(),
+                "y": self.calibrator_.y_thresholds_.tolist(),
+                "apply": "numpy.interp(raw, x, y)",
+            }
+        return {
+            "method": "sigmoid",
+            "coef": float(self.calibrator_.coef_[0, 0]),
+            "intercept": float(self.calibrator_.intercept_[0]),
+            "apply": "1 / (1 + exp(-(coef * logit(clip(raw, 1e-6, 1 - 1e-6)) + intercept)))",
+        }
 
     def feature_importance(self) -> pd.Series:
         """Total gain per feature, largest first."""
@@ -651,7 +714,9 @@ def _split_validation(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.D
     return train, held_out[halves == 0], held_out[halves == 1]
 
 
-def fit_churn_model(rows: pd.DataFrame, cfg, categorical: list[str] | None = None) -> tuple[ChurnClassifier, pd.DataFrame]:
+def fit_churn_model(
+    rows: pd.DataFrame, cfg, categorical: list[str] | None = None
+) -> tuple[ChurnClassifier, pd.DataFrame]:
     """Fit on ``rows`` from :func:`training_rows`; ``categorical`` names the category-coded columns.
 
     Returns the model and the windows of every row used, with their role (``train``,
@@ -659,17 +724,28 @@ def fit_churn_model(rows: pd.DataFrame, cfg, categorical: list[str] | None = Non
     """
     train, valid, calib = _split_validation(rows, cfg.seed)
     columns = feature_columns(rows)
-    model = ChurnClassifier(cfg.params, cfg.num_boost_round, cfg.early_stopping_rounds, cfg.calibration, cfg.seed,
-                            categorical_features=tuple(categorical or ()))
+    model = ChurnClassifier(
+        cfg.params,
+        cfg.num_boost_round,
+        cfg.early_stopping_rounds,
+        cfg.calibration,
+        cfg.seed,
+        categorical_features=tuple(categorical or ()),
+    )
     model.fit(train[columns], train["churn"], valid[columns], valid["churn"], calib[columns], calib["churn"])
-    windows = pd.concat([part[["cutoff", "customer_id", "label_end"]].assign(role=role)
-                         for part, role in ((train, "train"), (valid, "early_stopping"), (calib, "calibration"))],
-                        ignore_index=True)
+    windows = pd.concat(
+        [
+            part[["cutoff", "customer_id", "label_end"]].assign(role=role)
+            for part, role in ((train, "train"), (valid, "early_stopping"), (calib, "calibration"))
+        ],
+        ignore_index=True,
+    )
     return model, windows
 
 
-def evaluate_churn(data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit,
-                   penalizer: float) -> ChurnEvaluation:
+def evaluate_churn(
+    data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit, penalizer: float
+) -> ChurnEvaluation:
     """Train on cut-offs whose labels end by the calibration end; test at the calibration end."""
     check_test_window(calibration_end, observation_end, horizon_days)
     rows = training_rows(data, calibration_end, cfg, horizon_days, time_unit, penalizer)
@@ -741,8 +817,13 @@ def fit_baseline_calibration(rows: pd.DataFrame, y, name: str) -> dict:
     centre, scale = float(x.mean()), float(x.std()) or 1.0
     fit = LogisticRegression(C=1e6).fit(((x - centre) / scale)[:, None], np.asarray(y))
     coef = float(fit.coef_[0, 0]) / scale
-    return {"baseline": name, "input": BASELINE_INPUTS[name], "coef": coef,
-            "intercept": float(fit.intercept_[0]) - coef * centre, "apply": "1 / (1 + exp(-(coef * input + intercept)))"}
+    return {
+        "baseline": name,
+        "input": BASELINE_INPUTS[name],
+        "coef": coef,
+        "intercept": float(fit.intercept_[0]) - coef * centre,
+        "apply": "1 / (1 + exp(-(coef * input + intercept)))",
+    }
 
 
 def baseline_probability(rows: pd.DataFrame, state: dict) -> np.ndarray:
@@ -793,20 +874,29 @@ class ChurnGate:
         other = self.metrics[best][GATE_METRIC]
         if self.scorer == LIGHTGBM:
             return f"lightgbm: held-out Brier {model:.4f}, below the best baseline's ({best}, {other:.4f}); {where}"
-        return (f"{self.scorer}: LightGBM's held-out Brier {model:.4f} does not beat {self.scorer}'s {other:.4f}, "
-                f"so the export uses that baseline's calibrated probability; {where}")
+        return (
+            f"{self.scorer}: LightGBM's held-out Brier {model:.4f} does not beat {self.scorer}'s {other:.4f}, "
+            f"so the export uses that baseline's calibrated probability; {where}"
+        )
 
     def metric_items(self) -> dict[str, float]:
         """``churn.held_out.<metric>`` for the model, ``baseline.<name>.held_out.<metric>`` for each baseline."""
-        items = {"churn.held_out.rows": float(self.rows), "churn.held_out.lightgbm_live": float(self.scorer == LIGHTGBM)}
+        items = {
+            "churn.held_out.rows": float(self.rows),
+            "churn.held_out.lightgbm_live": float(self.scorer == LIGHTGBM),
+        }
         for name, values in self.metrics.items():
             prefix = "churn.held_out" if name == LIGHTGBM else f"baseline.{name}.held_out"
             items.update({f"{prefix}.{k}": v for k, v in values.items()})
         return items
 
 
-def gate_churn_model(model: ChurnClassifier, rows: pd.DataFrame, seed: int,
-                     baselines: tuple[str, ...] = ("bgnbd_no_purchase", "bgnbd_p_alive", "recency")) -> ChurnGate:
+def gate_churn_model(
+    model: ChurnClassifier,
+    rows: pd.DataFrame,
+    seed: int,
+    baselines: tuple[str, ...] = ("bgnbd_no_purchase", "bgnbd_p_alive", "recency"),
+) -> ChurnGate:
     """Compare the fitted model with ``baselines`` on the held-out cut-off of ``rows`` (never a test cut-off).
 
     Every scorer is calibrated on the held-out cut-off's calibration half (LightGBM by its own
@@ -822,7 +912,9 @@ def gate_churn_model(model: ChurnClassifier, rows: pd.DataFrame, seed: int,
     scores = {LIGHTGBM: model.predict_proba(valid[list(model.feature_names_in_)])[:, 1]}
     calibrations = {}
     for name in baselines:
-        needed = {"bgnbd_no_purchase": "bgnbd_no_purchase", "bgnbd_p_alive": "p_alive", "recency": "days_since_last"}[name]
+        needed = {"bgnbd_no_purchase": "bgnbd_no_purchase", "bgnbd_p_alive": "p_alive", "recency": "days_since_last"}[
+            name
+        ]
         if valid[needed].isna().any() or calib[needed].isna().any():
             continue
         calibrations[name] = fit_baseline_calibration(calib, calib["churn"], name)
@@ -853,17 +945,25 @@ def feature_attributes(attributes: pd.DataFrame | None, chosen: list[str] | None
     if chosen is not None:
         missing = [c for c in chosen if c not in attributes.columns]
         if missing:
-            raise CrmvalueError(f"churn.attribute_columns: no column {', '.join(map(repr, missing))} in the customer "
-                                f"table; its columns are {', '.join(map(str, attributes.columns))}")
+            raise CrmvalueError(
+                f"churn.attribute_columns: no column {', '.join(map(repr, missing))} in the customer "
+                f"table; its columns are {', '.join(map(str, attributes.columns))}"
+            )
         return attributes[list(chosen)]
     keep = []
     for column in attributes.columns:
         values = attributes[column].dropna()
-        identifier = (not pd.api.types.is_float_dtype(values.dtype) and len(values) > MAX_IDENTIFIER_CHECK_LEVELS
-                      and values.nunique() == len(values))
+        identifier = (
+            not pd.api.types.is_float_dtype(values.dtype)
+            and len(values) > MAX_IDENTIFIER_CHECK_LEVELS
+            and values.nunique() == len(values)
+        )
         if identifier:
-            log.warning("churn: customer table column %r is unique per customer (an identifier): not a churn feature "
-                        "(name it in churn.attribute_columns to force it)", column)
+            log.warning(
+                "churn: customer table column %r is unique per customer (an identifier): not a churn feature "
+                "(name it in churn.attribute_columns to force it)",
+                column,
+            )
         else:
             keep.append(column)
     return attributes[keep]

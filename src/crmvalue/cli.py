@@ -6,7 +6,6 @@ import logging
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
 
 import typer
 from typer.core import TyperGroup
@@ -59,48 +58,89 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
-                                 help="print the version (crmvalue X.Y.Z) and exit"),
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version, help="print the version (crmvalue X.Y.Z) and exit"
+    ),
 ) -> None:
     """crmvalue: customer value prediction for CRM teams."""
 
 
 @app.command()
 def train(
-    config: Optional[Path] = typer.Option(None, "--config", help="experiment YAML (default: experiments/cdnow.yaml if present)"),
-    name: Optional[str] = typer.Option(
-        None, "--name", help="experiment name: exports/<name>/, models/<name>/, registered <name>-value and <name>-churn "
-        "(default: the config's name, else the data file's name)"),
-    data: Optional[str] = typer.Option(None, "--data", help="transactions: a .csv/.parquet path, or 'cdnow' / 'cdnow_sample'"),
-    customer_col: Optional[str] = typer.Option(None, "--customer-col", help="customer id column"),
-    date_col: Optional[str] = typer.Option(None, "--date-col", help="timestamp column"),
-    amount_col: Optional[str] = typer.Option(None, "--amount-col", help="amount (revenue) column"),
-    quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="optional quantity column (a churn feature)"),
-    date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
-    engine: Optional[str] = typer.Option(None, "--engine", help="auto, pandas or duckdb: who reads and nets the transactions (default auto)"),
-    price_col: Optional[str] = typer.Option(None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (with --quantity-col)"),
-    dayfirst: Optional[bool] = typer.Option(None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first"),
-    sep: Optional[str] = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)"),
-    decimal: Optional[str] = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' (default) or ','"),
-    thousands: Optional[str] = typer.Option(None, "--thousands", help="thousands separator to remove from numbers, e.g. '.'"),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a byte-order mark is detected)"),
-    drop_missing_ids: bool = typer.Option(False, "--drop-missing-ids", help="drop rows without a customer id (guest orders), with a warning that counts them"),
-    allow_future_dates: bool = typer.Option(False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"),
-    calibration_end: Optional[str] = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
-    observation_end: Optional[str] = typer.Option(None, "--observation-end", help="last day of observation"),
-    time_unit: Optional[TimeUnitChoice] = typer.Option(None, "--time-unit", help="time unit of recency and T"),
-    horizon_days: Optional[int] = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
-    model: Optional[str] = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
-    penalizer: Optional[float] = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
-    gamma_gamma_penalizer: Optional[float] = typer.Option(
-        None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"),
-    intervals: bool = typer.Option(False, "--intervals", help="add bootstrap 90% intervals for expected_purchases and clv"),
-    churn: Optional[bool] = typer.Option(None, "--churn/--no-churn", help="require (--churn) or skip (--no-churn) the LightGBM churn model (default: auto, fitted when the data are long enough)"),
-    customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"),
-    customers_id_col: Optional[str] = typer.Option(None, "--customers-id-col", help="id column of --customers (default customer_id)"),
-    interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table (customer id, timestamp, channel) for the CRM value score"),
-    out: Optional[Path] = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    config: Path | None = typer.Option(
+        None, "--config", help="experiment YAML (default: experiments/cdnow.yaml if present)"
+    ),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="experiment name: exports/<name>/, models/<name>/, registered <name>-value and <name>-churn "
+        "(default: the config's name, else the data file's name)",
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="transactions: a .csv/.parquet path, or 'cdnow' / 'cdnow_sample'"
+    ),
+    customer_col: str | None = typer.Option(None, "--customer-col", help="customer id column"),
+    date_col: str | None = typer.Option(None, "--date-col", help="timestamp column"),
+    amount_col: str | None = typer.Option(None, "--amount-col", help="amount (revenue) column"),
+    quantity_col: str | None = typer.Option(None, "--quantity-col", help="optional quantity column (a churn feature)"),
+    date_format: str | None = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
+    engine: str | None = typer.Option(
+        None, "--engine", help="auto, pandas or duckdb: who reads and nets the transactions (default auto)"
+    ),
+    price_col: str | None = typer.Option(
+        None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (with --quantity-col)"
+    ),
+    dayfirst: bool | None = typer.Option(
+        None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first"
+    ),
+    sep: str | None = typer.Option(
+        None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)"
+    ),
+    decimal: str | None = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' (default) or ','"),
+    thousands: str | None = typer.Option(
+        None, "--thousands", help="thousands separator to remove from numbers, e.g. '.'"
+    ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a byte-order mark is detected)",
+    ),
+    drop_missing_ids: bool = typer.Option(
+        False,
+        "--drop-missing-ids",
+        help="drop rows without a customer id (guest orders), with a warning that counts them",
+    ),
+    allow_future_dates: bool = typer.Option(
+        False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"
+    ),
+    calibration_end: str | None = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
+    observation_end: str | None = typer.Option(None, "--observation-end", help="last day of observation"),
+    time_unit: TimeUnitChoice | None = typer.Option(None, "--time-unit", help="time unit of recency and T"),
+    horizon_days: int | None = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
+    model: str | None = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
+    penalizer: float | None = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
+    gamma_gamma_penalizer: float | None = typer.Option(
+        None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"
+    ),
+    intervals: bool = typer.Option(
+        False, "--intervals", help="add bootstrap 90% intervals for expected_purchases and clv"
+    ),
+    churn: bool | None = typer.Option(
+        None,
+        "--churn/--no-churn",
+        help="require (--churn) or skip (--no-churn) the LightGBM churn model (default: auto, fitted when the data are long enough)",
+    ),
+    customers: Path | None = typer.Option(
+        None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"
+    ),
+    customers_id_col: str | None = typer.Option(
+        None, "--customers-id-col", help="id column of --customers (default customer_id)"
+    ),
+    interactions: Path | None = typer.Option(
+        None, "--interactions", help="interactions table (customer id, timestamp, channel) for the CRM value score"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM.
@@ -110,7 +150,8 @@ def train(
     file's name (a config without name: and --data take --data's).
     """
     from crmvalue.config import DEFAULT_CONFIG, load_config
-    from crmvalue.pipeline import Progress, train as run_train
+    from crmvalue.pipeline import Progress
+    from crmvalue.pipeline import train as run_train
 
     if config is None and data is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG  # the default experiment; your own --data starts from clean defaults
@@ -157,17 +198,22 @@ def train(
         f"customers       {len(result.predictions):,}",
         f"purchase model  {result.evaluation.reason}",
         f"holdout         {result.calibration_end.date()} -> {result.observation_end.date()}: "
-        + (f"skipped ({result.evaluation.skipped})" if result.evaluation.skipped is not None else
-           f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
-           f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
-           f"vs actual {m['holdout.actual_total']:,.0f}"),
+        + (
+            f"skipped ({result.evaluation.skipped})"
+            if result.evaluation.skipped is not None
+            else f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
+            f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
+            f"vs actual {m['holdout.actual_total']:,.0f}"
+        ),
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
     if m.get("quality.value_red_flag"):
         from crmvalue.pipeline import value_gate_text
 
-        lines.append("RED FLAG        " + value_gate_text(m, m["holdout.predicted_total"], m["holdout.actual_total"],
-                                                         cfg.quality.max_total_error))
+        lines.append(
+            "RED FLAG        "
+            + value_gate_text(m, m["holdout.predicted_total"], m["holdout.actual_total"], cfg.quality.max_total_error)
+        )
     if result.churn is not None and result.churn.skipped is not None:
         lines.append(f"churn           skipped: {result.churn.skipped}")
     elif result.churn is not None:
@@ -180,17 +226,26 @@ def train(
         )
         lines.append(f"churn scorer    {result.churn.gate.reason}")
     if result.registered:
-        which = (f"--name {cfg.name}" if cfg.registry.value_model == f"{cfg.name}-value"
-                 else f"--model {cfg.registry.value_model}")
-        lines.append("registered      " + ", ".join(f"{model} version {v}" for model, v in result.registered.items())
-                     + f"  (make it the champion: crmvalue promote {which} "
-                     f"--version {next(iter(result.registered.values()))})")
+        which = (
+            f"--name {cfg.name}"
+            if cfg.registry.value_model == f"{cfg.name}-value"
+            else f"--model {cfg.registry.value_model}"
+        )
+        lines.append(
+            "registered      "
+            + ", ".join(f"{model} version {v}" for model, v in result.registered.items())
+            + f"  (make it the champion: crmvalue promote {which} "
+            f"--version {next(iter(result.registered.values()))})"
+        )
     from crmvalue.store import display_uri
 
     store = f" --tracking-uri {display_uri(cfg.tracking_uri)}" if cfg.tracking_uri else ""
     lines += [
         f"predictions     {result.output_path}",
-        "next            crmvalue report --run " + result.run_id + store + " --out report.html   (the run as one HTML page)",
+        "next            crmvalue report --run "
+        + result.run_id
+        + store
+        + " --out report.html   (the run as one HTML page)",
         "                make mlflow-ui   (every run, metric and chart at http://127.0.0.1:5000)",
         f"                crmvalue export --run {result.run_id}{store}   (the scores to the CRM database)",
     ]
@@ -206,7 +261,9 @@ def _key_values(text: str, option: str) -> dict[str, float]:
         except ValueError:
             sep = ""
         if not sep:
-            raise CrmvalueError(f"{option}: expected name=value pairs separated by commas, e.g. r=0.24,alpha=4.4; got {part!r}")
+            raise CrmvalueError(
+                f"{option}: expected name=value pairs separated by commas, e.g. r=0.24,alpha=4.4; got {part!r}"
+            )
     return values
 
 
@@ -215,8 +272,9 @@ def simulate(
     customers: int = typer.Option(..., "--customers", min=1, help="number of customers"),
     out: Path = typer.Option(..., "--out", help="transactions file to write (.csv or .parquet)"),
     model: str = typer.Option("bgnbd", "--model", help="bgnbd or paretonbd"),
-    params: Optional[str] = typer.Option(
-        None, "--params",
+    params: str | None = typer.Option(
+        None,
+        "--params",
         help="purchase parameters, rates per --time-unit, e.g. r=0.24,alpha=4.4,a=0.79,b=2.43 (paretonbd: r,alpha,s,beta); "
         "default: the published CDNOW fit",
     ),
@@ -224,7 +282,9 @@ def simulate(
     time_unit: TimeUnitChoice = typer.Option(TimeUnitChoice.weeks, "--time-unit", help="unit of the rates in --params"),
     start: str = typer.Option("1997-01-01", "--start", help="first day"),
     end: str = typer.Option("1998-06-30", "--end", help="last day"),
-    acquisition_days: int = typer.Option(84, "--acquisition-days", min=1, help="first purchases fall in this many days"),
+    acquisition_days: int = typer.Option(
+        84, "--acquisition-days", min=1, help="first purchases fall in this many days"
+    ),
     seed: int = typer.Option(0, "--seed", help="random seed"),
 ) -> None:
     """Draw a transaction log (customer_id, date, amount) from BG/NBD or Pareto/NBD with Gamma-Gamma spend."""
@@ -236,9 +296,15 @@ def simulate(
 
     try:
         sim = SimulationConfig(
-            model=model, params=_key_values(params, "--params") if params else None, spend=_key_values(spend, "--spend"),
-            customers=customers, start=start, end=end, acquisition_days=acquisition_days,
-            time_unit=time_unit.value, seed=seed,
+            model=model,
+            params=_key_values(params, "--params") if params else None,
+            spend=_key_values(spend, "--spend"),
+            customers=customers,
+            start=start,
+            end=end,
+            acquisition_days=acquisition_days,
+            time_unit=time_unit.value,
+            seed=seed,
         )
     except ValidationError as exc:  # a bad model name or date
         first = exc.errors()[0]
@@ -253,11 +319,14 @@ def simulate(
 def report(
     out: Path = typer.Option(..., "--out", help="HTML file to write"),
     run: str = typer.Option(
-        "latest", "--run",
+        "latest",
+        "--run",
         help="run id, or 'latest': the most recent finished top-level `crmvalue train` run (child runs of --model auto skipped)",
     ),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="take 'latest' from this experiment (default: any experiment)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    experiment: str | None = typer.Option(
+        None, "--experiment", help="take 'latest' from this experiment (default: any experiment)"
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
 ) -> None:
     """Write one self-contained HTML report of a `crmvalue train` run: value quadrants, CRM analyses, model metrics, charts."""
     from crmvalue.report import write_report
@@ -274,17 +343,24 @@ class BulkFormat(str, Enum):
 @app.command()
 def export(
     run: str = typer.Option("latest", "--run", help="run id, or 'latest': the newest finished train or predict run"),
-    to: Optional[str] = typer.Option(
-        None, "--to",
+    to: str | None = typer.Option(
+        None,
+        "--to",
         help="database URL (SQLAlchemy), e.g. postgresql+psycopg://user@host:5432/crm; "
         "default $CRMVALUE_EXPORT_URL, else sqlite:///crm.db",
     ),
-    table: str = typer.Option("customer_scores", "--table", help="table of current scores; history goes to <table>_history"),
-    fmt: Optional[BulkFormat] = typer.Option(None, "--format", help="write a bulk-upsert CSV for this CRM instead of a table"),
-    out: Optional[Path] = typer.Option(None, "--out", help="file to write with --format"),
-    mapping: Optional[Path] = typer.Option(None, "--mapping", help="YAML: crmvalue column -> CRM field (first: customer_id -> external id)"),
-    experiment: Optional[str] = typer.Option(None, "--experiment", help="take 'latest' from this experiment"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    table: str = typer.Option(
+        "customer_scores", "--table", help="table of current scores; history goes to <table>_history"
+    ),
+    fmt: BulkFormat | None = typer.Option(
+        None, "--format", help="write a bulk-upsert CSV for this CRM instead of a table"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="file to write with --format"),
+    mapping: Path | None = typer.Option(
+        None, "--mapping", help="YAML: crmvalue column -> CRM field (first: customer_id -> external id)"
+    ),
+    experiment: str | None = typer.Option(None, "--experiment", help="take 'latest' from this experiment"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Deliver a run's per-customer scores to the CRM: a database table (atomic swap + history) or a bulk-upsert CSV."""
@@ -302,8 +378,10 @@ def export(
         raise CrmvalueError("--out and --mapping go with --format salesforce|hubspot")
     result = ex.export_run(run, to, table, experiment, tracking_uri, echo=None if quiet else ex.stderr_echo)
     if result.changed:
-        typer.echo(f"exported {result.rows:,} customers of run {result.run_id} to {result.table} at {result.target} "
-                   f"(history: {result.table}_history)")
+        typer.echo(
+            f"exported {result.rows:,} customers of run {result.run_id} to {result.table} at {result.target} "
+            f"(history: {result.table}_history)"
+        )
     else:
         typer.echo(f"run {result.run_id} is already the current {result.table} at {result.target}: nothing changed")
 
@@ -311,14 +389,17 @@ def export(
 @app.command()
 def promote(
     version: int = typer.Option(..., "--version", min=1, help="version of the registered value model"),
-    name: Optional[str] = typer.Option(
-        None, "--name", "--experiment", help="experiment whose models to promote: <name>-value and <name>-churn"),
+    name: str | None = typer.Option(
+        None, "--name", "--experiment", help="experiment whose models to promote: <name>-value and <name>-churn"
+    ),
     alias: str = typer.Option("champion", "--alias", help="alias to set"),
-    model: Optional[str] = typer.Option(None, "--model", help="registered value model name (default <name>-value)"),
-    churn_model: Optional[str] = typer.Option(
-        None, "--churn-model", help="registered churn model name (default <name>-churn, or the --model name with "
-        "-value made -churn)"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    model: str | None = typer.Option(None, "--model", help="registered value model name (default <name>-value)"),
+    churn_model: str | None = typer.Option(
+        None,
+        "--churn-model",
+        help="registered churn model name (default <name>-churn, or the --model name with -value made -churn)",
+    ),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
 ) -> None:
     """Point an alias (default champion) at a value-model version and at the churn model of the same run.
 
@@ -340,27 +421,60 @@ def predict(
     data: str = typer.Option(..., "--data", help="new transactions (.csv/.parquet, or cdnow / cdnow_sample)"),
     observation_end: str = typer.Option(..., "--observation-end", help="score as of this day (YYYY-MM-DD)"),
     out: Path = typer.Option(..., "--out", help="scores file (.csv or .parquet), in the export schema"),
-    name: Optional[str] = typer.Option(
-        None, "--name", "--experiment", help="experiment whose champion scores: models:/<name>-value@champion"),
-    model: Optional[str] = typer.Option(
-        None, "--model", help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model "
-        "(instead of --name)"),
-    customer_col: Optional[str] = typer.Option(None, "--customer-col", help="customer id column (default: as in training)"),
-    date_col: Optional[str] = typer.Option(None, "--date-col", help="timestamp column (default: as in training)"),
-    amount_col: Optional[str] = typer.Option(None, "--amount-col", help="amount (revenue) column (default: as in training)"),
-    quantity_col: Optional[str] = typer.Option(None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"),
-    price_col: Optional[str] = typer.Option(None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (default: as in training)"),
-    date_format: Optional[str] = typer.Option(None, "--date-format", help="strftime format of the timestamps (default: as in training)"),
-    dayfirst: Optional[bool] = typer.Option(None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first (default: as in training)"),
-    sep: Optional[str] = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default: as in training)"),
-    decimal: Optional[str] = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' or ',' (default: as in training)"),
-    thousands: Optional[str] = typer.Option(None, "--thousands", help="thousands separator to remove from numbers (default: as in training)"),
-    encoding: Optional[str] = typer.Option(None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default: as in training)"),
-    drop_missing_ids: bool = typer.Option(False, "--drop-missing-ids", help="drop rows without a customer id (guest orders), with a warning that counts them"),
-    allow_future_dates: bool = typer.Option(False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"),
-    customers: Optional[Path] = typer.Option(None, "--customers", help="customer attributes, if the churn model was trained with them"),
-    interactions: Optional[Path] = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    name: str | None = typer.Option(
+        None, "--name", "--experiment", help="experiment whose champion scores: models:/<name>-value@champion"
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model (instead of --name)",
+    ),
+    customer_col: str | None = typer.Option(
+        None, "--customer-col", help="customer id column (default: as in training)"
+    ),
+    date_col: str | None = typer.Option(None, "--date-col", help="timestamp column (default: as in training)"),
+    amount_col: str | None = typer.Option(
+        None, "--amount-col", help="amount (revenue) column (default: as in training)"
+    ),
+    quantity_col: str | None = typer.Option(
+        None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"
+    ),
+    price_col: str | None = typer.Option(
+        None,
+        "--price-col",
+        help="unit price column of invoice lines: amount = quantity x price (default: as in training)",
+    ),
+    date_format: str | None = typer.Option(
+        None, "--date-format", help="strftime format of the timestamps (default: as in training)"
+    ),
+    dayfirst: bool | None = typer.Option(
+        None,
+        "--dayfirst/--monthfirst",
+        help="read dates that fit both orders (03/02/2023) day first or month first (default: as in training)",
+    ),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default: as in training)"),
+    decimal: str | None = typer.Option(
+        None, "--decimal", help="decimal mark of the numbers: '.' or ',' (default: as in training)"
+    ),
+    thousands: str | None = typer.Option(
+        None, "--thousands", help="thousands separator to remove from numbers (default: as in training)"
+    ),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default: as in training)"
+    ),
+    drop_missing_ids: bool = typer.Option(
+        False,
+        "--drop-missing-ids",
+        help="drop rows without a customer id (guest orders), with a warning that counts them",
+    ),
+    allow_future_dates: bool = typer.Option(
+        False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"
+    ),
+    customers: Path | None = typer.Option(
+        None, "--customers", help="customer attributes, if the churn model was trained with them"
+    ),
+    interactions: Path | None = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Score new transactions with a registered model (no refit); log a predict run; write the export schema.
@@ -383,21 +497,42 @@ def predict(
             with open_store(resolve_tracking_uri(tracking_uri)) as client:
                 raise no_model_error(client, "predict")
         model = f"models:/{value_model_name(name)}@{CHAMPION}"
-    result = run_predict(model, data, observation_end, out, customers, interactions, tracking_uri,
-                         Progress(enabled=not quiet), quantity_col,
-                         customer_col=customer_col, date_col=date_col, amount_col=amount_col, price_col=price_col,
-                         date_format=date_format, dayfirst=dayfirst, sep=sep, decimal=decimal, thousands=thousands,
-                         encoding=encoding, drop_missing_ids=True if drop_missing_ids else None,
-                         allow_future_dates=True if allow_future_dates else None)
+    result = run_predict(
+        model,
+        data,
+        observation_end,
+        out,
+        customers,
+        interactions,
+        tracking_uri,
+        Progress(enabled=not quiet),
+        quantity_col,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        price_col=price_col,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        sep=sep,
+        decimal=decimal,
+        thousands=thousands,
+        encoding=encoding,
+        drop_missing_ids=True if drop_missing_ids else None,
+        allow_future_dates=True if allow_future_dates else None,
+    )
     version = f" version {result.model.version}" if result.model.version is not None else ""
     q = result.predictions["quadrant"].value_counts().sort_index()
-    typer.echo("\n".join([
-        f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
-        f"trained in run {result.model.run_id})",
-        f"customers       {len(result.predictions):,} as of {result.observation_end.date()}",
-        "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
-        f"scores          {result.output_path}",
-    ]))
+    typer.echo(
+        "\n".join(
+            [
+                f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
+                f"trained in run {result.model.run_id})",
+                f"customers       {len(result.predictions):,} as of {result.observation_end.date()}",
+                "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+                f"scores          {result.output_path}",
+            ]
+        )
+    )
 
 
 def _interrupted() -> None:

@@ -26,7 +26,8 @@ class SimulationConfig(_Strict):
 
     model: Literal["bgnbd", "paretonbd"] = "bgnbd"
     params: dict[str, float] | None = Field(
-        None, description="purchase-model parameters, rates per time_unit (default: the published CDNOW fit of the model)"
+        None,
+        description="purchase-model parameters, rates per time_unit (default: the published CDNOW fit of the model)",
     )
     spend: dict[str, float] = Field({"p": 6.25, "q": 3.74, "v": 15.44}, description="Gamma-Gamma p, q, v")
     customers: int = Field(10_000, gt=0)
@@ -37,11 +38,13 @@ class SimulationConfig(_Strict):
     seed: int = 0
 
     @model_validator(mode="after")
-    def _defaults_and_dates(self) -> "SimulationConfig":
+    def _defaults_and_dates(self) -> SimulationConfig:
         if self.params is None:
             self.params = dict(PUBLISHED_CDNOW[self.model])
         if (self.end - self.start).days <= self.acquisition_days:
-            raise ValueError(f"end {self.end} must be more than acquisition_days ({self.acquisition_days}) after start {self.start}")
+            raise ValueError(
+                f"end {self.end} must be more than acquisition_days ({self.acquisition_days}) after start {self.start}"
+            )
         return self
 
 
@@ -61,32 +64,40 @@ class DataConfig(_Strict):
     quantity_col: str | None = None
     date_format: str | None = Field(None, description="strftime format; default: ISO 8601, else inferred")
     customers: Path | None = Field(
-        None, description="optional customer table (.csv/.parquet), one row per id: churn features, segments, satisfaction"
+        None,
+        description="optional customer table (.csv/.parquet), one row per id: churn features, segments, satisfaction",
     )
     customers_id_col: str = "customer_id"
     engine: Literal["auto", "pandas", "duckdb"] = Field(
-        "auto", description="who reads and nets the transactions: DuckDB for large files (auto: CSV/Parquet of 100 MB "
-        "or more), pandas otherwise; both give the same numbers"
+        "auto",
+        description="who reads and nets the transactions: DuckDB for large files (auto: CSV/Parquet of 100 MB "
+        "or more), pandas otherwise; both give the same numbers",
     )
     price_col: str | None = Field(
-        None, description="unit price column of invoice lines: amount = quantity x price (needs quantity_col; "
-        "amount_col is then not read)"
+        None,
+        description="unit price column of invoice lines: amount = quantity x price (needs quantity_col; "
+        "amount_col is then not read)",
     )
     dayfirst: bool | None = Field(
-        None, description="a date column that fits both day-first and month-first formats: true reads 03/02/2023 as "
-        "3 February, false as 2 March; null refuses it"
+        None,
+        description="a date column that fits both day-first and month-first formats: true reads 03/02/2023 as "
+        "3 February, false as 2 March; null refuses it",
     )
     sep: str | None = Field(None, description="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)")
     decimal: str = Field(".", description="decimal mark of the numbers: '.' or ','")
     thousands: str | None = Field(None, description="thousands separator removed from numbers, e.g. '.' or ','")
     encoding: str | None = Field(
-        None, description="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a UTF-8/UTF-16 byte-order mark "
-        "is detected)"
+        None,
+        description="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a UTF-8/UTF-16 byte-order mark "
+        "is detected)",
     )
-    drop_missing_ids: bool = Field(False, description="drop rows without a customer id (with a warning) instead of refusing them")
+    drop_missing_ids: bool = Field(
+        False, description="drop rows without a customer id (with a warning) instead of refusing them"
+    )
     allow_future_dates: bool = Field(
-        False, description="keep rows dated after today or long after the rest of the data (with a warning) instead of "
-        "refusing them"
+        False,
+        description="keep rows dated after today or long after the rest of the data (with a warning) instead of "
+        "refusing them",
     )
 
 
@@ -122,7 +133,7 @@ class ChurnRiskThresholds(_Strict):
     medium: float = Field(0.5, gt=0, le=1, description="at or above this (and below high) is 'medium'; below, 'low'")
 
     @model_validator(mode="after")
-    def _ordered(self) -> "ChurnRiskThresholds":
+    def _ordered(self) -> ChurnRiskThresholds:
         if self.medium > self.high:
             raise ValueError(f"medium ({self.medium}) must not be above high ({self.high})")
         return self
@@ -138,14 +149,18 @@ class ChurnConfig(_Strict):
         "true (--churn): required, too-short data is an error; false (--no-churn): never",
     )
     step_days: int = Field(30, gt=0, description="days between rolling training cut-offs")
-    min_history_days: int = Field(60, ge=0, description="the earliest cut-off is this many days after the first transaction")
+    min_history_days: int = Field(
+        60, ge=0, description="the earliest cut-off is this many days after the first transaction"
+    )
     seed: int = 0
     attribute_columns: list[str] | None = Field(
-        None, description="customer-table columns to use as churn features; default every column except those "
+        None,
+        description="customer-table columns to use as churn features; default every column except those "
         "unique per customer (an e-mail, a phone number), which would let the model memorise customers",
     )
     sample_customers: int | None = Field(
-        25_000, gt=0,
+        25_000,
+        gt=0,
         description="train and test on at most this many customers, drawn at random with the seed (null: all); "
         "every customer is still scored",
     )
@@ -169,7 +184,8 @@ class QualityConfig(_Strict):
     """Quality gates: red flags on a model whose own out-of-time check says it is off."""
 
     max_total_error: float = Field(
-        0.25, gt=0,
+        0.25,
+        gt=0,
         description="red flag when the holdout forecast of total purchases is off the actual total by more than this "
         "share (0.25: more than 25% too high or too low)",
     )
@@ -220,7 +236,8 @@ def experiment_name(source) -> str:
 
 class ExperimentConfig(_Strict):
     name: str = Field(
-        None, pattern=r"^[A-Za-z0-9_.-]+$",
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
         description="experiment name: MLflow experiment, exports/<name>/, models/<name>/ and the registered models "
         "<name>-value, <name>-churn; default: the data file's name (cdnow for the bundled data)",
     )
@@ -252,7 +269,7 @@ class ExperimentConfig(_Strict):
         return raw
 
     @model_validator(mode="after")
-    def _registered_names(self) -> "ExperimentConfig":
+    def _registered_names(self) -> ExperimentConfig:
         # unset registered names follow the experiment, so promoting one shop's model never moves another's
         if self.registry.value_model is None:
             self.registry.value_model = f"{self.name}-value"
@@ -261,7 +278,7 @@ class ExperimentConfig(_Strict):
         return self
 
     @model_validator(mode="after")
-    def _dates_in_order(self) -> "ExperimentConfig":
+    def _dates_in_order(self) -> ExperimentConfig:
         if self.calibration_end and self.observation_end and self.calibration_end >= self.observation_end:
             raise ValueError(
                 f"calibration_end {self.calibration_end} must be before observation_end {self.observation_end}"
@@ -320,8 +337,12 @@ def load_config(path: Path | None = None, overrides: dict | None = None) -> Expe
             where = ".".join(str(p) for p in error["loc"]) or "config"
             message = error["msg"].removeprefix("Value error, ")
             value = error.get("input")
-            if (error["loc"] and error["type"] not in ("extra_forbidden", "value_error", "assertion_error")
-                    and isinstance(value, (str, int, float, bool)) and repr(value) not in message):
+            if (
+                error["loc"]
+                and error["type"] not in ("extra_forbidden", "value_error", "assertion_error")
+                and isinstance(value, (str, int, float, bool))
+                and repr(value) not in message
+            ):
                 message += f" (got {value!r})"  # pydantic's own messages do not say what they read
             problems.append(f"{where}: {message}")
         source = f"{path}: " if path else ""

@@ -57,7 +57,7 @@ class CustomerDays:
     def last_date(self) -> pd.Timestamp:
         return pd.Timestamp(int(self.day.max()), unit="D")
 
-    def with_source(self, source: str, sha256: str) -> "CustomerDays":
+    def with_source(self, source: str, sha256: str) -> CustomerDays:
         return replace(self, source=source, sha256=sha256)
 
 
@@ -66,7 +66,7 @@ def day_number(value) -> int:
     return int(np.datetime64(pd.Timestamp(value).date(), "D").astype(np.int64))
 
 
-def customer_days(transactions: "pd.DataFrame | CustomerDays") -> CustomerDays:
+def customer_days(transactions: pd.DataFrame | CustomerDays) -> CustomerDays:
     """Net canonical transactions (``customer_id, date, amount[, quantity]``) per customer-day.
 
     A :class:`CustomerDays` is returned as it is. One stable sort of an int64 (customer, day)
@@ -81,8 +81,15 @@ def customer_days(transactions: "pd.DataFrame | CustomerDays") -> CustomerDays:
     quantity = transactions["quantity"].to_numpy(dtype=float) if "quantity" in transactions.columns else None
     if len(day) == 0:
         empty = np.array([], dtype=np.int32)
-        return CustomerDays(pd.Index(ids), empty, empty, np.array([], float), np.array([], bool), empty,
-                            None if quantity is None else np.array([], float))
+        return CustomerDays(
+            pd.Index(ids),
+            empty,
+            empty,
+            np.array([], float),
+            np.array([], bool),
+            empty,
+            None if quantity is None else np.array([], float),
+        )
     first_day = day.min()
     span = np.int64(day.max() - first_day + 1)
     key = codes.astype(np.int64) * span + (day - first_day)

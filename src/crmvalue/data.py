@@ -46,10 +46,11 @@ import logging
 import lzma
 import re
 import zipfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterator
+from typing import BinaryIO
 
 import numpy as np
 import pandas as pd
@@ -227,7 +228,7 @@ def _day_text(day: int) -> str:
 
 
 def today_utc() -> int:
-    return int(np.datetime64(dt.datetime.now(dt.timezone.utc).date(), "D").astype(np.int64))
+    return int(np.datetime64(dt.datetime.now(dt.UTC).date(), "D").astype(np.int64))
 
 
 def late_dates_cutoff(days: np.ndarray, rows: np.ndarray, today: int | None = None) -> LateDates | None:
@@ -254,12 +255,17 @@ def late_dates_cutoff(days: np.ndarray, rows: np.ndarray, today: int | None = No
         after = rows.sum() - before
         span_before = days[:-1] - days[0] + 1
         span_after = days[-1] - days[1:] + 1
-        tail = ((gaps > LATE_GAP_DAYS) & (gaps > days[:-1] - days[0]) & (after <= LATE_TAIL_SHARE * (after + before))
-                & (after * span_before < before * span_after))  # thinner: after/span_after < before/span_before
+        tail = (
+            (gaps > LATE_GAP_DAYS)
+            & (gaps > days[:-1] - days[0])
+            & (after <= LATE_TAIL_SHARE * (after + before))
+            & (after * span_before < before * span_after)
+        )  # thinner: after/span_after < before/span_before
         if tail.any():
             i = int(np.flatnonzero(tail)[0])
             found = LateDates(
-                int(days[i]), "gap",
+                int(days[i]),
+                "gap",
                 f"long after the rest of the data: from {_day_text(days[i + 1])} on, {int(gaps[i])} days after the "
                 f"previous date {_day_text(days[i])} (more than {LATE_GAP_DAYS} days and more than the "
                 f"{int(days[i] - days[0])} days the data before it span)",
@@ -288,9 +294,11 @@ def _late_dates_note(source: str, late: LateDates, count: int) -> str:
 
 def _duplicates_note(source: str, count: int, with_quantity: bool) -> str:
     what = "customer, timestamp, amount and quantity" if with_quantity else "customer, timestamp and amount"
-    return (f"{source}: {_rows(count)} {'repeats' if count == 1 else 'repeat'} an earlier row exactly (same {what}); "
-            "they are kept and summed into their customer-day like any other rows: drop them first if they are a "
-            "double export")
+    return (
+        f"{source}: {_rows(count)} {'repeats' if count == 1 else 'repeat'} an earlier row exactly (same {what}); "
+        "they are kept and summed into their customer-day like any other rows: drop them first if they are a "
+        "double export"
+    )
 
 
 def _dropped_ids_note(source: str, name: str, count: int) -> str:
@@ -302,8 +310,9 @@ def _missing_ids_error(source: str, name: str, count: int, at: str, kind: str, h
     return CrmvalueError(f"{source}: column '{name}' has {count} {kind} ids; first at {at}{tail}")
 
 
-def _number_error(source: str, name: str, count: int, at: str, value, decimal: str = ".",
-                  thousands: str | None = None) -> CrmvalueError:
+def _number_error(
+    source: str, name: str, count: int, at: str, value, decimal: str = ".", thousands: str | None = None
+) -> CrmvalueError:
     return CrmvalueError(
         f"{source}: column '{name}' has {count} missing or non-numeric values; first at {at}, which "
         f"{_shown_value(value)}{_number_hint(value, decimal, thousands)}"
@@ -362,8 +371,12 @@ class ReadOptions:
             object.__setattr__(self, "sep", sep)
         if self.decimal not in (".", ","):
             raise CrmvalueError(f"--decimal must be '.' or ',', not {self.decimal!r}")
-        if self.thousands is not None and (len(self.thousands) != 1 or self.thousands.isdigit()
-                                           or self.thousands in "+-eE" or self.thousands == self.decimal):
+        if self.thousands is not None and (
+            len(self.thousands) != 1
+            or self.thousands.isdigit()
+            or self.thousands in "+-eE"
+            or self.thousands == self.decimal
+        ):
             raise CrmvalueError(
                 f"--thousands must be one character other than the decimal mark {self.decimal!r}, "
                 f"such as '.', ',', ' ' or \"'\", not {self.thousands!r}"
@@ -373,7 +386,8 @@ class ReadOptions:
                 codecs.lookup(self.encoding)
             except LookupError:
                 raise CrmvalueError(
-                    f"--encoding: unknown encoding {self.encoding!r}; try utf-8, latin-1, cp1252 or utf-16") from None
+                    f"--encoding: unknown encoding {self.encoding!r}; try utf-8, latin-1, cp1252 or utf-16"
+                ) from None
         if self.price_col is not None and self.quantity_col is None:
             raise CrmvalueError("--price-col needs --quantity-col: the amount of an invoice line is quantity x price")
 
@@ -394,10 +408,11 @@ def _column_flags(options: ReadOptions) -> str:
     return "--customer-col/--date-col/--amount-col"
 
 
-def _missing_columns_error(source: str, missing: list[str], have, options: ReadOptions, header: str | None,
-                           sep: str | None) -> CrmvalueError:
+def _missing_columns_error(
+    source: str, missing: list[str], have, options: ReadOptions, header: str | None, sep: str | None
+) -> CrmvalueError:
     """Missing columns: a header delimited by another character says so; otherwise the column flags."""
-    other = _other_delimiter(header, sep) if header is not None and sep is not None else None
+    other = other_delimiter(header, sep) if header is not None and sep is not None else None
     if other is not None:
         shown = "a tab" if other == "\t" else repr(other)
         flag = "'\\t'" if other == "\t" else repr(other)
@@ -414,7 +429,7 @@ def _missing_columns_error(source: str, missing: list[str], have, options: ReadO
     )
 
 
-def _other_delimiter(header: str, sep: str) -> str | None:
+def other_delimiter(header: str, sep: str) -> str | None:
     """The delimiter a header line splits on best, if it is not ``sep`` and splits it better."""
     fields = {d: len(next(csv.reader([header], delimiter=d))) for d in _DELIMITERS}
     best = max(fields, key=fields.get)
@@ -488,10 +503,21 @@ def load_transactions(
 
     Warnings (dropped rows, exact duplicates, kept late dates) go to the ``crmvalue`` logger.
     """
-    options = ReadOptions(customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                          quantity_col=quantity_col, price_col=price_col, date_format=date_format, dayfirst=dayfirst,
-                          sep=sep, decimal=decimal, thousands=thousands, encoding=encoding,
-                          drop_missing_ids=drop_missing_ids, allow_future_dates=allow_future_dates)
+    options = ReadOptions(
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+        price_col=price_col,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        sep=sep,
+        decimal=decimal,
+        thousands=thousands,
+        encoding=encoding,
+        drop_missing_ids=drop_missing_ids,
+        allow_future_dates=allow_future_dates,
+    )
     tx, notes = read_transactions(source, options)
     for note in notes:
         log.warning(note)
@@ -502,19 +528,19 @@ def read_transactions(source: str | Path | pd.DataFrame, options: ReadOptions) -
     """:func:`load_transactions` with its options in one object, returning the warnings instead of logging them."""
     if isinstance(source, pd.DataFrame):
         digest = hashlib.sha256(pd.util.hash_pandas_object(source, index=False).to_numpy().tobytes()).hexdigest()
-        frame, notes = _validate(source, "DataFrame", options, _frame_row(source))
+        frame, notes = _validate(source, "DataFrame", options, frame_row(source))
         return Transactions(frame, "DataFrame", digest), notes
 
     if isinstance(source, str) and source in BUNDLED:
         return _load_bundled(source, options)
 
-    path = _existing_file(source)
-    raw, where = _read_file(path, options)
+    path = existing_file(source)
+    raw, where = read_file(path, options)
     frame, notes = _validate(raw, str(path), options, where, path=path)
     return Transactions(frame, str(path), file_sha256(path)), notes
 
 
-def _existing_file(source: str | Path) -> Path:
+def existing_file(source: str | Path) -> Path:
     path = Path(source)
     if not path.exists():
         raise CrmvalueError(f"{path}: no such file")
@@ -574,7 +600,7 @@ def csv_encoding(path: Path, given: str | None = None) -> str:
     return "utf-8-sig"
 
 
-def _read_file(path: Path, options: ReadOptions | None = None) -> tuple[pd.DataFrame, Callable[[int], str]]:
+def read_file(path: Path, options: ReadOptions | None = None) -> tuple[pd.DataFrame, Callable[[int], str]]:
     """The raw table (every CSV column as text) and how to name its data row ``i`` in a message."""
     options = options or ReadOptions()
     suffix = path.suffix.lower()
@@ -610,7 +636,7 @@ def _read_file(path: Path, options: ReadOptions | None = None) -> tuple[pd.DataF
             lzma.LZMAError,
         ) as exc:
             header = header_line(path, encoding)
-            if header is not None and _other_delimiter(header, sep) is not None:
+            if header is not None and other_delimiter(header, sep) is not None:
                 raise _missing_columns_error(str(path), [], [], options, header, sep) from None
             raise CrmvalueError(f"{path}: cannot be read as CSV ({_first_line(exc)})") from None
         where = _csv_line_locator(path, sep, encoding)
@@ -729,7 +755,7 @@ def _shown(value) -> str:
     return repr(value.item() if isinstance(value, np.generic) else value)
 
 
-def _frame_row(df: pd.DataFrame) -> Callable[[int], str]:
+def frame_row(df: pd.DataFrame) -> Callable[[int], str]:
     index = df.index
 
     def where(i: int) -> str:
@@ -774,14 +800,20 @@ def _validate(
             notes.append(_dropped_ids_note(source, options.customer_col, int(absent.sum())))
     # checked in this order: ids, timestamps, amounts (or prices), quantities
     columns = {
-        "customer_id": _customer_ids(raw[options.customer_col], source, options.customer_col, where, drop_hint=True),
-        "date": _timestamps(raw[options.date_col], source, options.date_col, options.date_format, where,
-                            options.dayfirst),
-        "amount": _numbers(raw[options.value_col], source, options.value_col, where, options.decimal, options.thousands),
+        "customer_id": parse_customer_ids(
+            raw[options.customer_col], source, options.customer_col, where, drop_hint=True
+        ),
+        "date": parse_timestamps(
+            raw[options.date_col], source, options.date_col, options.date_format, where, options.dayfirst
+        ),
+        "amount": _numbers(
+            raw[options.value_col], source, options.value_col, where, options.decimal, options.thousands
+        ),
     }
     if options.quantity_col:
-        columns["quantity"] = _numbers(raw[options.quantity_col], source, options.quantity_col, where, options.decimal,
-                                       options.thousands)
+        columns["quantity"] = _numbers(
+            raw[options.quantity_col], source, options.quantity_col, where, options.decimal, options.thousands
+        )
     if options.price_col:  # invoice lines: quantity x unit price
         columns["amount"] = columns["amount"] * columns["quantity"]
     out = pd.DataFrame(columns).reset_index(drop=True)
@@ -799,8 +831,9 @@ def _absent_ids(col: pd.Series) -> np.ndarray:
     return (col.isna() | (text == "").fillna(True)).to_numpy(dtype=bool)
 
 
-def _plausibility(out: pd.DataFrame, dates: pd.Series, source: str, options: ReadOptions,
-                  where: Callable[[int], str]) -> list[str]:
+def _plausibility(
+    out: pd.DataFrame, dates: pd.Series, source: str, options: ReadOptions, where: Callable[[int], str]
+) -> list[str]:
     """Refuse (or, if allowed, count) rows dated implausibly late; count exact duplicates."""
     notes = []
     day = out["date"].to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -834,8 +867,9 @@ def _first_bad(mask: np.ndarray) -> int:
 _FLOAT_LIKE_ID = r"^([0-9]+)\.0+$"  # "17850.0" -> "17850": the same rule in engine.py (regexp_replace)
 
 
-def _customer_ids(col: pd.Series, source: str, name: str, where: Callable[[int], str], *,
-                  drop_hint: bool = False) -> pd.Series:
+def parse_customer_ids(
+    col: pd.Series, source: str, name: str, where: Callable[[int], str], *, drop_hint: bool = False
+) -> pd.Series:
     missing = col.isna().to_numpy()
     if col.dtype == object:
         kind = pd.api.types.infer_dtype(col, skipna=True)
@@ -853,10 +887,12 @@ def _customer_ids(col: pd.Series, source: str, name: str, where: Callable[[int],
             # Python floats in an object column: the same rule as a float column, 12.0 -> "12"
             col = col.astype("float64")
     if pd.api.types.is_float_dtype(col.dtype):
-        fractional = (col.to_numpy(dtype=float, na_value=0.0) % 1 != 0)
+        fractional = col.to_numpy(dtype=float, na_value=0.0) % 1 != 0
         if fractional.any():
             bad = _first_bad(fractional)
-            raise CrmvalueError(f"{source}: column '{name}' has a non-integer id at {where(bad)}: {_shown(col.iloc[bad])}")
+            raise CrmvalueError(
+                f"{source}: column '{name}' has a non-integer id at {where(bad)}: {_shown(col.iloc[bad])}"
+            )
         col = col.astype("Int64")
     if missing.any():
         bad = _first_bad(missing)
@@ -907,8 +943,12 @@ def _naive_ns(stamps: pd.Series) -> np.ndarray:
     return np.where(inside, values, np.datetime64("NaT")).astype("datetime64[ns]")
 
 
-def _timestamps(
-    col: pd.Series, source: str, name: str, date_format: str | None, where: Callable[[int], str],
+def parse_timestamps(
+    col: pd.Series,
+    source: str,
+    name: str,
+    date_format: str | None,
+    where: Callable[[int], str],
     dayfirst: bool | None = None,
 ) -> pd.Series:
     if pd.api.types.is_datetime64_any_dtype(col.dtype):
@@ -923,8 +963,10 @@ def _timestamps(
         else:
             present = values[values != ""].reset_index(drop=True)
             resolution = resolve_date_format(
-                len(present), _date_counts(present),
-                lambda a, b: bool((_parse_dates(present, a) != _parse_dates(present, b)).any()), dayfirst,
+                len(present),
+                _date_counts(present),
+                lambda a, b: bool((_parse_dates(present, a) != _parse_dates(present, b)).any()),
+                dayfirst,
             )
             if resolution.problem in ("ambiguous", "order"):
                 raise _date_problem(resolution, values, codes, col, source, name, where, dayfirst)
@@ -940,8 +982,16 @@ def _timestamps(
 _EXAMPLES = 3  # rows a date message shows
 
 
-def _date_problem(resolution: DateResolution, values: pd.Series, codes: np.ndarray, col: pd.Series, source: str,
-                  name: str, where: Callable[[int], str], dayfirst: bool | None) -> CrmvalueError:
+def _date_problem(
+    resolution: DateResolution,
+    values: pd.Series,
+    codes: np.ndarray,
+    col: pd.Series,
+    source: str,
+    name: str,
+    where: Callable[[int], str],
+    dayfirst: bool | None,
+) -> CrmvalueError:
     """The ambiguity (or wrong --dayfirst) with the first rows that show it."""
     nat = np.datetime64("NaT")
     a = np.append(_parse_dates(values, resolution.format), nat)[codes]
@@ -956,8 +1006,14 @@ def _date_problem(resolution: DateResolution, values: pd.Series, codes: np.ndarr
     return _date_order_error(source, name, resolution, bool(dayfirst), examples[:1])
 
 
-def _numbers(col: pd.Series, source: str, name: str, where: Callable[[int], str], decimal: str = ".",
-             thousands: str | None = None) -> pd.Series:
+def _numbers(
+    col: pd.Series,
+    source: str,
+    name: str,
+    where: Callable[[int], str],
+    decimal: str = ".",
+    thousands: str | None = None,
+) -> pd.Series:
     if pd.api.types.is_numeric_dtype(col.dtype) and not pd.api.types.is_bool_dtype(col.dtype):
         numbers = col.astype("float64")
     else:
@@ -987,20 +1043,22 @@ def load_customer_attributes(source: str | Path | pd.DataFrame, id_col: str = "c
     Returns a frame indexed by customer id.
     """
     if isinstance(source, pd.DataFrame):
-        raw, name, where = source, "customer table (DataFrame)", _frame_row(source)
+        raw, name, where = source, "customer table (DataFrame)", frame_row(source)
     else:
-        path = _existing_file(source)
-        raw, where = _read_file(path)
+        path = existing_file(source)
+        raw, where = read_file(path)
         name = str(path)
     if id_col not in raw.columns:
         raise CrmvalueError(
             f"{name}: no customer id column '{id_col}'; the columns are {', '.join(map(str, raw.columns))}"
         )
-    ids = _customer_ids(raw[id_col].reset_index(drop=True), name, id_col, where)
+    ids = parse_customer_ids(raw[id_col].reset_index(drop=True), name, id_col, where)
     duplicated = ids.duplicated().to_numpy()
     if duplicated.any():
         bad = _first_bad(duplicated)
-        raise CrmvalueError(f"{name}: column '{id_col}' repeats the id {_shown(ids.iloc[bad])} at {where(bad)}; one row per customer")
+        raise CrmvalueError(
+            f"{name}: column '{id_col}' repeats the id {_shown(ids.iloc[bad])} at {where(bad)}; one row per customer"
+        )
     attributes = {}
     for column in raw.columns:
         if column == id_col:

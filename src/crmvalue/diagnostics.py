@@ -114,10 +114,7 @@ def expected_repeat_purchases(model, t) -> np.ndarray:
 
 def _negative_binomial_log_pmf(n, r, alpha, t):
     """log of Gamma(r+n) / (Gamma(r) n!) (alpha/(alpha+t))^r (t/(alpha+t))^n: Poisson-gamma counts."""
-    return (
-        gammaln(r + n) - gammaln(r) - gammaln(n + 1)
-        + r * np.log(alpha / (alpha + t)) + xlogy(n, t / (alpha + t))
-    )
+    return gammaln(r + n) - gammaln(r) - gammaln(n + 1) + r * np.log(alpha / (alpha + t)) + xlogy(n, t / (alpha + t))
 
 
 def bgnbd_probability_of_n_purchases(params, t, n) -> np.ndarray:
@@ -179,8 +176,12 @@ def pareto_nbd_probability_of_n_purchases(params, t, n) -> np.ndarray:
         alive = np.exp(_negative_binomial_log_pmf(n, r, alpha, t) + s * np.log(beta / (beta + t)))
         log_b1 = np.log(hyp2f1(r + s, second, c, gap / largest)) - (r + s) * np.log(largest)
         log_b2 = (
-            gammaln(r + s + i) - gammaln(r + s) - gammaln(i + 1) + xlogy(i, t)
-            - (r + s + i) * np.log(largest + t) + np.log(hyp2f1(r + s + i, second, c, gap / (largest + t)))
+            gammaln(r + s + i)
+            - gammaln(r + s)
+            - gammaln(i + 1)
+            + xlogy(i, t)
+            - (r + s + i) * np.log(largest + t)
+            + np.log(hyp2f1(r + s + i, second, c, gap / (largest + t)))
         )
         log_b2 = logsumexp(np.where(i <= n, log_b2, -np.inf), axis=0)
         scale = np.exp(r * np.log(alpha) + s * np.log(beta) + betaln(r + n, s + 1) - betaln(r, s) + log_b1)
@@ -361,7 +362,9 @@ def _history_grid(max_frequency: int, max_recency: int, T) -> tuple[np.ndarray, 
     T = float(max_recency if T is None else T)
     if T < max_recency:
         raise CrmvalueError(f"T ({T}) must be at least max_recency ({max_recency}): recency cannot exceed age")
-    recency, frequency = np.meshgrid(np.arange(max_recency + 1, dtype=float), np.arange(max_frequency + 1, dtype=float), indexing="ij")
+    recency, frequency = np.meshgrid(
+        np.arange(max_recency + 1, dtype=float), np.arange(max_frequency + 1, dtype=float), indexing="ij"
+    )
     return frequency, recency, T
 
 
@@ -454,8 +457,13 @@ def spend_density(gg_params, spend, frequency) -> np.ndarray:
     px = p * counts[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         log_f = (
-            gammaln(px + q) - gammaln(px) - gammaln(q) + q * np.log(v)
-            + xlogy(px - 1, zz) + px * np.log(counts) - (px + q) * np.log(v + counts * zz)
+            gammaln(px + q)
+            - gammaln(px)
+            - gammaln(q)
+            + q * np.log(v)
+            + xlogy(px - 1, zz)
+            + px * np.log(counts)
+            - (px + q) * np.log(v + counts * zz)
         )
     density = np.where(zz > 0, np.exp(log_f), 0.0) @ (weights / weights.sum())
     return density.reshape(z.shape)

@@ -31,8 +31,9 @@ import lzma
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Literal
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,6 @@ from crmvalue.data import (
     _dropped_ids_note,
     _duplicates_note,
     _encoding_error,
-    _existing_file,
     _first_line,
     _late_dates_error,
     _late_dates_note,
@@ -63,13 +63,14 @@ from crmvalue.data import (
     _missing_ids_error,
     _number_error,
     _open_text,
-    _other_delimiter,
     _parquet_row,
     _shown,
     csv_encoding,
+    existing_file,
     file_sha256,
     header_line,
     late_dates_cutoff,
+    other_delimiter,
     read_transactions,
     resolve_date_format,
 )
@@ -87,8 +88,18 @@ _FETCH_ROWS = 1 << 20
 _WHITESPACE = "' \t\n\x0b\x0c\r'"  # trimming by a set is slow (~1 s per 5M rows): only distinct ids are trimmed
 _TEMPORAL = ("DATE", "TIMESTAMP")  # prefixes of DuckDB's date and timestamp types
 _FLOATS = ("FLOAT", "DOUBLE", "DECIMAL", "REAL")
-_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT",
-             "UHUGEINT")
+_INTEGERS = (
+    "TINYINT",
+    "SMALLINT",
+    "INTEGER",
+    "BIGINT",
+    "HUGEINT",
+    "UTINYINT",
+    "USMALLINT",
+    "UINTEGER",
+    "UBIGINT",
+    "UHUGEINT",
+)
 
 
 def load_customer_days(
@@ -115,14 +126,27 @@ def load_customer_days(
     refuses data no model can learn from (:func:`crmvalue.customer_days.check_modellable`).
     Warnings go to the ``crmvalue`` logger once every check has passed.
     """
-    options = ReadOptions(customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                          quantity_col=quantity_col, price_col=price_col, date_format=date_format, dayfirst=dayfirst,
-                          sep=sep, decimal=decimal, thousands=thousands, encoding=encoding,
-                          drop_missing_ids=drop_missing_ids, allow_future_dates=allow_future_dates)
+    options = ReadOptions(
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+        price_col=price_col,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        sep=sep,
+        decimal=decimal,
+        thousands=thousands,
+        encoding=encoding,
+        drop_missing_ids=drop_missing_ids,
+        allow_future_dates=allow_future_dates,
+    )
     return read_customer_days(source, options, engine)
 
 
-def read_customer_days(source: str | Path | pd.DataFrame, options: ReadOptions, engine: Engine = "auto") -> CustomerDays:
+def read_customer_days(
+    source: str | Path | pd.DataFrame, options: ReadOptions, engine: Engine = "auto"
+) -> CustomerDays:
     """:func:`load_customer_days` with its reading options in one object."""
     if choose_engine(source, engine) == "duckdb":
         days, notes = _duckdb_days(Path(source), options)
@@ -141,7 +165,7 @@ def choose_engine(source, engine: Engine = "auto") -> str:
         raise CrmvalueError(f"data.engine must be one of {', '.join(ENGINES)}, not {engine!r}")
     if isinstance(source, pd.DataFrame) or (isinstance(source, str) and source in BUNDLED):
         return "pandas"  # already in memory, or small
-    path = _existing_file(source)
+    path = existing_file(source)
     readable = _duckdb_format(path) is not None
     if engine == "duckdb":
         if not readable:
@@ -183,8 +207,9 @@ def _connection(memory_limit: str) -> Iterator:
     import duckdb
 
     with tempfile.TemporaryDirectory(prefix="crmvalue-duckdb-") as spill:
-        con = duckdb.connect(config={"memory_limit": memory_limit, "temp_directory": spill,
-                                     "preserve_insertion_order": False})
+        con = duckdb.connect(
+            config={"memory_limit": memory_limit, "temp_directory": spill, "preserve_insertion_order": False}
+        )
         try:
             con.execute("SET TimeZone = 'UTC'")  # naive timestamps are UTC, aware ones are converted, as in pandas
             con.execute("SET enable_progress_bar = false")  # the pipeline prints one line per stage
@@ -208,8 +233,14 @@ def duckdb_customer_days(
 
     ``reading`` takes the other options of :func:`crmvalue.data.load_transactions`.
     """
-    options = ReadOptions(customer_col=customer_col, date_col=date_col, amount_col=amount_col,
-                          quantity_col=quantity_col, date_format=date_format, **reading)
+    options = ReadOptions(
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        quantity_col=quantity_col,
+        date_format=date_format,
+        **reading,
+    )
     days, notes = _duckdb_days(Path(path), options, memory_limit)
     for note in notes:
         log.warning(note)
@@ -220,7 +251,10 @@ def _transcoded(path: Path, encoding: str, directory: str) -> Path:
     """A UTF-8 copy of a text file in another encoding, decoded by Python's codec as pandas decodes it."""
     target = Path(directory) / "utf8.csv"
     try:
-        with _open_text(path, encoding, errors="strict") as text, open(target, "w", encoding="utf-8", newline="") as out:
+        with (
+            _open_text(path, encoding, errors="strict") as text,
+            open(target, "w", encoding="utf-8", newline="") as out,
+        ):
             shutil.copyfileobj(text, out, 1 << 20)
     except UnicodeError as exc:
         raise _encoding_error(path, encoding, _first_line(exc)) from None
@@ -229,12 +263,13 @@ def _transcoded(path: Path, encoding: str, directory: str) -> Path:
     return target
 
 
-def _duckdb_days(path: Path, options: ReadOptions,
-                 memory_limit: str = DUCKDB_MEMORY_LIMIT) -> tuple[CustomerDays, list[str]]:
+def _duckdb_days(
+    path: Path, options: ReadOptions, memory_limit: str = DUCKDB_MEMORY_LIMIT
+) -> tuple[CustomerDays, list[str]]:
     """The netted days and the warnings to give, checked as :func:`crmvalue.data.read_transactions` checks."""
     import duckdb
 
-    path = _existing_file(path)
+    path = existing_file(path)
     kind = _duckdb_format(path)
     if kind is None:
         raise CrmvalueError(f"{path}: unsupported format '{path.suffix or path.name}'; use .csv or .parquet")
@@ -250,15 +285,17 @@ def _duckdb_days(path: Path, options: ReadOptions,
         else:
             # DuckDB reads UTF-8 (and skips its byte-order mark); anything else is decoded by Python first
             text = path if encoding in ("utf-8", "utf-8-sig") else _transcoded(path, encoding, scratch)
-            scan = (f"read_csv({_literal(str(text))}, header = true, all_varchar = true, delim = {_literal(sep)}, "
-                    "quote = '\"', escape = '\"')")
+            scan = (
+                f"read_csv({_literal(str(text))}, header = true, all_varchar = true, delim = {_literal(sep)}, "
+                "quote = '\"', escape = '\"')"
+            )
         what = "Parquet" if kind == "parquet" else "CSV"
         try:
             described = con.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
         except duckdb.Error as exc:
             if kind == "csv":
                 header = header_line(path, encoding)
-                if header is not None and _other_delimiter(header, sep) is not None:
+                if header is not None and other_delimiter(header, sep) is not None:
                     raise _missing_columns_error(source, [], [], options, header, sep) from None
                 if "unicode" in str(exc).lower():
                     raise _encoding_error(path, encoding, _first_line(exc)) from None
@@ -272,13 +309,16 @@ def _duckdb_days(path: Path, options: ReadOptions,
         keep = ""
         if options.drop_missing_ids:
             n_all, n_absent = con.execute(
-                f"SELECT count(*), count(*) FILTER (WHERE NOT ({columns.present_id()})) FROM {scan}").fetchall()[0]
+                f"SELECT count(*), count(*) FILTER (WHERE NOT ({columns.present_id()})) FROM {scan}"
+            ).fetchall()[0]
             if n_absent and n_absent == n_all:
                 raise CrmvalueError(f"{source}: no row has a customer id in column '{options.customer_col}'")
             keep = f" WHERE {columns.present_id()}" if n_absent else ""
         con.execute(f"CREATE TEMP VIEW src AS SELECT * FROM {scan}{keep}")
-        con.execute(f"CREATE TEMP VIEW src_rows AS SELECT * FROM (SELECT ordinality AS {_RN}, * FROM {scan} "
-                    f"WITH ORDINALITY){keep}")
+        con.execute(
+            f"CREATE TEMP VIEW src_rows AS SELECT * FROM (SELECT ordinality AS {_RN}, * FROM {scan} "
+            f"WITH ORDINALITY){keep}"
+        )
         where = _row_locator(path, kind, sep, encoding)
         _net_raw_days(con, columns, path, what)
         if columns.infers_dates():
@@ -293,16 +333,19 @@ def _duckdb_days(path: Path, options: ReadOptions,
                     columns.resolution = resolution
                     _net_raw_days(con, columns, path, what)
         quantity = ", sum(quantity) AS quantity" if options.quantity_col else ""
-        con.execute(f"CREATE TEMP TABLE ids AS SELECT rid, cid, (dense_rank() OVER (ORDER BY cid) - 1)::INTEGER AS code "
-                    f"FROM (SELECT rid, {columns.canonical_id('rid')} AS cid FROM (SELECT DISTINCT rid FROM raw_days))")
+        con.execute(
+            f"CREATE TEMP TABLE ids AS SELECT rid, cid, (dense_rank() OVER (ORDER BY cid) - 1)::INTEGER AS code "
+            f"FROM (SELECT rid, {columns.canonical_id('rid')} AS cid FROM (SELECT DISTINCT rid FROM raw_days))"
+        )
         n_rows, n_raw_days, n_bad = con.execute(
             "SELECT coalesce(sum(rows), 0), count(*), count(*) FILTER (WHERE rid IS NULL OR day IS NULL "
             f"OR NOT isfinite(amount){' OR NOT isfinite(quantity)' if options.quantity_col else ''}) FROM raw_days"
         ).fetchall()[0]
         if n_rows == 0:
             raise CrmvalueError(f"{source}: the file has no data rows")
-        n_empty, n_merged = con.execute("SELECT count(*) FILTER (WHERE cid = ''), count(*) FILTER (WHERE rid <> cid) "
-                                        "FROM ids").fetchall()[0]
+        n_empty, n_merged = con.execute(
+            "SELECT count(*) FILTER (WHERE cid = ''), count(*) FILTER (WHERE rid <> cid) FROM ids"
+        ).fetchall()[0]
         if n_bad or n_empty:
             _raise_first_bad(con, columns, source, where)
         notes = [_dropped_ids_note(source, options.customer_col, int(n_absent))] if keep else []
@@ -319,7 +362,9 @@ def _duckdb_days(path: Path, options: ReadOptions,
         # every raw day is one day unless ids merged on trimming; counting the joined view costs a join
         n_days = con.execute("SELECT count(*) FROM days").fetchall()[0][0] if n_merged else n_raw_days
         ids = pd.Index(
-            con.sql("SELECT DISTINCT cid, code FROM ids ORDER BY code").to_arrow_table().column(0)
+            con.sql("SELECT DISTINCT cid, code FROM ids ORDER BY code")
+            .to_arrow_table()
+            .column(0)
             .to_numpy(zero_copy_only=False),
             dtype=object,  # as load_transactions gives them
         )
@@ -327,8 +372,9 @@ def _duckdb_days(path: Path, options: ReadOptions,
         # exact duplicates share a customer-day: a day of two rows holds one if its rows' extremes agree,
         # the rows of longer days are fetched for re-netting anyway
         same = " AND q_low = q_high" if options.quantity_col else ""
-        duplicates = con.execute(f"SELECT count(*) FILTER (WHERE rows = 2 AND low = high AND first_ts = last_ts{same}) "
-                                 "FROM days").fetchall()[0][0]
+        duplicates = con.execute(
+            f"SELECT count(*) FILTER (WHERE rows = 2 AND low = high AND first_ts = last_ts{same}) FROM days"
+        ).fetchall()[0][0]
         duplicates += _renet_long_days(con, days, options.quantity_col is not None)
         if duplicates:
             notes.append(_duplicates_note(source, int(duplicates), options.quantity_col is not None))
@@ -338,7 +384,7 @@ def _duckdb_days(path: Path, options: ReadOptions,
 _RN = "crmvalue_row_number"  # the file position of a row, beside the file's own columns
 
 
-def _net_raw_days(con, columns: "_Columns", path: Path, what: str) -> None:
+def _net_raw_days(con, columns: _Columns, path: Path, what: str) -> None:
     """The typed rows (``tx``, ``tx_rows``) and their sums per untrimmed id and day (``raw_days``)."""
     import duckdb
 
@@ -361,14 +407,18 @@ def _net_raw_days(con, columns: "_Columns", path: Path, what: str) -> None:
 class _DateProbe:
     """What :func:`crmvalue.data.resolve_date_format` asks, answered on the distinct trimmed non-empty dates."""
 
-    def __init__(self, con, columns: "_Columns"):
+    def __init__(self, con, columns: _Columns):
         self.con, self.columns = con, columns
-        con.execute(f"CREATE OR REPLACE TEMP TABLE date_values AS SELECT t FROM (SELECT DISTINCT "
-                    f"{columns.date_text()} AS t FROM src) WHERE t IS NOT NULL AND t <> ''")
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE date_values AS SELECT t FROM (SELECT DISTINCT "
+            f"{columns.date_text()} AS t FROM src) WHERE t IS NOT NULL AND t <> ''"
+        )
         formats = (ISO_8601, *DATE_FORMATS)
         counts = con.execute(
-            "SELECT count(*), " + ", ".join(f"count(*) FILTER (WHERE {columns.parse(f, 't')} IS NOT NULL)" for f in formats)
-            + " FROM date_values").fetchall()[0]
+            "SELECT count(*), "
+            + ", ".join(f"count(*) FILTER (WHERE {columns.parse(f, 't')} IS NOT NULL)" for f in formats)
+            + " FROM date_values"
+        ).fetchall()[0]
         self.n_values = int(counts[0])
         self._counts = dict(zip(formats, map(int, counts[1:])))
 
@@ -393,7 +443,7 @@ class _DateProbe:
         return _date_order_error(source, name, resolution, bool(dayfirst), examples[:1])
 
 
-def _late_dates(con, columns: "_Columns", source: str, options: ReadOptions, where) -> list[str]:
+def _late_dates(con, columns: _Columns, source: str, options: ReadOptions, where) -> list[str]:
     """Refuse (or, if allowed, count) rows dated implausibly late, as the pandas path does."""
     per_day = con.execute("SELECT day, sum(rows) FROM raw_days GROUP BY day ORDER BY day").fetchall()
     if not per_day:
@@ -408,7 +458,8 @@ def _late_dates(con, columns: "_Columns", source: str, options: ReadOptions, whe
     text = columns.date_is_text()
     rn, day, value = con.execute(
         f"SELECT rn, day, {f'trim(CAST(raw_1 AS VARCHAR), {_WHITESPACE})' if text else 'NULL'} FROM tx_rows "
-        f"WHERE day > {int(late.last_good)} ORDER BY rn LIMIT 1").fetchall()[0]
+        f"WHERE day > {int(late.last_good)} ORDER BY rn LIMIT 1"
+    ).fetchall()[0]
     raise _late_dates_error(source, late, count, where(int(rn) - 1), value if text else _day_text(day))
 
 
@@ -422,7 +473,11 @@ class _Columns:
     def __init__(self, types: dict[str, str], options: ReadOptions):
         self.types = types
         self.options = options
-        self.customer_col, self.date_col, self.quantity_col = options.customer_col, options.date_col, options.quantity_col
+        self.customer_col, self.date_col, self.quantity_col = (
+            options.customer_col,
+            options.date_col,
+            options.quantity_col,
+        )
         self.value_col = options.value_col
         if not self.date_is_text():
             self.resolution = DateResolution(None)
@@ -464,7 +519,7 @@ class _Columns:
 
     @classmethod
     def canonical_id(cls, text: str) -> str:
-        """Trimmed, and a float-looking id ("17850.0") made its digits, as ``crmvalue.data._customer_ids`` does."""
+        """Trimmed, and a float-looking id ("17850.0") made its digits, as ``crmvalue.data.parse_customer_ids`` does."""
         return f"regexp_replace({cls.trimmed(text)}, {_literal(_FLOAT_LIKE_ID)}, '\\1')"
 
     def date_text(self) -> str:
@@ -555,13 +610,14 @@ def _raise_first_bad(con, columns: _Columns, source: str, where, ids_only: bool 
     found = con.execute(f"SELECT {select} FROM tx_rows").fetchall()[0]
     options = columns.options
     for k, (name, _) in enumerate(checks):
-        count, rn, value = found[3 * k: 3 * k + 3]
+        count, rn, value = found[3 * k : 3 * k + 3]
         if not count:
             continue
         at = where(int(rn) - 1)
         if name == "fractional":
-            raise CrmvalueError(f"{source}: column '{columns.customer_col}' has a non-integer id at {at}: "
-                                f"{_shown(float(value))}")
+            raise CrmvalueError(
+                f"{source}: column '{columns.customer_col}' has a non-integer id at {at}: {_shown(float(value))}"
+            )
         if name in ("missing_id", "empty_id"):
             raise _missing_ids_error(source, columns.customer_col, count, at, name.removesuffix("_id"), True)
         if name == "date":
@@ -592,7 +648,7 @@ def _fetch_days(con, n: int, with_quantity: bool) -> dict[str, np.ndarray]:
     for batch in reader:
         size = batch.num_rows
         for name in wanted:
-            out[name][at: at + size] = batch.column(name).to_numpy(zero_copy_only=False)
+            out[name][at : at + size] = batch.column(name).to_numpy(zero_copy_only=False)
         at += size
     if at != n:
         raise CrmvalueError(f"DuckDB returned {at} customer-days instead of {n}; please report this")
@@ -609,8 +665,10 @@ def _renet_long_days(con, days: dict[str, np.ndarray], with_quantity: bool) -> i
     if long.size == 0:
         return 0
     # by untrimmed id: the rows are probed against the few long days before any join to the codes
-    con.execute("CREATE TEMP TABLE long_days AS SELECT rid, raw_days.day FROM raw_days JOIN ids USING (rid) "
-                "JOIN (SELECT code, day FROM days WHERE rows >= 3) USING (code, day)")
+    con.execute(
+        "CREATE TEMP TABLE long_days AS SELECT rid, raw_days.day FROM raw_days JOIN ids USING (rid) "
+        "JOIN (SELECT code, day FROM days WHERE rows >= 3) USING (code, day)"
+    )
     table = con.sql(
         f"SELECT code, day, ts, amount{', quantity' if with_quantity else ''} FROM tx_rows "
         "JOIN long_days USING (rid, day) JOIN ids USING (rid) ORDER BY code, day, rn"
@@ -621,9 +679,12 @@ def _renet_long_days(con, days: dict[str, np.ndarray], with_quantity: bool) -> i
     span = np.int64(int(days["day"].max()) - first_day + 1)
     key = code * span + (day - first_day)
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
-    target = long[np.searchsorted(
-        days["customer"][long].astype(np.int64) * span + (days["day"][long].astype(np.int64) - first_day), key[starts]
-    )]
+    target = long[
+        np.searchsorted(
+            days["customer"][long].astype(np.int64) * span + (days["day"][long].astype(np.int64) - first_day),
+            key[starts],
+        )
+    ]
     days["amount"][target] = np.add.reduceat(table.column("amount").to_numpy(), starts)
     if with_quantity:
         days["quantity"][target] = np.add.reduceat(table.column("quantity").to_numpy(), starts)

@@ -41,8 +41,12 @@ def naive_rate_forecast(frequency, T, duration) -> np.ndarray:
 def conditional_expectations(frequency, actual, predicted, max_frequency: int = 7) -> pd.DataFrame:
     """Mean holdout purchases, actual and predicted, by calibration frequency (``max_frequency``+ pooled)."""
     bucket = np.minimum(np.asarray(frequency, float), max_frequency).astype(int)
-    frame = pd.DataFrame({"frequency": bucket, "actual": np.asarray(actual, float), "predicted": np.asarray(predicted, float)})
-    table = frame.groupby("frequency").agg(customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean"))
+    frame = pd.DataFrame(
+        {"frequency": bucket, "actual": np.asarray(actual, float), "predicted": np.asarray(predicted, float)}
+    )
+    table = frame.groupby("frequency").agg(
+        customers=("actual", "size"), actual=("actual", "mean"), predicted=("predicted", "mean")
+    )
     return table
 
 
@@ -79,8 +83,9 @@ def skipped_evaluation(candidates: list[str], why: str) -> Evaluation:
     """The evaluation of a run whose calibration period cannot be fitted (e.g. every customer's first purchase
     is on the calibration end, so no time is observed): no holdout metrics, and the first candidate is the
     model fitted on all data, since nothing out of time can choose among them."""
-    return Evaluation({}, candidates[0], f"{candidates[0]}: out-of-time evaluation skipped ({why})", None, {}, 0, 0.0,
-                      skipped=why)
+    return Evaluation(
+        {}, candidates[0], f"{candidates[0]}: out-of-time evaluation skipped ({why})", None, {}, 0, 0.0, skipped=why
+    )
 
 
 SELECTION_CRITERIA = {
@@ -147,5 +152,8 @@ def evaluate_purchase_models(
 
     naive = naive_rate_forecast(x, T_, duration)
     naive_spend = split["monetary_value_cal"].where(x > 0, 0.0).to_numpy()
-    baseline = {f"baseline.naive_rate.holdout.{k}": v for k, v in holdout_metrics(actual, naive, revenue, naive * naive_spend).items()}
+    baseline = {
+        f"baseline.naive_rate.holdout.{k}": v
+        for k, v in holdout_metrics(actual, naive, revenue, naive * naive_spend).items()
+    }
     return Evaluation(results, best.name, reason, gg, baseline, len(split), duration)

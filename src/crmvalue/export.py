@@ -32,9 +32,9 @@ import math
 import re
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -48,8 +48,16 @@ DEFAULT_TABLE = "customer_scores"
 URL_ENV = "CRMVALUE_EXPORT_URL"
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 CHUNK_ROWS = 10_000
-MONEY = {"monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "revenue", "clv_lower",
-         "clv_upper"}
+MONEY = {
+    "monetary_value",
+    "current_value",
+    "expected_avg_value",
+    "clv",
+    "potential_value",
+    "revenue",
+    "clv_lower",
+    "clv_upper",
+}
 
 
 # column -> SQL type, in table order: the schema of both tables (README, "Database export")
@@ -93,8 +101,17 @@ COLUMN_TYPES = {
     "scored_at": DateTime(timezone=True),
 }
 COLUMNS = list(COLUMN_TYPES)
-INTEGER_COLUMNS = {"frequency", "orders", "tenure_days", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile",
-                   "model_version"}
+INTEGER_COLUMNS = {
+    "frequency",
+    "orders",
+    "tenure_days",
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "cpm_group",
+    "value_decile",
+    "model_version",
+}
 DATE_COLUMNS = {"first_purchase", "last_purchase", "as_of_date"}  # DATE in the tables, YYYY-MM-DD in files
 TEXT_COLUMNS = {"customer_id", "quadrant", "churn_risk", "rfm_score", "rfm_segment", "cpm_label", "crm_grade", "run_id"}
 
@@ -146,11 +163,17 @@ def load_run_scores(run: str, experiment: str | None = None, tracking_uri: str |
         tags = info.data.tags
         name = tags.get("crmvalue.predictions_artifact")
         if name is None:  # runs logged before the tag: the one predictions table at the root
-            found = [a.path for a in client.list_artifacts(run_id)
-                     if not a.is_dir and Path(a.path).suffix.lower() in (".csv", ".parquet", ".pq")
-                     and a.path not in ("quadrant_summary.csv", "holdout_conditional_expectations.csv")]
+            found = [
+                a.path
+                for a in client.list_artifacts(run_id)
+                if not a.is_dir
+                and Path(a.path).suffix.lower() in (".csv", ".parquet", ".pq")
+                and a.path not in ("quadrant_summary.csv", "holdout_conditional_expectations.csv")
+            ]
             if len(found) != 1:
-                raise CrmvalueError(f"run {run_id} has no predictions file to export (is it a crmvalue train or predict run?)")
+                raise CrmvalueError(
+                    f"run {run_id} has no predictions file to export (is it a crmvalue train or predict run?)"
+                )
             name = found[0]
         try:
             local = Path(client.download_artifacts(run_id, name, tmp))
@@ -162,8 +185,13 @@ def load_run_scores(run: str, experiment: str | None = None, tracking_uri: str |
         raise CrmvalueError(f"run {run_id} does not say its observation end; export a run of crmvalue train or predict")
     ended = info.info.end_time or info.info.start_time
     version = tags.get(VERSION_TAG)
-    return RunScores(run_id, frame, int(version) if version else None, dt.date.fromisoformat(as_of),
-                     dt.datetime.fromtimestamp(ended / 1000, tz=dt.timezone.utc))
+    return RunScores(
+        run_id,
+        frame,
+        int(version) if version else None,
+        dt.date.fromisoformat(as_of),
+        dt.datetime.fromtimestamp(ended / 1000, tz=dt.UTC),
+    )
 
 
 def _read_predictions(path: Path) -> pd.DataFrame:
@@ -173,8 +201,12 @@ def _read_predictions(path: Path) -> pd.DataFrame:
         return frame
     header = pd.read_csv(path, nrows=0).columns
     # ids are text: "00012" stays "00012" and an id "NA" stays "NA"
-    return pd.read_csv(path, dtype={"customer_id": str}, keep_default_na=False,
-                       na_values={c: ["", "NaN", "nan"] for c in header if c != "customer_id"})
+    return pd.read_csv(
+        path,
+        dtype={"customer_id": str},
+        keep_default_na=False,
+        na_values={c: ["", "NaN", "nan"] for c in header if c != "customer_id"},
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -182,8 +214,14 @@ def _read_predictions(path: Path) -> pd.DataFrame:
 # ------------------------------------------------------------------------------------------
 
 
-def export_run(run: str, to: str | None = None, table: str = DEFAULT_TABLE, experiment: str | None = None,
-               tracking_uri: str | None = None, echo: Callable[[str], None] | None = None) -> ExportResult:
+def export_run(
+    run: str,
+    to: str | None = None,
+    table: str = DEFAULT_TABLE,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> ExportResult:
     """Export a run's scores to ``<table>`` (swapped in atomically) and ``<table>_history``."""
     import os
 
@@ -212,12 +250,14 @@ def display_url(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        raise CrmvalueError("--to: not a database URL (expected e.g. sqlite:///crm.db or "
-                            "postgresql+psycopg://user@host:5432/crm)") from None
+        raise CrmvalueError(
+            "--to: not a database URL (expected e.g. sqlite:///crm.db or postgresql+psycopg://user@host:5432/crm)"
+        ) from None
 
 
-def write_scores(scores: RunScores, url: str, table: str = DEFAULT_TABLE,
-                 echo: Callable[[str], None] | None = None) -> ExportResult:
+def write_scores(
+    scores: RunScores, url: str, table: str = DEFAULT_TABLE, echo: Callable[[str], None] | None = None
+) -> ExportResult:
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -307,8 +347,9 @@ def _add_missing_columns(conn, table) -> None:
     quote = conn.dialect.identifier_preparer.quote
     for column in table.columns:
         if column.name not in have:
-            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN "
-                                 f"{CreateColumn(column).compile(dialect=conn.dialect)}")
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quote(table.name)} ADD COLUMN {CreateColumn(column).compile(dialect=conn.dialect)}"
+            )
 
 
 def _is_current(conn, current, run_id: str, n: int) -> bool:
@@ -316,8 +357,7 @@ def _is_current(conn, current, run_id: str, n: int) -> bool:
 
     if not inspect(conn).has_table(current.name):
         return False
-    count, low, high = conn.execute(
-        select(func.count(), func.min(current.c.run_id), func.max(current.c.run_id))).one()
+    count, low, high = conn.execute(select(func.count(), func.min(current.c.run_id), func.max(current.c.run_id))).one()
     return count == n and low == run_id and high == run_id
 
 
@@ -332,8 +372,9 @@ def _swap(conn, current, staging, table: str) -> None:
     current.drop(conn, checkfirst=True)
     conn.exec_driver_sql(f"ALTER TABLE {quote(staging.name)} RENAME TO {quote(table)}")
     if conn.dialect.name == "postgresql":  # index names are schema-wide: free the staging name for next time
-        conn.exec_driver_sql(f"ALTER TABLE {quote(table)} RENAME CONSTRAINT "
-                             f"{quote(staging.name + '_pkey')} TO {quote(table + '_pkey')}")
+        conn.exec_driver_sql(
+            f"ALTER TABLE {quote(table)} RENAME CONSTRAINT {quote(staging.name + '_pkey')} TO {quote(table + '_pkey')}"
+        )
 
 
 def _lock_key(table: str) -> int:
@@ -371,17 +412,18 @@ def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> N
         from psycopg import sql
 
         copy_sql = sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(staging.name), sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns))
+            sql.Identifier(staging.name), sql.SQL(", ").join(sql.Identifier(c) for c in rows.columns)
+        )
         with conn.connection.driver_connection.cursor() as cursor:
             for start in range(0, n, CHUNK_ROWS):
                 with cursor.copy(copy_sql) as copy:
-                    for row in values[start:start + CHUNK_ROWS]:
+                    for row in values[start : start + CHUNK_ROWS]:
                         copy.write_row(row)
                 echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
         return
     insert = str(staging.insert().compile(dialect=conn.dialect))  # INSERT INTO ... VALUES (?, ?, ...)
     for start in range(0, n, CHUNK_ROWS):
-        conn.exec_driver_sql(insert, values[start:start + CHUNK_ROWS])
+        conn.exec_driver_sql(insert, values[start : start + CHUNK_ROWS])
         echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
 
 
@@ -429,7 +471,6 @@ def _db_reason(exc, url: str) -> str:
     if password:
         reason = reason.replace(str(password), "***")
     return reason
-
 
 
 def _tag_run(run_id: str, key: str, value: str, tracking_uri: str | None) -> None:
@@ -520,12 +561,19 @@ def bulk_file(scores: RunScores, fmt: str, mapping: dict[str, str], strict: bool
     if fmt not in DEFAULT_MAPPINGS:
         raise CrmvalueError(f"--format {fmt!r}: expected salesforce or hubspot")
     rows = scores.rows()
-    present = {c for c in rows.columns if c in scores.frame.columns} | {"run_id", "model_version", "as_of_date", "scored_at"}
+    present = {c for c in rows.columns if c in scores.frame.columns} | {
+        "run_id",
+        "model_version",
+        "as_of_date",
+        "scored_at",
+    }
     if scores.model_version is None:
         present.discard("model_version")
     absent = [c for c in mapping if c not in present]
     if absent and strict:
-        raise CrmvalueError(f"--mapping: run {scores.run_id} has no {absent[0]!r} column (was that part of the run off?)")
+        raise CrmvalueError(
+            f"--mapping: run {scores.run_id} has no {absent[0]!r} column (was that part of the run off?)"
+        )
     columns = [c for c in mapping if c in present]
     out = pd.DataFrame({mapping[c]: _formatted(rows[c], c) for c in columns})
     return out
@@ -537,7 +585,7 @@ def _formatted(values: pd.Series, column: str) -> list[str]:
     if column in DATE_COLUMNS:
         return ["" if v is None else v.isoformat() for v in _dates(values)]
     if column == "scored_at":
-        return [v.astimezone(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ") for v in values]
+        return [v.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ") for v in values]
     if column in TEXT_COLUMNS:
         return ["" if _missing(v) else str(v) for v in values.tolist()]
     if column in INTEGER_COLUMNS:
@@ -554,8 +602,14 @@ def _decimal(value: float, digits: int) -> str:
     return "0" if text in ("-0", "") else text
 
 
-def export_file(run: str, fmt: str, out: Path, mapping_path: Path | None = None, experiment: str | None = None,
-                tracking_uri: str | None = None) -> ExportResult:
+def export_file(
+    run: str,
+    fmt: str,
+    out: Path,
+    mapping_path: Path | None = None,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+) -> ExportResult:
     mapping, strict = load_mapping(mapping_path, fmt) if fmt in DEFAULT_MAPPINGS else ({}, False)
     scores = load_run_scores(run, experiment, tracking_uri)
     table = bulk_file(scores, fmt, mapping, strict)

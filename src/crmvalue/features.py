@@ -55,7 +55,9 @@ class _PurchaseDays:
     customers_seen: int | None = None  # customers with a row on or before the end (default: every id)
 
 
-def _purchase_day_arrays(transactions: "pd.DataFrame | CustomerDays", last_day: pd.Timestamp | None = None) -> _PurchaseDays:
+def _purchase_day_arrays(
+    transactions: pd.DataFrame | CustomerDays, last_day: pd.Timestamp | None = None
+) -> _PurchaseDays:
     """The purchase days of :func:`crmvalue.customer_days.customer_days`, up to ``last_day`` if given."""
     days = customer_days(transactions)
     keep = days.purchase
@@ -74,7 +76,7 @@ def _first_of_each(customer: np.ndarray) -> np.ndarray:
     return np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if len(customer) else np.array([], dtype=np.int64)
 
 
-def purchase_days(transactions: "pd.DataFrame | CustomerDays") -> pd.DataFrame:
+def purchase_days(transactions: pd.DataFrame | CustomerDays) -> pd.DataFrame:
     """Net amount per customer-day, without the days cancelled by returns.
 
     Returns a frame with ``customer_id``, ``day`` and ``amount``, sorted by customer and day.
@@ -90,7 +92,7 @@ def purchase_days(transactions: "pd.DataFrame | CustomerDays") -> pd.DataFrame:
 
 
 def rfm_summary(
-    transactions: "pd.DataFrame | CustomerDays",
+    transactions: pd.DataFrame | CustomerDays,
     observation_end,
     time_unit: TimeUnit = "days",
 ) -> pd.DataFrame:
@@ -107,7 +109,7 @@ def rfm_summary(
 
 
 def rfm_summary_with_report(
-    transactions: "pd.DataFrame | CustomerDays", observation_end, time_unit: TimeUnit = "days"
+    transactions: pd.DataFrame | CustomerDays, observation_end, time_unit: TimeUnit = "days"
 ) -> tuple[pd.DataFrame, WindowReport]:
     end = _as_day(observation_end)
     days = _purchase_day_arrays(transactions, last_day=end)
@@ -146,7 +148,7 @@ def _summarise_days(days: _PurchaseDays, end: pd.Timestamp, time_unit: TimeUnit)
 
 
 def calibration_holdout_summary(
-    transactions: "pd.DataFrame | CustomerDays",
+    transactions: pd.DataFrame | CustomerDays,
     calibration_end,
     observation_end,
     time_unit: TimeUnit = "days",
@@ -163,9 +165,7 @@ def calibration_holdout_summary(
     """
     cal_end, obs_end = _as_day(calibration_end), _as_day(observation_end)
     if cal_end >= obs_end:
-        raise CrmvalueError(
-            f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}"
-        )
+        raise CrmvalueError(f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}")
     days = customer_days(transactions)
     calibration = _purchase_day_arrays(days, cal_end)
     cal = _summarise_days(calibration, cal_end, time_unit)
@@ -184,7 +184,7 @@ def calibration_holdout_summary(
     return cal
 
 
-def revenue_in_window(transactions: "pd.DataFrame | CustomerDays", observation_end, window_days: int) -> pd.Series:
+def revenue_in_window(transactions: pd.DataFrame | CustomerDays, observation_end, window_days: int) -> pd.Series:
     """Net revenue per customer in the ``window_days`` days ending on ``observation_end``.
 
     The window is (observation end - window_days, observation end], by calendar day. Every
@@ -213,7 +213,9 @@ def compress_rfm(frequency, recency, T, weights=None) -> pd.DataFrame:
     codes, uniques = zip(*(pd.factorize(np.asarray(c, float), sort=True) for c in columns.values()))
     n_recency, n_T = len(uniques[1]), len(uniques[2])
     if len(uniques[0]) * n_recency * n_T >= 2**62:  # one int64 key per pattern would overflow
-        frame = pd.DataFrame({k: np.asarray(v, float) for k, v in columns.items()}).assign(weights=1 if w is None else w)
+        frame = pd.DataFrame({k: np.asarray(v, float) for k, v in columns.items()}).assign(
+            weights=1 if w is None else w
+        )
         return frame.dropna().groupby(list(columns), sort=True)["weights"].sum().reset_index()
     # one sortable integer key per pattern: about twice as fast as a groupby on three float columns
     keep = (codes[0] >= 0) & (codes[1] >= 0) & (codes[2] >= 0)
@@ -225,8 +227,14 @@ def compress_rfm(frequency, recency, T, weights=None) -> pd.DataFrame:
         counts = np.bincount(inverse.reshape(-1), weights=w[keep], minlength=len(patterns))
     i_frequency, rest = np.divmod(patterns, n_recency * n_T)
     i_recency, i_T = np.divmod(rest, n_T)
-    return pd.DataFrame({"frequency": uniques[0][i_frequency], "recency": uniques[1][i_recency], "T": uniques[2][i_T],
-                         "weights": counts.astype(np.int64) if w is None or w.dtype.kind == "i" else counts})
+    return pd.DataFrame(
+        {
+            "frequency": uniques[0][i_frequency],
+            "recency": uniques[1][i_recency],
+            "T": uniques[2][i_T],
+            "weights": counts.astype(np.int64) if w is None or w.dtype.kind == "i" else counts,
+        }
+    )
 
 
 def checked_weights(weights, n: int) -> np.ndarray:
@@ -245,7 +253,7 @@ def checked_weights(weights, n: int) -> np.ndarray:
     return w
 
 
-def mean_purchase_amount(transactions: "pd.DataFrame | CustomerDays", end) -> float | None:
+def mean_purchase_amount(transactions: pd.DataFrame | CustomerDays, end) -> float | None:
     """Mean net amount of the purchase days with a positive amount on or before ``end`` (None if there are none):
     the expected spend Gamma-Gamma falls back on when no customer has a repeat purchase."""
     days = customer_days(transactions)

@@ -12,8 +12,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import pandas as pd
 
@@ -49,8 +49,16 @@ def atomic_copy(source: Path, target: Path) -> None:
 # The predictions export's typed columns (README, "The export"): counts are written as integers
 # (no ``3.0``), money is rounded to cents in CSV files (Parquet keeps full precision), dates are ISO.
 INTEGER_COLUMNS = ("frequency", "orders", "tenure_days", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile")
-MONEY_COLUMNS = ("monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "revenue",
-                 "clv_lower", "clv_upper")
+MONEY_COLUMNS = (
+    "monetary_value",
+    "current_value",
+    "expected_avg_value",
+    "clv",
+    "potential_value",
+    "revenue",
+    "clv_lower",
+    "clv_upper",
+)
 DATE_COLUMNS = ("first_purchase", "last_purchase")
 CENTS = 2
 

@@ -33,9 +33,21 @@ from crmvalue.diagnostics import fit_diagnostics, gamma_gamma_spend_fit
 from crmvalue.engine import load_customer_days
 from crmvalue.errors import CrmvalueError
 from crmvalue.evaluation import Evaluation, evaluate_purchase_models, skipped_evaluation
-from crmvalue.features import calibration_holdout_summary, mean_purchase_amount, revenue_in_window, rfm_summary_with_report
+from crmvalue.features import (
+    calibration_holdout_summary,
+    mean_purchase_amount,
+    revenue_in_window,
+    rfm_summary_with_report,
+)
 from crmvalue.io import write_table
-from crmvalue.models import PREDICTION_COLUMNS, PURCHASE_MODELS, GammaGammaModel, GammaGammaParams, PurchaseModel, ValueModel
+from crmvalue.models import (
+    PREDICTION_COLUMNS,
+    PURCHASE_MODELS,
+    GammaGammaModel,
+    GammaGammaParams,
+    PurchaseModel,
+    ValueModel,
+)
 from crmvalue.models.uncertainty import bootstrap_intervals
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 
@@ -66,8 +78,18 @@ EXPORT_COLUMNS = [
 INTERVAL_COLUMNS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
 CHURN_COLUMNS = ["churn_probability", "churn_risk"]  # after quadrant, when the churn model is enabled
 # after the Backbone's columns (run_id), when the CRM analyses are enabled
-ANALYSIS_COLUMNS = ["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment", "cpm_group", "cpm_label", "value_decile",
-                    "crm_value", "crm_grade"]
+ANALYSIS_COLUMNS = [
+    "rfm_r",
+    "rfm_f",
+    "rfm_m",
+    "rfm_score",
+    "rfm_segment",
+    "cpm_group",
+    "cpm_label",
+    "value_decile",
+    "crm_value",
+    "crm_grade",
+]
 SPEND_CORRELATION_WARNING = 0.3
 CHURN_SCORING_ARTIFACT = "churn/churn_scoring.json"
 CHURN_MODEL_URI_TAG = "crmvalue.churn_model_uri"
@@ -85,7 +107,7 @@ def export_columns(predictions: pd.DataFrame) -> list[str]:
     return columns + [c for c in INTERVAL_COLUMNS if c in predictions.columns]
 
 
-def purchase_history(frame: "CustomerDays", obs_end, customer_ids) -> pd.DataFrame:
+def purchase_history(frame: CustomerDays, obs_end, customer_ids) -> pd.DataFrame:
     """:func:`crmvalue.analyses.customer_measures` of the scored customers, in their order.
 
     Computed once per run: it gives the export's :data:`CRM_COLUMNS` (:func:`with_crm_columns`)
@@ -99,7 +121,7 @@ def purchase_history(frame: "CustomerDays", obs_end, customer_ids) -> pd.DataFra
     return measures
 
 
-def with_crm_columns(predictions: pd.DataFrame, frame: "CustomerDays", obs_end) -> tuple[pd.DataFrame, pd.DataFrame]:
+def with_crm_columns(predictions: pd.DataFrame, frame: CustomerDays, obs_end) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``predictions`` (one row per customer, a ``customer_id`` column) with :data:`CRM_COLUMNS`, and
     the :func:`purchase_history` they come from. ``crmvalue train`` and ``crmvalue predict`` both
     call it, so they give the same columns by construction. Up to the observation end, from the
@@ -154,8 +176,11 @@ class Progress:
         self.timings[key] = elapsed
         self.peaks_mb[key] = peak_rss_mb()
         if self.enabled:
-            print(f"  {'done' if announce else text} in {elapsed:.1f}s (peak memory {self.peaks_mb[key]:,.0f} MB)",
-                  file=self.stream, flush=True)
+            print(
+                f"  {'done' if announce else text} in {elapsed:.1f}s (peak memory {self.peaks_mb[key]:,.0f} MB)",
+                file=self.stream,
+                flush=True,
+            )
 
     def metrics(self) -> dict[str, float]:
         """``time.<stage>_s`` for every stage, ``memory.<stage>_peak_mb`` and the overall ``memory.peak_mb``."""
@@ -178,7 +203,7 @@ class TrainResult:
     calibration_end: pd.Timestamp
     observation_end: pd.Timestamp
     timings: dict[str, float] = field(default_factory=dict)
-    churn: "ChurnResult | None" = None
+    churn: ChurnResult | None = None
     registered: dict[str, int] = field(default_factory=dict)  # registered model name -> new version
 
 
@@ -198,9 +223,7 @@ def resolve_dates(
         cal_end = first + (obs_end - first) / 2
         cal_end = cal_end.normalize()
     if cal_end >= obs_end:
-        raise CrmvalueError(
-            f"{where}calibration end {cal_end.date()} must be before observation end {obs_end.date()}"
-        )
+        raise CrmvalueError(f"{where}calibration end {cal_end.date()} must be before observation end {obs_end.date()}")
     if first > cal_end:
         raise CrmvalueError(
             f"{where}no transactions on or before the calibration end {cal_end.date()}; "
@@ -231,8 +254,8 @@ class TrainedRun:
     calibration_end: pd.Timestamp
     observation_end: pd.Timestamp
     progress: Progress
-    churn: "ChurnResult | None" = None
-    analyses: "AnalysesResult | None" = None
+    churn: ChurnResult | None = None
+    analyses: AnalysesResult | None = None
 
 
 def check_outputs(cfg: ExperimentConfig, store: bool = True) -> None:
@@ -262,9 +285,24 @@ class MlflowRunWriter:
         from crmvalue.tracking import interrupts_deferred
 
         with interrupts_deferred() as signals:
-            ids = _log_run(run.cfg, run.tx, run.evaluation, run.diagnostics, run.predictions, run.quadrants,
-                           run.metrics, run.value_model, run.purchase, run.gamma_gamma, run.thresholds,
-                           run.calibration_end, run.observation_end, run.progress, run.churn, run.analyses)
+            ids = _log_run(
+                run.cfg,
+                run.tx,
+                run.evaluation,
+                run.diagnostics,
+                run.predictions,
+                run.quadrants,
+                run.metrics,
+                run.value_model,
+                run.purchase,
+                run.gamma_gamma,
+                run.thresholds,
+                run.calibration_end,
+                run.observation_end,
+                run.progress,
+                run.churn,
+                run.analyses,
+            )
             if signals.received is not None:  # it came once the run was complete: the command completes too
                 log.warning("a signal arrived after the run was complete and committed; it is ignored")
                 signals.received = None
@@ -293,7 +331,7 @@ def train(
     config: ExperimentConfig,
     data: pd.DataFrame | None = None,
     progress: Progress | None = None,
-    writer: "MlflowRunWriter | InMemoryRunWriter | None" = None,
+    writer: MlflowRunWriter | InMemoryRunWriter | None = None,
 ) -> TrainResult:
     """Run the whole experiment; ``data`` replaces ``config.data.source`` when given. ``writer``
     records the result (default: an MLflow run, the predictions file and ``models/``)."""
@@ -303,7 +341,11 @@ def train(
     # an output or store the run cannot write fails now, in one line, not after the fits
     check_outputs(cfg, store=isinstance(writer, MlflowRunWriter))
 
-    with progress.stage("load", f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}", announce=False):
+    with progress.stage(
+        "load",
+        f"loaded and checked the transactions from {'a DataFrame' if data is not None else cfg.data.source}",
+        announce=False,
+    ):
         data_is_simulated = data is None and cfg.data.source == "simulated"
         if data_is_simulated:
             from crmvalue.simulate import simulate_from_config
@@ -338,10 +380,13 @@ def train(
             from crmvalue.analyses import load_interactions
 
             a = cfg.analyses
-            interactions = load_interactions(a.interactions, a.interactions_id_col, a.interactions_date_col,
-                                             a.interactions_channel_col)
+            interactions = load_interactions(
+                a.interactions, a.interactions_id_col, a.interactions_date_col, a.interactions_channel_col
+            )
         if cfg.analyses.enabled and attributes is not None:
-            _segment_columns(cfg.analyses.segment_columns, attributes)  # a misnamed column fails now, not after the fits
+            _segment_columns(
+                cfg.analyses.segment_columns, attributes
+            )  # a misnamed column fails now, not after the fits
         if cfg.analyses.enabled and cfg.analyses.crm_value.satisfaction_column is not None:
             column = cfg.analyses.crm_value.satisfaction_column
             if attributes is None or column not in attributes.columns:
@@ -380,13 +425,22 @@ def train(
         current = current.reindex(summary.index, fill_value=0.0).astype("float64")
 
     candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
-    with progress.stage("evaluate", f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}"):
+    with progress.stage(
+        "evaluate",
+        f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}",
+    ):
         try:
             if not (split["T_cal"] > 0).any():
-                raise CrmvalueError(f"every customer's first purchase is on the calibration end {cal_end.date()}, "
-                                    "so the calibration period observes no time")
+                raise CrmvalueError(
+                    f"every customer's first purchase is on the calibration end {cal_end.date()}, "
+                    "so the calibration period observes no time"
+                )
             evaluation = evaluate_purchase_models(
-                split, candidates, cfg.model.penalizer, cfg.model.gamma_gamma_penalizer, cfg.model.selection_metric,
+                split,
+                candidates,
+                cfg.model.penalizer,
+                cfg.model.gamma_gamma_penalizer,
+                cfg.model.selection_metric,
                 mean_purchase_amount(frame, cal_end),
             )
         except CrmvalueError as exc:  # the calibration period cannot be fitted: degrade, the final fit may still work
@@ -397,46 +451,68 @@ def train(
             if fitted.warning_:
                 log.warning("calibration fit: %s", fitted.warning_)
         best = evaluation.best
-        metrics = {} if best is None else {
-            f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")}
+        metrics = (
+            {}
+            if best is None
+            else {
+                f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")
+            }
+        )
         metrics.update(evaluation.baseline)
         for result in evaluation.candidates.values():
             if result.model is not None:
                 metrics[f"{result.name}.log_likelihood"] = result.metrics["log_likelihood"]
-        metrics.update({"holdout.customers": float(evaluation.holdout_customers), "holdout.duration": evaluation.duration})
+        metrics.update(
+            {"holdout.customers": float(evaluation.holdout_customers), "holdout.duration": evaluation.duration}
+        )
         metrics.update(value_gate(metrics, cfg.quality.max_total_error, cal_end, obs_end))
         if len(candidates) > 1:
             log.info("model selection: %s", evaluation.reason)
 
-    with progress.stage("fit", f"fitting {PURCHASE_MODELS[evaluation.winner].params_class.label} and Gamma-Gamma "
-                               f"on all data to {obs_end.date()}"):
+    with progress.stage(
+        "fit",
+        f"fitting {PURCHASE_MODELS[evaluation.winner].params_class.label} and Gamma-Gamma "
+        f"on all data to {obs_end.date()}",
+    ):
         purchase = PURCHASE_MODELS[evaluation.winner](cfg.model.penalizer).fit(
             summary["frequency"], summary["recency"], summary["T"]
         )
-        gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(summary["frequency"], summary["monetary_value"],
-                                                                  mean_spend=mean_purchase_amount(frame, obs_end))
+        gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(
+            summary["frequency"], summary["monetary_value"], mean_spend=mean_purchase_amount(frame, obs_end)
+        )
         for fitted in (purchase, gg):
             if fitted.warning_:
                 log.warning("final fit: %s", fitted.warning_)
-        if np.isfinite(gg.frequency_spend_correlation_) and abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING:
+        if (
+            np.isfinite(gg.frequency_spend_correlation_)
+            and abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING
+        ):
             log.warning(
                 "frequency and spend are correlated (r=%.2f > %.1f): the Gamma-Gamma independence assumption is doubtful",
                 gg.frequency_spend_correlation_,
                 SPEND_CORRELATION_WARNING,
             )
-        value_model = ValueModel(purchase.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate)
+        value_model = ValueModel(
+            purchase.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate
+        )
         metrics.update(
             {
                 "gamma_gamma.frequency_spend_correlation": gg.frequency_spend_correlation_,
                 f"final.{purchase.name}.log_likelihood": purchase.log_likelihood_,
             }
         )
-        if data_is_simulated and cfg.data.simulation.model == purchase.name and cfg.time_unit == cfg.data.simulation.time_unit:
+        if (
+            data_is_simulated
+            and cfg.data.simulation.model == purchase.name
+            and cfg.time_unit == cfg.data.simulation.time_unit
+        ):
             # the truth is known: how far the final fit landed from it
             for name, value in purchase.params_.as_dict().items():
                 metrics[f"recovery.{name}.relative_error"] = value / cfg.data.simulation.params[name] - 1
 
-    scoring = f"scoring {len(summary):,} customers" + (f" with {cfg.intervals.draws} bootstrap draws" if cfg.intervals.enabled else "")
+    scoring = f"scoring {len(summary):,} customers" + (
+        f" with {cfg.intervals.draws} bootstrap draws" if cfg.intervals.enabled else ""
+    )
     with progress.stage("score", f"{scoring} and placing them in value quadrants"):
         scores = value_model.predict(summary)
         predictions = pd.concat([summary, scores], axis=1)
@@ -449,12 +525,19 @@ def train(
             cfg.quadrants.current_threshold,
             cfg.quadrants.potential_threshold,
         )
-        predictions["quadrant"] = value_quadrant(predictions["current_value"], predictions["potential_value"], *thresholds)
+        predictions["quadrant"] = value_quadrant(
+            predictions["current_value"], predictions["potential_value"], *thresholds
+        )
         if cfg.intervals.enabled:
             predictions = predictions.join(
                 bootstrap_intervals(
-                    value_model, summary, purchase.log_param_covariance_, gg.log_param_covariance_,
-                    cfg.intervals.draws, cfg.intervals.level, cfg.intervals.seed,
+                    value_model,
+                    summary,
+                    purchase.log_param_covariance_,
+                    gg.log_param_covariance_,
+                    cfg.intervals.draws,
+                    cfg.intervals.level,
+                    cfg.intervals.seed,
                 )
             )
         _check_finite(predictions)
@@ -466,7 +549,9 @@ def train(
     if cfg.churn.enabled and churn_skipped is None:
         from crmvalue.churn import ChurnNotEstimable
 
-        with progress.stage("churn", "training the LightGBM churn model on rolling cut-offs and testing it out of time"):
+        with progress.stage(
+            "churn", "training the LightGBM churn model on rolling cut-offs and testing it out of time"
+        ):
             try:
                 churn_result = _churn(cfg, frame, cal_end, obs_end, attributes)
             except ChurnNotEstimable as exc:  # valid data the protocol cannot use: labels of one class, ...
@@ -475,7 +560,9 @@ def train(
                 churn_skipped = _skip_churn(exc)
         if churn_result is not None:
             scored = churn_result.scores.set_index("customer_id")
-            predictions["churn_probability"] = scored["churn_probability"].reindex(predictions["customer_id"]).to_numpy()
+            predictions["churn_probability"] = (
+                scored["churn_probability"].reindex(predictions["customer_id"]).to_numpy()
+            )
             predictions["churn_risk"] = scored["churn_risk"].reindex(predictions["customer_id"]).to_numpy()
             if predictions["churn_probability"].isna().any():
                 raise CrmvalueError("churn: some scored customers have no churn probability; please report this")
@@ -504,9 +591,26 @@ def train(
             )
 
     with progress.stage("track", "logging the MLflow run and writing the predictions"):
-        run_id, model_uri, registered = writer.write(TrainedRun(
-            cfg, tx, evaluation, diagnostics, predictions, quadrants, metrics, value_model, purchase, gg, thresholds,
-            cal_end, obs_end, progress, churn_result, analyses))
+        run_id, model_uri, registered = writer.write(
+            TrainedRun(
+                cfg,
+                tx,
+                evaluation,
+                diagnostics,
+                predictions,
+                quadrants,
+                metrics,
+                value_model,
+                purchase,
+                gg,
+                thresholds,
+                cal_end,
+                obs_end,
+                progress,
+                churn_result,
+                analyses,
+            )
+        )
 
     predictions["run_id"] = run_id
     return TrainResult(
@@ -537,17 +641,40 @@ def _check_finite(predictions: pd.DataFrame) -> None:
         )
 
 
-def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]],
-             predictions, quadrants, metrics, value_model, purchase: PurchaseModel, gg: GammaGammaModel, thresholds,
-             cal_end, obs_end, progress, churn_result: "ChurnResult | None" = None,
-             analyses: "AnalysesResult | None" = None) -> tuple[str, str, dict[str, int]]:
+def _log_run(
+    cfg,
+    tx: CustomerDays,
+    evaluation: Evaluation,
+    diagnostics: dict[str, dict[str, pd.DataFrame]],
+    predictions,
+    quadrants,
+    metrics,
+    value_model,
+    purchase: PurchaseModel,
+    gg: GammaGammaModel,
+    thresholds,
+    cal_end,
+    obs_end,
+    progress,
+    churn_result: ChurnResult | None = None,
+    analyses: AnalysesResult | None = None,
+) -> tuple[str, str, dict[str, int]]:
     import mlflow
 
     from crmvalue import plots
     from crmvalue.io import StagedFiles
     from crmvalue.store import logging_errors, open_for_writing
-    from crmvalue.tracking import (checkpoint, flatten, git_commit, interrupts_deferred, log_value_model, quiet_mlflow,
-                                   resolve_tracking_uri, tracked_run, use_experiment)
+    from crmvalue.tracking import (
+        checkpoint,
+        flatten,
+        git_commit,
+        interrupts_deferred,
+        log_value_model,
+        quiet_mlflow,
+        resolve_tracking_uri,
+        tracked_run,
+        use_experiment,
+    )
 
     started = time.perf_counter()
     quiet_mlflow()
@@ -577,13 +704,17 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         )
         mlflow.set_tag("crmvalue.selection", evaluation.reason)
         mlflow.set_tag("crmvalue.evaluation", "ran" if evaluation.skipped is None else f"skipped: {evaluation.skipped}")
-        mlflow.set_tags(quality_tags(cfg, metrics, churn_result))  # the quality gates' verdicts: churn stage, value model
-        mlflow.set_tags({
-            "crmvalue.kind": "train",
-            "crmvalue.as_of_date": str(obs_end.date()),
-            "crmvalue.data_first_date": str(tx.first_date.date()),
-            "crmvalue.predictions_artifact": out_path.name,
-        })
+        mlflow.set_tags(
+            quality_tags(cfg, metrics, churn_result)
+        )  # the quality gates' verdicts: churn stage, value model
+        mlflow.set_tags(
+            {
+                "crmvalue.kind": "train",
+                "crmvalue.as_of_date": str(obs_end.date()),
+                "crmvalue.data_first_date": str(tx.first_date.date()),
+                "crmvalue.predictions_artifact": out_path.name,
+            }
+        )
         params = flatten(resolved, "config.")
         params["purchase_model"] = purchase.name
         params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
@@ -591,11 +722,17 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
         params[f"{purchase.name}.penalizer_used"] = repr(purchase.penalizer_used_)
         params["gamma_gamma.penalizer_used"] = repr(gg.penalizer_used_)
-        mlflow.set_tags({f"crmvalue.boundary.{prefix}": model.boundary_
-                         for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")) if model.boundary_})
+        mlflow.set_tags(
+            {
+                f"crmvalue.boundary.{prefix}": model.boundary_
+                for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma"))
+                if model.boundary_
+            }
+        )
         if evaluation.best is not None:
-            params.update({f"evaluation.{purchase.name}.{k}": repr(v)
-                           for k, v in evaluation.best.model.params_.as_dict().items()})
+            params.update(
+                {f"evaluation.{purchase.name}.{k}": repr(v) for k, v in evaluation.best.model.params_.as_dict().items()}
+            )
         params["quadrants.current_threshold_used"] = repr(thresholds[0])
         params["quadrants.potential_threshold_used"] = repr(thresholds[1])
         mlflow.log_params(params)
@@ -604,7 +741,9 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         metrics.update({f"gamma_gamma.se.{k}": float(v) for k, v in gg.standard_errors_.items()})
         for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")):
             for bound in ("lower", "upper"):
-                metrics.update({f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()})
+                metrics.update(
+                    {f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()}
+                )
         metrics.update(
             {
                 "data.transactions": float(tx.transactions),
@@ -634,7 +773,8 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
         }
         if evaluation.best is not None:
             figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(
-                evaluation.best.conditional_expectations)
+                evaluation.best.conditional_expectations
+            )
         _log_figures(figures)
         # the winner's fit diagnostics, from its calibration-period fit (out of time), and the final spend fit
         tables = diagnostics.get(evaluation.winner, {})
@@ -666,13 +806,18 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
                     _register(cfg, run_id, model_uri, churn_uri, registered)
                 files.write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
                 if churn_result is not None and churn_result.skipped is None:
-                    files.write_text(model_dir / "churn_model.txt", churn_result.model.booster_.model_to_string(
-                        num_iteration=churn_result.model.best_iteration_))
-                    files.write_text(model_dir / "churn_calibration.json",
-                                     json.dumps(churn_result.model.calibration_state(), indent=2))
+                    files.write_text(
+                        model_dir / "churn_model.txt",
+                        churn_result.model.booster_.model_to_string(num_iteration=churn_result.model.best_iteration_),
+                    )
+                    files.write_text(
+                        model_dir / "churn_calibration.json",
+                        json.dumps(churn_result.model.calibration_state(), indent=2),
+                    )
                     if churn_result.categories:
-                        files.write_text(model_dir / "attribute_categories.json",
-                                         json.dumps(churn_result.categories, indent=2))
+                        files.write_text(
+                            model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2)
+                        )
                 checkpoint()  # a signal held back during the commit stops the run here, and the commit is undone
             except BaseException:
                 _unregister(registered, run_id)
@@ -682,8 +827,9 @@ def _log_run(cfg, tx: CustomerDays, evaluation: Evaluation, diagnostics: dict[st
     return run_id, model_uri, registered
 
 
-def _register(cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None,
-              registered: dict[str, int]) -> dict[str, int]:
+def _register(
+    cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None, registered: dict[str, int]
+) -> dict[str, int]:
     """New versions of the registered value (and churn) models, their numbers tagged on the run.
     Each goes into ``registered`` as soon as it exists, so that a failure half-way can be undone."""
     import mlflow
@@ -721,8 +867,9 @@ def _log_final_metrics(started: float) -> None:
     import mlflow
 
     peak = peak_rss_mb()
-    mlflow.log_metrics({"time.track_s": time.perf_counter() - started, "memory.track_peak_mb": peak,
-                        "memory.peak_mb": peak})
+    mlflow.log_metrics(
+        {"time.track_s": time.perf_counter() - started, "memory.track_peak_mb": peak, "memory.peak_mb": peak}
+    )
 
 
 def _log_figures(figures: dict) -> None:
@@ -746,8 +893,9 @@ def _log_tables(tables: dict[str, pd.DataFrame], tmp: Path) -> None:
     mlflow.log_artifacts(str(folder), "diagnostics")
 
 
-def _log_candidates(evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]], time_unit: str,
-                    tmp: Path) -> None:
+def _log_candidates(
+    evaluation: Evaluation, diagnostics: dict[str, dict[str, pd.DataFrame]], time_unit: str, tmp: Path
+) -> None:
     """One nested child run per candidate: its calibration fit, uncertainty, fit criteria, holdout metrics and figures."""
     import mlflow
 
@@ -781,17 +929,17 @@ class ChurnResult:
     """The churn stage's outcome; with ``skipped`` set (churn.enabled: auto on data it cannot use)
     it says only why, and every other field is empty."""
 
-    evaluation: "ChurnEvaluation | None"  # the out-of-time test, with its baselines
-    model: "ChurnClassifier | None"  # trained on every cut-off whose labels end by the observation end
+    evaluation: ChurnEvaluation | None  # the out-of-time test, with its baselines
+    model: ChurnClassifier | None  # trained on every cut-off whose labels end by the observation end
     scores: pd.DataFrame | None  # customer_id, churn_probability, churn_risk at the observation end
     example: pd.DataFrame | None  # a few feature rows, for the logged model's signature
     categories: dict[str, list[str]] = field(default_factory=dict)  # attr_<column> -> categories by code
-    bgnbd_params: "BetaGeoParams | None" = None  # the BG/NBD features' fit at the observation end
-    gate: "ChurnGate | None" = None  # the model against its baselines on the held-out cut-off: who scores the export
+    bgnbd_params: BetaGeoParams | None = None  # the BG/NBD features' fit at the observation end
+    gate: ChurnGate | None = None  # the model against its baselines on the held-out cut-off: who scores the export
     skipped: str | None = None  # why the churn stage did not run
 
     @classmethod
-    def skip(cls, reason: str) -> "ChurnResult":
+    def skip(cls, reason: str) -> ChurnResult:
         return cls(None, None, None, None, skipped=reason)
 
     @property
@@ -800,14 +948,19 @@ class ChurnResult:
         return None if self.gate is None else self.gate.scorer
 
 
-def _skip_churn(exc: "ChurnNotEstimable") -> str:
+def _skip_churn(exc: ChurnNotEstimable) -> str:
     """churn.enabled: auto on data the churn protocol cannot use: one warning line; the reason, for the tags and report."""
-    log.warning("churn: skipped, %s; the run goes on without churn_probability and churn_risk "
-                "(churn.enabled: auto; --churn makes this an error)", exc.reason)
+    log.warning(
+        "churn: skipped, %s; the run goes on without churn_probability and churn_risk "
+        "(churn.enabled: auto; --churn makes this an error)",
+        exc.reason,
+    )
     return exc.reason
 
 
-def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None) -> ChurnResult:
+def _churn(
+    cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attributes: pd.DataFrame | None
+) -> ChurnResult:
     """Test the churn model out of time at the calibration end, then refit to score at the observation end."""
     from crmvalue import churn
 
@@ -816,8 +969,11 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
     # trained and tested on a random sample of customers (all of them up to churn.sample_customers); all are scored
     sample = churn.sample_customers(data, c.sample_customers, c.seed)
     if len(sample.ids) < len(data.ids):
-        log.info("churn: training and testing on %s of %s customers (churn.sample_customers)",
-                 f"{len(sample.ids):,}", f"{len(data.ids):,}")
+        log.info(
+            "churn: training and testing on %s of %s customers (churn.sample_customers)",
+            f"{len(sample.ids):,}",
+            f"{len(data.ids):,}",
+        )
     evaluation = churn.evaluate_churn(sample, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
     evaluation.metrics["churn.sampled_customers"] = float(len(sample.ids))
     rows = churn.training_rows(sample, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
@@ -831,16 +987,25 @@ def _churn(cfg: ExperimentConfig, frame: pd.DataFrame, cal_end, obs_end, attribu
     if gate.scorer != churn.LIGHTGBM:
         log.warning("churn: quality gate: %s", gate.reason)
     ids, probability, example = churn.score_in_chunks(
-        data, obs_end, cfg.horizon_days, cfg.time_unit, params,
-        lambda now: churn.live_probability(now, gate.scorer, gate.baseline_calibration,
-                                           lambda rows: model.predict_proba(rows[columns])[:, 1]))
-    scores = pd.DataFrame({
-        "customer_id": ids,
-        "churn_probability": probability,
-        "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
-    })
-    return ChurnResult(evaluation, model, scores, example[columns], data.categories,
-                       None if isinstance(params, str) else params, gate)
+        data,
+        obs_end,
+        cfg.horizon_days,
+        cfg.time_unit,
+        params,
+        lambda now: churn.live_probability(
+            now, gate.scorer, gate.baseline_calibration, lambda rows: model.predict_proba(rows[columns])[:, 1]
+        ),
+    )
+    scores = pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churn_probability": probability,
+            "churn_risk": churn.churn_risk(probability, c.risk.high, c.risk.medium),
+        }
+    )
+    return ChurnResult(
+        evaluation, model, scores, example[columns], data.categories, None if isinstance(params, str) else params, gate
+    )
 
 
 def churn_scoring_state(result: ChurnResult, cfg: ExperimentConfig) -> dict:
@@ -875,7 +1040,9 @@ def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | N
     model = result.model
     raw = model.raw_proba(result.example)
     info = mlflow.lightgbm.log_model(
-        model.booster_, name="churn_model", signature=infer_signature(result.example, raw),
+        model.booster_,
+        name="churn_model",
+        signature=infer_signature(result.example, raw),
         input_example=result.example,
         # the booster needs lightgbm and nothing else: naming it skips MLflow's requirement
         # inference, which reloads the model in a subprocess (6 s of every run)
@@ -886,18 +1053,23 @@ def _log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | N
     folder = tmp / "churn_tables"
     folder.mkdir(exist_ok=True)
     (folder / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
-    (folder / CHURN_SCORING_ARTIFACT.removeprefix("churn/")).write_text(json.dumps(churn_scoring_state(result, cfg), indent=2))
+    (folder / CHURN_SCORING_ARTIFACT.removeprefix("churn/")).write_text(
+        json.dumps(churn_scoring_state(result, cfg), indent=2)
+    )
     if result.categories:  # categorical attributes enter the logged model as these codes
         (folder / "attribute_categories.json").write_text(json.dumps(result.categories, indent=2))
     model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
     test[["cutoff", "customer_id", "label_end", "churn"] + [c for c in test.columns if c.startswith("score_")]].to_csv(
-        folder / "test_scores.csv", index=False)
+        folder / "test_scores.csv", index=False
+    )
     mlflow.log_artifacts(str(folder), "churn")
     y = test["churn"].to_numpy()
-    scores = {"LightGBM (calibrated)": evaluation.scores["churn"],
-              "BG/NBD no purchase": evaluation.scores["bgnbd_no_purchase"],
-              "recency": evaluation.scores["recency"],
-              "BG/NBD 1 - P(alive)": evaluation.scores["bgnbd_p_alive"]}
+    scores = {
+        "LightGBM (calibrated)": evaluation.scores["churn"],
+        "BG/NBD no purchase": evaluation.scores["bgnbd_no_purchase"],
+        "recency": evaluation.scores["recency"],
+        "BG/NBD 1 - P(alive)": evaluation.scores["bgnbd_p_alive"],
+    }
     scores = {k: v for k, v in scores.items() if np.isfinite(v).all()}
     figures = {
         "plots/churn_feature_importance.png": plots.feature_importance_plot(model.feature_importance()),
@@ -925,8 +1097,12 @@ def value_gate(metrics: dict[str, float], max_total_error: float, cal_end, obs_e
         red = predicted > 0
     gate["quality.value_red_flag"] = float(red)
     if red:
-        log.warning("value model: red flag, %s (holdout %s to %s)", value_gate_text(gate, predicted, actual, max_total_error),
-                    pd.Timestamp(cal_end).date(), pd.Timestamp(obs_end).date())
+        log.warning(
+            "value model: red flag, %s (holdout %s to %s)",
+            value_gate_text(gate, predicted, actual, max_total_error),
+            pd.Timestamp(cal_end).date(),
+            pd.Timestamp(obs_end).date(),
+        )
     return gate
 
 
@@ -936,8 +1112,10 @@ def value_gate_text(gate: dict[str, float], predicted: float, actual: float, max
     off = f"{error:+.0%}" if error is not None else "no purchase was made"
     if not gate.get("quality.value_red_flag"):
         return f"holdout purchases predicted {predicted:,.0f} against {actual:,.0f} made ({off}), within ±{max_total_error:.0%}"
-    return (f"the holdout forecast of total purchases is {predicted:,.0f} against {actual:,.0f} made ({off}), "
-            f"beyond the ±{max_total_error:.0%} of quality.max_total_error: treat its totals and CLV with care")
+    return (
+        f"the holdout forecast of total purchases is {predicted:,.0f} against {actual:,.0f} made ({off}), "
+        f"beyond the ±{max_total_error:.0%} of quality.max_total_error: treat its totals and CLV with care"
+    )
 
 
 def quality_tags(cfg: ExperimentConfig, metrics: dict[str, float], churn_result: ChurnResult | None) -> dict[str, str]:
@@ -956,8 +1134,9 @@ def quality_tags(cfg: ExperimentConfig, metrics: dict[str, float], churn_result:
     if flag is None:
         tags["crmvalue.value_gate"] = "not checked: the run has no holdout totals of purchases"
     else:
-        text = value_gate_text(metrics, metrics["holdout.predicted_total"], metrics["holdout.actual_total"],
-                               cfg.quality.max_total_error)
+        text = value_gate_text(
+            metrics, metrics["holdout.predicted_total"], metrics["holdout.actual_total"], cfg.quality.max_total_error
+        )
         tags["crmvalue.value_gate"] = ("red: " if flag else "ok: ") + text
     return tags
 
@@ -971,9 +1150,15 @@ class AnalysesResult:
     cpm_thresholds: dict[str, float]
 
 
-def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: pd.DataFrame,
-              attributes: pd.DataFrame | None, interactions: pd.DataFrame | None,
-              measures: pd.DataFrame | None = None) -> AnalysesResult:
+def _analyses(
+    cfg: ExperimentConfig,
+    frame: pd.DataFrame,
+    obs_end,
+    predictions: pd.DataFrame,
+    attributes: pd.DataFrame | None,
+    interactions: pd.DataFrame | None,
+    measures: pd.DataFrame | None = None,
+) -> AnalysesResult:
     """The CRM analyses of the source documents for every scored customer (crmvalue.analyses);
     ``measures``: their :func:`purchase_history`, when the caller has it already."""
     from crmvalue import analyses as an
@@ -991,8 +1176,15 @@ def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: 
         satisfaction = attributes[a.crm_value.satisfaction_column]
     components = an.crm_components(measures, interactions, satisfaction, a.crm_value, obs_end)
     crm = an.crm_value_score(components, a.crm_value.weights, (a.crm_value.high_from, a.crm_value.medium_from))
-    columns = pd.concat([rfm[["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment"]], cpm[["cpm_group", "cpm_label"]],
-                         deciles.rename("value_decile"), crm[["crm_value", "crm_grade"]]], axis=1)
+    columns = pd.concat(
+        [
+            rfm[["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment"]],
+            cpm[["cpm_group", "cpm_label"]],
+            deciles.rename("value_decile"),
+            crm[["crm_value", "crm_grade"]],
+        ],
+        axis=1,
+    )
     tables = {
         "rfm_segments": an.rfm_segment_table(rfm, a.rfm.segments),
         "cpm_groups": an.cpm_table(measures, cpm),
@@ -1015,8 +1207,9 @@ def _analyses(cfg: ExperimentConfig, frame: pd.DataFrame, obs_end, predictions: 
         "plots/retention.png": lambda: plots.retention_chart(tables["retention"]),
         "plots/cohort_retention.png": lambda: plots.cohort_heatmap(tables["cohort_retention"]),
     }
-    return AnalysesResult(columns, tables, figures, an.pareto_share(measures["total_sales"]),
-                          cpm.attrs.get("thresholds", {}))
+    return AnalysesResult(
+        columns, tables, figures, an.pareto_share(measures["total_sales"]), cpm.attrs.get("thresholds", {})
+    )
 
 
 MAX_SEGMENT_LEVELS = 20
@@ -1039,8 +1232,12 @@ def _segment_columns(chosen: list[str] | None, attributes: pd.DataFrame) -> list
             continue
         levels = attributes[column].nunique()
         if levels > MAX_SEGMENT_LEVELS:
-            log.warning("customer table column %r has %d values: not used as a market segment "
-                        "(name it in analyses.segment_columns to force it)", column, levels)
+            log.warning(
+                "customer table column %r has %d values: not used as a market segment "
+                "(name it in analyses.segment_columns to force it)",
+                column,
+                levels,
+            )
             continue
         columns.append(column)
     return columns

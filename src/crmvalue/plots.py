@@ -21,8 +21,14 @@ def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_t
     for quadrant, colour in QUADRANT_COLOURS.items():
         part = scores[scores["quadrant"] == quadrant]
         shown = part.sample(SCATTER_POINTS, random_state=0) if len(part) > SCATTER_POINTS else part
-        ax.scatter(shown["current_value"], shown["potential_value"], s=4, alpha=0.4, color=colour,
-                   label=f"{quadrant} ({len(part):,})")
+        ax.scatter(
+            shown["current_value"],
+            shown["potential_value"],
+            s=4,
+            alpha=0.4,
+            color=colour,
+            label=f"{quadrant} ({len(part):,})",
+        )
     ax.axvline(current_threshold, color="black", lw=0.8, ls="--")
     ax.axhline(potential_threshold, color="black", lw=0.8, ls="--")
     ax.set_xscale("symlog", linthresh=1.0)
@@ -120,9 +126,13 @@ def matrix_plot(matrix: pd.DataFrame, title: str = "", colorbar_label: str = "")
     rows recency, columns frequency. Impossible histories (NaN) are left blank.
     """
     fig, ax = plt.subplots(figsize=(7, 5.5))
-    image = ax.imshow(matrix.to_numpy(dtype=float), origin="lower", aspect="auto", cmap="viridis",
-                      extent=(matrix.columns[0] - 0.5, matrix.columns[-1] + 0.5,
-                              matrix.index[0] - 0.5, matrix.index[-1] + 0.5))
+    image = ax.imshow(
+        matrix.to_numpy(dtype=float),
+        origin="lower",
+        aspect="auto",
+        cmap="viridis",
+        extent=(matrix.columns[0] - 0.5, matrix.columns[-1] + 0.5, matrix.index[0] - 0.5, matrix.index[-1] + 0.5),
+    )
     fig.colorbar(image, ax=ax, label=colorbar_label)
     ax.set_xlabel("frequency (repeat purchases)")
     ax.set_ylabel("recency (time of last purchase)")
@@ -137,8 +147,15 @@ def spend_fit_plot(fit: pd.DataFrame):
     ``fit`` is :func:`crmvalue.diagnostics.gamma_gamma_spend_fit`.
     """
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ax.bar(fit["left"], fit["observed_density"], width=fit["right"] - fit["left"], align="edge",
-           color="#4477aa", alpha=0.6, label="actual")
+    ax.bar(
+        fit["left"],
+        fit["observed_density"],
+        width=fit["right"] - fit["left"],
+        align="edge",
+        color="#4477aa",
+        alpha=0.6,
+        label="actual",
+    )
     ax.plot((fit["left"] + fit["right"]) / 2, fit["model_density"], color="#ee6677", label="model")
     ax.set_xlabel("average spend per repeat transaction")
     ax.set_ylabel("density")
@@ -148,7 +165,9 @@ def spend_fit_plot(fit: pd.DataFrame):
     return fig
 
 
-def diagnostic_figures(tables: dict[str, pd.DataFrame], time_unit: str, horizon: float | None = None) -> dict[str, object]:
+def diagnostic_figures(
+    tables: dict[str, pd.DataFrame], time_unit: str, horizon: float | None = None
+) -> dict[str, object]:
     """Figures for the tables of :func:`crmvalue.diagnostics.fit_diagnostics` (and a spend fit),
     keyed by artifact path. Tables that are absent are skipped."""
     figures = {}
@@ -274,8 +293,15 @@ def cohort_heatmap(matrix: pd.DataFrame):
     if values.size <= 400:  # small enough to print each share
         for (row, col), value in np.ndenumerate(values):
             if np.isfinite(value):
-                ax.text(col, row, f"{value:.0f}", ha="center", va="center", fontsize=7,
-                        color="black" if value > 0.6 * top else "white")
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.0f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="black" if value > 0.6 * top else "white",
+                )
     ax.set_yticks(np.arange(len(matrix)), [str(p) for p in matrix.index])
     step = max(1, len(matrix.columns) // 12)
     ax.set_xticks(np.arange(0, len(matrix.columns), step), [str(c) for c in matrix.columns[::step]])
@@ -311,8 +337,13 @@ def cpm_group_chart(table: pd.DataFrame):
     positions = np.arange(len(table))
     colours = [CPM_ACTIVE_COLOUR if g <= 5 else CPM_LAPSED_COLOUR for g in table.index]
     ax.bar(positions, table["customers"], color=colours)
-    ax.set_xticks(positions, [f"{g} {label}" for g, label in zip(table.index, table["cpm_label"])],
-                  rotation=35, ha="right", fontsize=8)
+    ax.set_xticks(
+        positions,
+        [f"{g} {label}" for g, label in zip(table.index, table["cpm_label"])],
+        rotation=35,
+        ha="right",
+        fontsize=8,
+    )
     ax.set_ylabel("customers")
     ax.set_title("CPM groups (green: active, grey: lapsed)")
     fig.tight_layout()

@@ -75,10 +75,18 @@ class _TrainedRun:
     churn_model_uri: str | None
 
 
-def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, out: Path,
-            customers: str | Path | None = None, interactions: str | Path | None = None,
-            tracking_uri: str | None = None, progress: Progress | None = None,
-            quantity_col: str | None = None, **column_options) -> PredictResult:
+def predict(
+    model_uri: str,
+    data: str | Path | pd.DataFrame,
+    observation_end,
+    out: Path,
+    customers: str | Path | None = None,
+    interactions: str | Path | None = None,
+    tracking_uri: str | None = None,
+    progress: Progress | None = None,
+    quantity_col: str | None = None,
+    **column_options,
+) -> PredictResult:
     """Score ``data`` as of ``observation_end`` with the model at ``model_uri``; write ``out``.
 
     ``column_options`` (``customer_col``, ``date_col``, ``amount_col``, ``price_col``,
@@ -128,10 +136,21 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             raise CrmvalueError(
                 f"the churn model of run {trained.run_id} uses purchase quantities: name the column with --quantity-col"
             )
-        options = dict(customer_col=d.customer_col, date_col=d.date_col, amount_col=d.amount_col,
-                       quantity_col=quantity_col, date_format=d.date_format, dayfirst=d.dayfirst, price_col=d.price_col,
-                       sep=d.sep, decimal=d.decimal, thousands=d.thousands, encoding=d.encoding,
-                       drop_missing_ids=d.drop_missing_ids, allow_future_dates=d.allow_future_dates)
+        options = dict(
+            customer_col=d.customer_col,
+            date_col=d.date_col,
+            amount_col=d.amount_col,
+            quantity_col=quantity_col,
+            date_format=d.date_format,
+            dayfirst=d.dayfirst,
+            price_col=d.price_col,
+            sep=d.sep,
+            decimal=d.decimal,
+            thousands=d.thousands,
+            encoding=d.encoding,
+            drop_missing_ids=d.drop_missing_ids,
+            allow_future_dates=d.allow_future_dates,
+        )
         options = _mapped_options(options, column_options)
         _check_columns(data, options, trained, ref)
         with deferred_warnings():  # a file that drifted shows only its error line, not the load's warnings first
@@ -148,8 +167,9 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             from crmvalue.data import load_customer_attributes
 
             attributes = load_customer_attributes(customers, d.customers_id_col)
-        needs_attributes = bool(trained.churn_state and any(
-            c.startswith("attr_") for c in trained.churn_state["feature_columns"]))
+        needs_attributes = bool(
+            trained.churn_state and any(c.startswith("attr_") for c in trained.churn_state["feature_columns"])
+        )
         if needs_attributes and attributes is None:
             raise CrmvalueError(
                 f"the churn model of run {trained.run_id} uses customer attributes: pass the customer table with --customers"
@@ -167,16 +187,21 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
             from crmvalue.analyses import load_interactions
 
             a = cfg.analyses
-            interaction_rows = load_interactions(interactions, a.interactions_id_col, a.interactions_date_col,
-                                                 a.interactions_channel_col)
+            interaction_rows = load_interactions(
+                interactions, a.interactions_id_col, a.interactions_date_col, a.interactions_channel_col
+            )
         elif cfg.analyses.enabled and cfg.analyses.interactions is not None:
-            log.warning("run %s used an interactions table for the CRM value score; pass --interactions to use one now",
-                        trained.run_id)
+            log.warning(
+                "run %s used an interactions table for the CRM value score; pass --interactions to use one now",
+                trained.run_id,
+            )
 
     with progress.stage("features", "building RFM features"):
         summary, report = rfm_summary_with_report(frame, obs_end, cfg.time_unit)
         if report.rows_after_observation_end:
-            log.warning("ignored %d rows dated after the observation end %s", report.rows_after_observation_end, obs_end.date())
+            log.warning(
+                "ignored %d rows dated after the observation end %s", report.rows_after_observation_end, obs_end.date()
+            )
         if summary.empty:
             raise CrmvalueError(f"{tx.source}: no purchase on or before the observation end {obs_end.date()}")
         current = revenue_in_window(frame, obs_end, cfg.quadrants.current_window_days)
@@ -188,8 +213,9 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
         predictions = pd.concat([summary, scores], axis=1)
         predictions["current_value"] = current
         predictions["potential_value"] = predictions["clv"]
-        predictions["quadrant"] = value_quadrant(predictions["current_value"], predictions["potential_value"],
-                                                 *trained.thresholds)
+        predictions["quadrant"] = value_quadrant(
+            predictions["current_value"], predictions["potential_value"], *trained.thresholds
+        )
         _check_finite(predictions)
         quadrants = quadrant_summary(predictions)
         predictions = predictions.reset_index()
@@ -213,8 +239,9 @@ def predict(model_uri: str, data: str | Path | pd.DataFrame, observation_end, ou
     return PredictResult(run_id, ref, out, predictions[export_columns(predictions)], obs_end)
 
 
-def score_churn(booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp,
-                attributes: pd.DataFrame | None) -> pd.DataFrame:
+def score_churn(
+    booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp, attributes: pd.DataFrame | None
+) -> pd.DataFrame:
     """Churn probability and risk at ``obs_end`` with a trained booster and its scoring state, no refit."""
     from crmvalue import churn
     from crmvalue.models.bgnbd import BetaGeoParams
@@ -225,16 +252,25 @@ def score_churn(booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp
     # the scorer the run's quality gate made live (runs from before the gate: LightGBM)
     scorer = state.get("scorer", churn.LIGHTGBM)
     ids, probability, _ = churn.score_in_chunks(
-        data, obs_end, state["horizon_days"], state["time_unit"], params,
+        data,
+        obs_end,
+        state["horizon_days"],
+        state["time_unit"],
+        params,
         lambda rows: churn.live_probability(
-            rows, scorer, state.get("baseline_calibration"),
-            lambda now: churn.calibrate(booster.predict(now[state["feature_columns"]]), state["calibration"])),
+            rows,
+            scorer,
+            state.get("baseline_calibration"),
+            lambda now: churn.calibrate(booster.predict(now[state["feature_columns"]]), state["calibration"]),
+        ),
     )
-    return pd.DataFrame({
-        "customer_id": ids,
-        "churn_probability": probability,
-        "churn_risk": churn.churn_risk(probability, state["risk"]["high"], state["risk"]["medium"]),
-    })
+    return pd.DataFrame(
+        {
+            "customer_id": ids,
+            "churn_probability": probability,
+            "churn_risk": churn.churn_risk(probability, state["risk"]["high"], state["risk"]["medium"]),
+        }
+    )
 
 
 def _day(value, option: str) -> pd.Timestamp:
@@ -250,20 +286,29 @@ def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
     try:
         run = get_run(client, ref.run_id, client.tracking_uri)
     except CrmvalueError:  # its hint is report's (--run); here the run comes from --model
-        raise CrmvalueError(f"--model {ref.uri}: no run {ref.run_id!r} in the MLflow store; check the run id "
-                            "(or the store: --tracking-uri)") from None
+        raise CrmvalueError(
+            f"--model {ref.uri}: no run {ref.run_id!r} in the MLflow store; check the run id "
+            "(or the store: --tracking-uri)"
+        ) from None
     tags, params = run.data.tags, run.data.params
     if tags.get("crmvalue.kind", "train") != "train":
         raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} is not a `crmvalue train` run")
     try:
         config_path = client.download_artifacts(ref.run_id, "config.yaml", str(tmp))
     except Exception:  # noqa: BLE001 - any failure means the run is not usable
-        raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} has no config.yaml artifact; was it logged by crmvalue train?") from None
+        raise CrmvalueError(
+            f"--model {ref.uri}: run {ref.run_id} has no config.yaml artifact; was it logged by crmvalue train?"
+        ) from None
     raw = yaml.safe_load(Path(config_path).read_text())
     try:
-        thresholds = (float(params["quadrants.current_threshold_used"]), float(params["quadrants.potential_threshold_used"]))
+        thresholds = (
+            float(params["quadrants.current_threshold_used"]),
+            float(params["quadrants.potential_threshold_used"]),
+        )
     except KeyError:
-        raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} has no quadrant thresholds; retrain with this version") from None
+        raise CrmvalueError(
+            f"--model {ref.uri}: run {ref.run_id} has no quadrant thresholds; retrain with this version"
+        ) from None
     observation_end = pd.Timestamp(raw["observation_end"])
     first = tags.get("crmvalue.data_first_date")
     churn_state = None
@@ -282,12 +327,25 @@ def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
         raw.pop(key, None)
     config = ExperimentConfig.model_validate(raw)
     churn_uri = tags.get(CHURN_MODEL_URI_TAG, f"runs:/{ref.run_id}/churn_model") if churn_state else None
-    return _TrainedRun(ref.run_id, run.info.experiment_id, config, thresholds, observation_end,
-                       pd.Timestamp(first) if first else None, churn_state, churn_uri)
+    return _TrainedRun(
+        ref.run_id,
+        run.info.experiment_id,
+        config,
+        thresholds,
+        observation_end,
+        pd.Timestamp(first) if first else None,
+        churn_state,
+        churn_uri,
+    )
 
 
-_OPTION_FLAGS = {"customer_col": "--customer-col", "date_col": "--date-col", "amount_col": "--amount-col",
-                 "price_col": "--price-col", "quantity_col": "--quantity-col"}
+_OPTION_FLAGS = {
+    "customer_col": "--customer-col",
+    "date_col": "--date-col",
+    "amount_col": "--amount-col",
+    "price_col": "--price-col",
+    "quantity_col": "--quantity-col",
+}
 
 
 def _mapped_options(options: dict, overrides: dict) -> dict:
@@ -311,11 +369,11 @@ def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> 
     from crmvalue.data import (
         _CSV_SUFFIXES,
         _PARQUET_SUFFIXES,
-        _other_delimiter,
         ReadOptions,
         csv_encoding,
         default_separator,
         header_line,
+        other_delimiter,
     )
 
     read = ReadOptions(**options)  # a bad --sep, --decimal or --encoding is named first
@@ -336,7 +394,7 @@ def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> 
             elif suffix in _CSV_SUFFIXES:
                 sep = read.sep or default_separator(path)
                 header = header_line(path, csv_encoding(path, read.encoding))
-                if header is None or _other_delimiter(header, sep) is not None:
+                if header is None or other_delimiter(header, sep) is not None:
                     return
                 have = next(csv.reader([header], delimiter=sep, skipinitialspace=True))
             else:
@@ -392,8 +450,17 @@ def _check_drift_days(days, trained: _TrainedRun, obs_end: pd.Timestamp) -> None
         raise CrmvalueError(f"{days.source}: no transaction on or before --observation-end {obs_end.date()}")
 
 
-def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: CustomerDays, obs_end, predictions,
-                     quadrants, out: Path, progress: Progress) -> str:
+def _log_predict_run(
+    tracking_uri,
+    ref: ModelRef,
+    trained: _TrainedRun,
+    tx: CustomerDays,
+    obs_end,
+    predictions,
+    quadrants,
+    out: Path,
+    progress: Progress,
+) -> str:
     from crmvalue.tracking import interrupts_deferred
 
     # SIGINT/SIGTERM are held back and taken between the logging steps, never inside MLflow's database work
@@ -405,8 +472,17 @@ def _log_predict_run(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: Cust
     return run_id
 
 
-def _log_predict_run_steps(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx: CustomerDays, obs_end, predictions,
-                           quadrants, out: Path, progress: Progress) -> str:
+def _log_predict_run_steps(
+    tracking_uri,
+    ref: ModelRef,
+    trained: _TrainedRun,
+    tx: CustomerDays,
+    obs_end,
+    predictions,
+    quadrants,
+    out: Path,
+    progress: Progress,
+) -> str:
     import mlflow
 
     from crmvalue.io import StagedFiles
@@ -414,8 +490,11 @@ def _log_predict_run_steps(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx
     from crmvalue.tracking import checkpoint, git_commit, tracked_run
 
     # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
-    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp, \
-            tracked_run(experiment_id=trained.experiment_id, run_name="predict") as run:
+    with (
+        logging_errors(tracking_uri),
+        tempfile.TemporaryDirectory() as tmp,
+        tracked_run(experiment_id=trained.experiment_id, run_name="predict") as run,
+    ):
         run_id = run.info.run_id
         tags = {
             "crmvalue.kind": "predict",
@@ -432,12 +511,14 @@ def _log_predict_run_steps(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx
             tags[VERSION_TAG] = str(ref.version)
         mlflow.set_tags(tags)
         mlflow.log_params({"model_uri": ref.uri, "observation_end": str(obs_end.date())})
-        mlflow.log_metrics({
-            "data.transactions": float(tx.transactions),
-            "data.customers": float(len(predictions)),
-            **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
-            **{f"time.{k}_s": v for k, v in progress.timings.items()},
-        })
+        mlflow.log_metrics(
+            {
+                "data.transactions": float(tx.transactions),
+                "data.customers": float(len(predictions)),
+                **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
+                **{f"time.{k}_s": v for k, v in progress.timings.items()},
+            }
+        )
         checkpoint()
         export = predictions.assign(run_id=run_id)[export_columns(predictions)]
         staged = Path(tmp) / Path(out).name
@@ -453,4 +534,3 @@ def _log_predict_run_steps(tracking_uri, ref: ModelRef, trained: _TrainedRun, tx
             raise
         files.commit()
     return run_id
-

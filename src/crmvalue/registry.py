@@ -58,9 +58,13 @@ def registered_models(client) -> list[str] | None:
 def no_model_error(client, command: str) -> CrmvalueError:
     """Which model? One line that lists the registered ones."""
     names = registered_models(client)
-    have = ("registered models: " + ", ".join(names) if names
-            else "no model is registered yet: run `crmvalue train` first" if names is not None
-            else "the store cannot list its registered models")
+    have = (
+        "registered models: " + ", ".join(names)
+        if names
+        else "no model is registered yet: run `crmvalue train` first"
+        if names is not None
+        else "the store cannot list its registered models"
+    )
     if command == "promote":
         ask = "name the experiment with --name NAME (its value model NAME-value) or the model with --model"
     else:
@@ -115,7 +119,9 @@ def resolve(client, uri: str) -> ModelRef:
                 raise CrmvalueError(f"--model {uri}: no registered model {name!r} in the store; {have}") from None
             what = f"alias {found['alias']!r}" if found["alias"] else f"version {found['version']}"
             hint = f"; set it with `crmvalue promote --model {name} --version N`" if found["alias"] else ""
-            raise CrmvalueError(f"--model {uri}: registered model {name!r} has no {what} ({first_line(exc)}){hint}") from None
+            raise CrmvalueError(
+                f"--model {uri}: registered model {name!r} has no {what} ({first_line(exc)}){hint}"
+            ) from None
         if not mv.run_id:
             raise CrmvalueError(f"--model {uri}: version {mv.version} of {name!r} has no source run")
         return ModelRef(uri, name, int(mv.version), mv.run_id)
@@ -127,8 +133,14 @@ def resolve(client, uri: str) -> ModelRef:
     )
 
 
-def promote(client, version: int, alias: str = CHAMPION, value_model: str | None = None,
-            churn_model: str | None = None, experiment: str | None = None) -> dict[str, int]:
+def promote(
+    client,
+    version: int,
+    alias: str = CHAMPION,
+    value_model: str | None = None,
+    churn_model: str | None = None,
+    experiment: str | None = None,
+) -> dict[str, int]:
     """Point ``alias`` at ``version`` of the value model and at the churn version from the same run.
 
     The value model is ``value_model``, else ``<experiment>-value``; the churn model is
@@ -157,8 +169,9 @@ def promote(client, version: int, alias: str = CHAMPION, value_model: str | None
     moved = {value_model: int(version)}
     if churn_model is None:  # a value model of another name: the churn model registered from the same run
         try:
-            churn_model = next((v.name for v in client.search_model_versions(f"run_id = '{mv.run_id}'")
-                                if v.name != value_model), None)
+            churn_model = next(
+                (v.name for v in client.search_model_versions(f"run_id = '{mv.run_id}'") if v.name != value_model), None
+            )
         except MlflowException:
             pass
         if churn_model is None:
@@ -177,4 +190,3 @@ def promote(client, version: int, alias: str = CHAMPION, value_model: str | None
         except MlflowException:
             pass
     return moved
-

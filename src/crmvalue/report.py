@@ -16,14 +16,16 @@ import base64
 import html
 import re
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import atomic_write
-from crmvalue.store import get_run as _get_run, latest_run_id, open_store as _store
+from crmvalue.store import get_run as _get_run
+from crmvalue.store import latest_run_id
+from crmvalue.store import open_store as _store
 from crmvalue.tracking import resolve_tracking_uri
 
 LATEST = "latest"
@@ -171,11 +173,16 @@ _NUM = ' class="num"'
 _NOWRAP = ' class="nowrap"'
 
 
-def _grid(header: list[str], rows: list[list[str]], numeric: list[bool], heat: list[list[float | None]] | None = None,
-          short: list[bool] | None = None) -> str:
+def _grid(
+    header: list[str],
+    rows: list[list[str]],
+    numeric: list[bool],
+    heat: list[list[float | None]] | None = None,
+    short: list[bool] | None = None,
+) -> str:
     """A table from cells that are already HTML; ``heat`` shades cells by a 0-1 value; ``short`` text never wraps."""
     short = short or [False] * len(header)
-    head = "".join(f'<th{_NUM if n else ""}>{h}</th>' for h, n in zip(header, numeric))
+    head = "".join(f"<th{_NUM if n else ''}>{h}</th>" for h, n in zip(header, numeric))
     body = []
     for i, row in enumerate(rows):
         cells = []
@@ -184,23 +191,28 @@ def _grid(header: list[str], rows: list[list[str]], numeric: list[bool], heat: l
             if heat is not None and heat[i][j] is not None:
                 level = heat[i][j]
                 style = f' style="background: rgba(68,119,170,{0.08 + 0.8 * level:.2f}); color: {"#fff" if level > 0.55 else "inherit"}"'
-            cells.append(f'<td{_NUM if n else _NOWRAP if nowrap else ""}{style}>{cell}</td>')
+            cells.append(f"<td{_NUM if n else _NOWRAP if nowrap else ''}{style}>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def _table(frame: pd.DataFrame, percent: bool = False, heat: bool = False) -> str:
     """A CSV table with its columns formatted by :func:`_column_formatter`."""
-    formatters = [_column_formatter(c, frame[c], percent and pd.api.types.is_numeric_dtype(frame[c]))
-                  for c in frame.columns]
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns]
+    formatters = [
+        _column_formatter(c, frame[c], percent and pd.api.types.is_numeric_dtype(frame[c])) for c in frame.columns
+    ]
+    numeric = [
+        pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c]) for c in frame.columns
+    ]
     rows = [[_e(f(v)) for f, v in zip(formatters, record)] for record in frame.itertuples(index=False)]
     # labels such as a period (1997-01) or a segment name read badly when broken over two lines
     short = [not n and all(len(row[j]) <= 24 for row in rows) for j, n in enumerate(numeric)]
     shades = None
     if heat:
-        shades = [[float(v) if n and pd.notna(v) else None for v, n in zip(record, numeric)]
-                  for record in frame.itertuples(index=False)]
+        shades = [
+            [float(v) if n and pd.notna(v) else None for v, n in zip(record, numeric)]
+            for record in frame.itertuples(index=False)
+        ]
     return _grid([_e(_label(c)) for c in frame.columns], rows, numeric, shades, short)
 
 
@@ -254,8 +266,11 @@ class _Run:
         if name not in self.art.paths:
             return None
         try:
-            return self.art.table(name, columns=["quadrant", "churn_risk"]) if name.endswith((".parquet", ".pq")) else \
-                self.art.table(name, usecols=lambda c: c in ("quadrant", "churn_risk"))
+            return (
+                self.art.table(name, columns=["quadrant", "churn_risk"])
+                if name.endswith((".parquet", ".pq"))
+                else self.art.table(name, usecols=lambda c: c in ("quadrant", "churn_risk"))
+            )
         except (ValueError, KeyError):
             return None
 
@@ -264,7 +279,7 @@ class _Run:
 
 
 def _header(r: _Run) -> str:
-    started = datetime.fromtimestamp(r.info.start_time / 1000, tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    started = datetime.fromtimestamp(r.info.start_time / 1000, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
     source = r.tags.get("crmvalue.data_source") or r.params.get("config.data.source") or "?"
     digest = r.tags.get("crmvalue.data_sha256", "")
     version = r.tags.get("crmvalue.version", "?")
@@ -274,17 +289,24 @@ def _header(r: _Run) -> str:
         ("Run", f"<code>{_e(r.info.run_id)}</code> ({_e(r.info.run_name or '')})"),
         ("Date", _e(started)),
         ("Data", _e(source) + (f' <span class="quiet">sha256 {_e(digest[:12])}…</span>' if digest else "")),
-        ("Customers", f"{_count(r.metric('data.customers'))} customers, {_count(r.metric('data.transactions'))} purchase rows"),
+        (
+            "Customers",
+            f"{_count(r.metric('data.customers'))} customers, {_count(r.metric('data.transactions'))} purchase rows",
+        ),
         ("Periods", f"history to {_e(r.obs_end)}; models checked on {_e(r.cal_end)} → {_e(r.obs_end)}"),
-        ("Software", f"crmvalue {_e(version)}" + (f' <span class="quiet">commit {_e(commit[:10])}</span>' if commit else "")),
+        (
+            "Software",
+            f"crmvalue {_e(version)}" + (f' <span class="quiet">commit {_e(commit[:10])}</span>' if commit else ""),
+        ),
     ]
     warning = ""
     if r.info.status != "FINISHED":
-        warning = f'<p class="warning">This run is {_e(r.info.status)}, not finished: parts of the report may be missing.</p>'
+        warning = (
+            f'<p class="warning">This run is {_e(r.info.status)}, not finished: parts of the report may be missing.</p>'
+        )
     warning += _flags(r)
     meta = "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
-    return (f'<header><h1>Customer value report: {_e(r.experiment)}</h1>{warning}'
-            f'<dl class="meta">{meta}</dl></header>')
+    return f'<header><h1>Customer value report: {_e(r.experiment)}</h1>{warning}<dl class="meta">{meta}</dl></header>'
 
 
 def _flags(r: _Run) -> str:
@@ -293,8 +315,10 @@ def _flags(r: _Run) -> str:
     gate = r.tags.get("crmvalue.value_gate", "")
     if gate.startswith("red: ") or (not gate and r.metric("quality.value_red_flag")):
         text = gate.removeprefix("red: ") or "the holdout forecast of total purchases is off by more than the limit"
-        flags.append(f"<b>Red flag on the value model:</b> {_e(text)}. The per-customer ranking may still be useful; "
-                     "the totals, CLV and predicted value are not to be trusted as they are.")
+        flags.append(
+            f"<b>Red flag on the value model:</b> {_e(text)}. The per-customer ranking may still be useful; "
+            "the totals, CLV and predicted value are not to be trusted as they are."
+        )
     return "".join(f'<p class="warning">{flag}</p>' for flag in flags)
 
 
@@ -310,21 +334,36 @@ def _headline(r: _Run) -> str:
     q = r.quadrants
     if q is not None and len(q):
         potential = float(q["potential_value_total"].sum())
-        cards.append((f"Predicted value, next {r.months} months", _money(potential),
-                      "all customers' discounted lifetime value (CLV)"))
+        cards.append(
+            (
+                f"Predicted value, next {r.months} months",
+                _money(potential),
+                "all customers' discounted lifetime value (CLV)",
+            )
+        )
         if "A" in q.index:
             a = q.loc["A"]
             held = f", {float(a['potential_value_total']) / potential:.0%} of predicted value" if potential else ""
-            cards.append(("Most valuable customers (A)", _count(float(a["customers"])),
-                          f"{float(a['share']):.0%} of customers{held}"))
+            cards.append(
+                (
+                    "Most valuable customers (A)",
+                    _count(float(a["customers"])),
+                    f"{float(a['share']):.0%} of customers{held}",
+                )
+            )
     pareto = r.metric("analyses.pareto_top20_share")
     if pareto is not None:
         cards.append(("Revenue from the top 20%", _pct(pareto, 0), "of revenue comes from a fifth of the customers"))
     predicted, actual = r.metric("holdout.predicted_total"), r.metric("holdout.actual_total")
     if predicted is not None and actual is not None:
         gap = f" ({predicted / actual - 1:+.0%})" if actual else ""
-        cards.append(("Forecast check: purchases predicted", _count(predicted),
-                      f"against {_count(actual)} made{gap}, {r.cal_end} to {r.obs_end}"))
+        cards.append(
+            (
+                "Forecast check: purchases predicted",
+                _count(predicted),
+                f"against {_count(actual)} made{gap}, {r.cal_end} to {r.obs_end}",
+            )
+        )
     if r.scores is not None and "churn_risk" in r.scores:
         high = int((r.scores["churn_risk"] == "high").sum())
         threshold = r.params.get("config.churn.risk.high")
@@ -332,16 +371,21 @@ def _headline(r: _Run) -> str:
         scorer = _churn_scorer(r)
         by = "" if scorer in (None, "lightgbm") else f"; scored by the {CHURN_SCORERS.get(scorer, scorer)}"
         cards.append(("High churn risk", _count(high), f"may buy nothing in the next {r.horizon} days{at}{by}"))
-    body = "".join(f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
-                   f'<div class="note">{_e(note)}</div></div>' for label, value, note in cards)
+    body = "".join(
+        f'<div class="card"><div class="label">{_e(label)}</div><div class="value">{_e(value)}</div>'
+        f'<div class="note">{_e(note)}</div></div>'
+        for label, value, note in cards
+    )
     return f'<div class="cards">{body}</div>'
 
 
 def _quadrants(r: _Run) -> tuple[str, str, str]:
     window = r.params.get("config.quadrants.current_window_days", "365")
-    intro = (f"Every customer is placed on two axes: <b>current value</b>, the revenue of the last {_e(window)} days, and "
-             f"<b>potential value</b>, the discounted value they are predicted to bring in the next {_e(r.months)} months."
-             f"{_e(_quadrant_cuts(r))} Each quadrant gets its own treatment.")
+    intro = (
+        f"Every customer is placed on two axes: <b>current value</b>, the revenue of the last {_e(window)} days, and "
+        f"<b>potential value</b>, the discounted value they are predicted to bring in the next {_e(r.months)} months."
+        f"{_e(_quadrant_cuts(r))} Each quadrant gets its own treatment."
+    )
     parts = []
     q = r.quadrants
     if q is not None:
@@ -356,7 +400,9 @@ def _quadrants(r: _Run) -> tuple[str, str, str]:
     uri = r.art.image("plots/quadrants.png")
     if uri:
         parts.append(_figure(uri, "Each dot is a customer; the dashed lines are the cuts between high and low."))
-    missing = [p for p, ok in (("quadrant_summary.csv", q is not None), ("plots/quadrants.png", uri is not None)) if not ok]
+    missing = [
+        p for p, ok in (("quadrant_summary.csv", q is not None), ("plots/quadrants.png", uri is not None)) if not ok
+    ]
     if missing:
         parts.append(_missing(missing))
     return _section("quadrants", "Value quadrants", intro, "".join(parts))
@@ -369,64 +415,95 @@ def _quadrant_cuts(r: _Run) -> str:
         return ""
     quantile = float(r.params.get("config.quadrants.quantile") or 0.5)
     rule = "the median" if quantile == 0.5 else f"the {quantile:.0%} quantile"
-    how = ["set in the config" if r.params.get(f"config.quadrants.{axis}_threshold") else rule
-           for axis in ("current", "potential")]
-    current = (f"any revenue in that window ({how[0]} is 0)" if float(used[0]) == 0
-               else f"above {_money(float(used[0]))} ({how[0]})")
-    return (f" High current value means {current}; high potential value means above "
-            f"{_money(float(used[1]))} ({how[1]}).")
+    how = [
+        "set in the config" if r.params.get(f"config.quadrants.{axis}_threshold") else rule
+        for axis in ("current", "potential")
+    ]
+    current = (
+        f"any revenue in that window ({how[0]} is 0)"
+        if float(used[0]) == 0
+        else f"above {_money(float(used[0]))} ({how[0]})"
+    )
+    return f" High current value means {current}; high potential value means above {_money(float(used[1]))} ({how[1]})."
 
 
 def _rfm(r: _Run):
-    intro = ("Each customer gets a grade of 1 to 5 for <b>recency</b> (R, 5 = bought most recently), <b>frequency</b> (F) "
-             "and <b>monetary value</b> (M), and a named segment from those grades. The table shows how many customers "
-             "each segment holds and their average grades.")
+    intro = (
+        "Each customer gets a grade of 1 to 5 for <b>recency</b> (R, 5 = bought most recently), <b>frequency</b> (F) "
+        "and <b>monetary value</b> (M), and a named segment from those grades. The table shows how many customers "
+        "each segment holds and their average grades."
+    )
     body = _table_and_chart(r.art, "analyses/rfm_segments.csv", "plots/rfm_segments.png", "Customers per RFM segment.")
     return _section("rfm", "RFM segments", intro, body)
 
 
 def _cpm(r: _Run):
-    intro = ("Customer portfolio management puts every customer in one of ten groups: five active profiles, from new "
-             "to loyal, and the same five profiles once the customer has lapsed (stopped buying for longer than usual). "
-             "Groups 6 to 10 are the customers to win back, the important ones first.")
-    body = _table_and_chart(r.art, "analyses/cpm_groups.csv", "plots/cpm_groups.png",
-                            "Customers per CPM group: green active, grey lapsed.")
+    intro = (
+        "Customer portfolio management puts every customer in one of ten groups: five active profiles, from new "
+        "to loyal, and the same five profiles once the customer has lapsed (stopped buying for longer than usual). "
+        "Groups 6 to 10 are the customers to win back, the important ones first."
+    )
+    body = _table_and_chart(
+        r.art, "analyses/cpm_groups.csv", "plots/cpm_groups.png", "Customers per CPM group: green active, grey lapsed."
+    )
     return _section("cpm", "CPM groups", intro, body)
 
 
 def _deciles(r: _Run):
     pareto = r.metric("analyses.pareto_top20_share")
     reading = f" Here the top 20% of customers bring <b>{_pct(pareto)}</b> of revenue." if pareto is not None else ""
-    intro = ("Customers are ranked by revenue and cut into ten groups of equal size, decile 1 being the top spenders. "
-             "The cumulative share shows how concentrated revenue is (the 80/20 rule)." + reading)
-    body = _table_and_chart(r.art, "analyses/deciles.csv", "plots/deciles.png",
-                            "Share of revenue per decile (bars) and cumulative share (line).")
+    intro = (
+        "Customers are ranked by revenue and cut into ten groups of equal size, decile 1 being the top spenders. "
+        "The cumulative share shows how concentrated revenue is (the 80/20 rule)." + reading
+    )
+    body = _table_and_chart(
+        r.art,
+        "analyses/deciles.csv",
+        "plots/deciles.png",
+        "Share of revenue per decile (bars) and cumulative share (line).",
+    )
     return _section("deciles", "Revenue deciles", intro, body)
 
 
 def _retention(r: _Run):
-    intro = ("Per period: how many customers bought, and the <b>retention rate</b>, the share of the previous period's "
-             "buyers who bought again, with orders per customer and average order value. The heatmap follows each "
-             "cohort (customers by period of first purchase) through the periods after: a row that fades fast is a "
-             "cohort that does not come back.")
-    parts = [_table_and_chart(r.art, "analyses/retention.csv", "plots/retention.png",
-                              "Active customers per period (bars) and retention rate (line).")]
+    intro = (
+        "Per period: how many customers bought, and the <b>retention rate</b>, the share of the previous period's "
+        "buyers who bought again, with orders per customer and average order value. The heatmap follows each "
+        "cohort (customers by period of first purchase) through the periods after: a row that fades fast is a "
+        "cohort that does not come back."
+    )
+    parts = [
+        _table_and_chart(
+            r.art,
+            "analyses/retention.csv",
+            "plots/retention.png",
+            "Active customers per period (bars) and retention rate (line).",
+        )
+    ]
     cohort = r.art.table("analyses/cohort_retention.csv")
     uri = r.art.image("plots/cohort_retention.png")
     if uri:
         parts.append(_figure(uri, "Share of each cohort buying in each period after its first purchase."))
     if cohort is not None:
         parts.append(f"<details><summary>The cohort table</summary>{_table(cohort, percent=True, heat=True)}</details>")
-    missing = [p for p, ok in (("analyses/cohort_retention.csv", cohort is not None),
-                               ("plots/cohort_retention.png", uri is not None)) if not ok]
+    missing = [
+        p
+        for p, ok in (
+            ("analyses/cohort_retention.csv", cohort is not None),
+            ("plots/cohort_retention.png", uri is not None),
+        )
+        if not ok
+    ]
     if missing:
         parts.append(_missing(missing))
     return _section("retention", "Retention and cohorts", intro, "".join(parts))
 
 
 def _segments(r: _Run):
-    intro = ("Customers compared by each attribute of the customer table (<code>--customers</code>): how many, how "
-             "many buy again, their mean CLV, churn probability and share of revenue.")
+    intro = (
+        "Customers compared by each attribute of the customer table (<code>--customers</code>): how many, how "
+        "many buy again, their mean CLV, churn probability and share of revenue."
+    )
     paths = r.art.under("analyses", "segments_", ".csv")
     parts = []
     for path in paths:
@@ -446,15 +523,17 @@ def _best(values: list, higher: bool) -> int | None:
 
 def _model_metrics(r: _Run):
     model = MODEL_NAMES.get(r.params.get("purchase_model", ""), r.params.get("purchase_model", "the purchase model"))
-    intro = (f"Before its forecasts are trusted, the purchase model ({_e(model)}) is fitted on purchases up to "
-             f"{_e(r.cal_end)} and asked to predict each customer's purchases from then to {_e(r.obs_end)}, which it "
-             "has not seen. The naive baseline assumes every customer keeps buying at their past rate and never "
-             "leaves; the model should have the smaller errors.")
+    intro = (
+        f"Before its forecasts are trusted, the purchase model ({_e(model)}) is fitted on purchases up to "
+        f"{_e(r.cal_end)} and asked to predict each customer's purchases from then to {_e(r.obs_end)}, which it "
+        "has not seen. The naive baseline assumes every customer keeps buying at their past rate and never "
+        "leaves; the model should have the smaller errors."
+    )
     m = r.metric
     parts = []
     selection = r.tags.get("crmvalue.selection")
     if selection:
-        parts.append(f'<p><b>Model choice:</b> {_e(selection)}.</p>')
+        parts.append(f"<p><b>Model choice:</b> {_e(selection)}.</p>")
     base = "baseline.naive_rate.holdout."
     rows = [
         ("Mean absolute error per customer (purchases)", "mae", _number),
@@ -476,22 +555,31 @@ def _model_metrics(r: _Run):
             cells[best] = f"<b>{cells[best]}</b>"
         grid.append([_e(label)] + cells + [actual])
     if grid:
-        parts.append(_grid(["Holdout check (best in bold)", f"{_e(model)} model", "Naive rate baseline", "Actual"], grid,
-                           [False, True, True, True]))
+        parts.append(
+            _grid(
+                ["Holdout check (best in bold)", f"{_e(model)} model", "Naive rate baseline", "Actual"],
+                grid,
+                [False, True, True, True],
+            )
+        )
     else:
         parts.append(_missing(["holdout.* metrics"]))
     parts.append(_parameters(r))
 
-    churn_intro = (f"The churn model estimates the probability that a customer buys nothing in the next {_e(r.horizon)} "
-                   f"days. It was tested out of time: trained on data before {_e(r.cal_end)}, then scored on who "
-                   f"bought in the {_e(r.horizon)} days after. Beside it are three simpler scores; the best in each "
-                   "row is in bold; the model earns its place only where it beats them.")
+    churn_intro = (
+        f"The churn model estimates the probability that a customer buys nothing in the next {_e(r.horizon)} "
+        f"days. It was tested out of time: trained on data before {_e(r.cal_end)}, then scored on who "
+        f"bought in the {_e(r.horizon)} days after. Beside it are three simpler scores; the best in each "
+        "row is in bold; the model earns its place only where it beats them."
+    )
     parts.append(f'<h3>Churn model</h3><p class="intro">{churn_intro}</p>')
     skipped = r.tags.get("crmvalue.churn", "")
     if skipped.startswith("skipped: "):
-        parts.append(f'<p class="missing">The churn model was skipped in this run: {_e(skipped.removeprefix("skipped: "))}. '
-                     "The export has no churn probability or risk; train on a longer history (or a later calibration "
-                     "end) to get them.</p>")
+        parts.append(
+            f'<p class="missing">The churn model was skipped in this run: {_e(skipped.removeprefix("skipped: "))}. '
+            "The export has no churn probability or risk; train on a longer history (or a later calibration "
+            "end) to get them.</p>"
+        )
     elif m("churn.roc_auc") is None:
         parts.append(_missing(["churn.* metrics (trained with --no-churn?)"]))
     else:
@@ -504,12 +592,19 @@ def _model_metrics(r: _Run):
             if best is not None:
                 cells[best] = f"<b>{cells[best]}</b>"
             grid.append([_e(label)] + cells)
-        parts.append(_grid(["Out-of-time test", "LightGBM churn model"] + [_e(n) for _, n in CHURN_BASELINES], grid,
-                           [False] + [True] * (1 + len(CHURN_BASELINES))))
+        parts.append(
+            _grid(
+                ["Out-of-time test", "LightGBM churn model"] + [_e(n) for _, n in CHURN_BASELINES],
+                grid,
+                [False] + [True] * (1 + len(CHURN_BASELINES)),
+            )
+        )
         rate, rows_ = m("churn.test_churn_rate"), m("churn.test_rows")
         if rate is not None and rows_ is not None:
-            parts.append(f'<p class="quiet">Test: {_count(rows_)} customers, of whom {_pct(rate)} bought nothing in the '
-                         f'{_e(r.horizon)} days.</p>')
+            parts.append(
+                f'<p class="quiet">Test: {_count(rows_)} customers, of whom {_pct(rate)} bought nothing in the '
+                f"{_e(r.horizon)} days.</p>"
+            )
         parts.append(_churn_gate(r))
         parts.append(_risk_by_quadrant(r))
     return _section("models", "How good the models are", intro, "".join(parts))
@@ -531,15 +626,21 @@ def _churn_gate(r: _Run) -> str:
             cells[best] = f"<b>{cells[best]}</b>"
         grid.append([_e(label)] + cells)
     if scorer == "lightgbm":
-        verdict = ("The LightGBM model beats every simpler score on the held-out check, so the export's churn "
-                   "probability and risk are the model's.")
+        verdict = (
+            "The LightGBM model beats every simpler score on the held-out check, so the export's churn "
+            "probability and risk are the model's."
+        )
     else:
-        verdict = (f"<b>The LightGBM model does not beat the {_e(CHURN_SCORERS.get(scorer, scorer))} on the held-out "
-                   "check, so the export's churn probability and risk are that simpler score's</b>, calibrated on the "
-                   "held-out cut-off.")
-    intro = (f"{verdict} Which score the export uses is decided before the test above, on the latest cut-off of the "
-             "final training (held out from it): each score is calibrated on one half of its customers and judged on "
-             "the other by the Brier score.")
+        verdict = (
+            f"<b>The LightGBM model does not beat the {_e(CHURN_SCORERS.get(scorer, scorer))} on the held-out "
+            "check, so the export's churn probability and risk are that simpler score's</b>, calibrated on the "
+            "held-out cut-off."
+        )
+    intro = (
+        f"{verdict} Which score the export uses is decided before the test above, on the latest cut-off of the "
+        "final training (held out from it): each score is calibrated on one half of its customers and judged on "
+        "the other by the Brier score."
+    )
     header = f"Held-out check ({_count(m('churn.held_out.rows'))} customers; best in bold)"
     table = _grid([_e(header)] + [_e(CHURN_SCORERS.get(n, n)) for n in names], grid, [False] + [True] * len(names))
     reason = r.tags.get("crmvalue.churn_gate")
@@ -567,10 +668,11 @@ def _parameters(r: _Run) -> str:
         return ""
     table = _grid(["Model", "Parameter", "Estimate", "95% interval"], rows, [False, False, True, True])
     notes = "".join(
-        f"<p class=\"intro\">{_e(MODEL_NAMES.get(name.removeprefix('crmvalue.boundary.'), 'Gamma-Gamma'))}: boundary "
+        f'<p class="intro">{_e(MODEL_NAMES.get(name.removeprefix("crmvalue.boundary."), "Gamma-Gamma"))}: boundary '
         f"estimate ({_e(why)}); refitted with a ridge of {_e(r.params.get(name.removeprefix('crmvalue.boundary.') + '.penalizer_used', '?'))} "
         "on the log-parameters.</p>"
-        for name, why in sorted(r.tags.items()) if name.startswith("crmvalue.boundary.")
+        for name, why in sorted(r.tags.items())
+        if name.startswith("crmvalue.boundary.")
     )
     return f"<details><summary>Fitted parameters</summary>{table}{notes}</details>"
 
@@ -582,18 +684,25 @@ def _risk_by_quadrant(r: _Run) -> str:
     table = pd.crosstab(s["quadrant"], s["churn_risk"]).reindex(columns=["high", "medium", "low"], fill_value=0)
     table.columns = [f"{c} risk" for c in table.columns]
     table["customers"] = table.sum(axis=1)
-    return ("<h3>Churn risk by value quadrant</h3><p class=\"intro\">Customers of quadrant A at high risk are the "
-            "first to act on.</p>" + _table(table.reset_index()))
+    return (
+        '<h3>Churn risk by value quadrant</h3><p class="intro">Customers of quadrant A at high risk are the '
+        "first to act on.</p>" + _table(table.reset_index())
+    )
 
 
 DIAGNOSTIC_PLOTS = [
-    ("plots/calibration_vs_holdout.png", "Mean purchases in the holdout, actual against predicted, by how often "
-     "customers bought before: the lines should lie close."),
+    (
+        "plots/calibration_vs_holdout.png",
+        "Mean purchases in the holdout, actual against predicted, by how often "
+        "customers bought before: the lines should lie close.",
+    ),
     ("plots/tracking.png", "Purchases over time, actual against the model, through calibration and holdout."),
     ("plots/period_transactions.png", "How many customers made 0, 1, 2, … repeat purchases, actual against the model."),
     ("plots/p_alive_distribution.png", "How likely each customer is to still be a customer at the observation end."),
-    ("plots/p_alive_matrix.png", "P(alive) by frequency and recency: frequent buyers who stopped buying are the "
-     "likeliest to be gone."),
+    (
+        "plots/p_alive_matrix.png",
+        "P(alive) by frequency and recency: frequent buyers who stopped buying are the likeliest to be gone.",
+    ),
     ("plots/expected_purchases_matrix.png", "Expected purchases by frequency and recency."),
     ("plots/spend_fit.png", "Average spend per customer, actual against the Gamma-Gamma spend model."),
     ("plots/churn_roc.png", "Churn, out of time: ROC curves of the model and the simpler scores."),
@@ -602,12 +711,18 @@ DIAGNOSTIC_PLOTS = [
     ("plots/churn_feature_importance.png", "What the churn model relies on most (total gain per feature)."),
 ]
 # charts shown in the sections above, not again among the diagnostics
-SECTION_PLOTS = {"plots/quadrants.png", "plots/rfm_segments.png", "plots/cpm_groups.png", "plots/deciles.png",
-                 "plots/retention.png", "plots/cohort_retention.png"}
+SECTION_PLOTS = {
+    "plots/quadrants.png",
+    "plots/rfm_segments.png",
+    "plots/cpm_groups.png",
+    "plots/deciles.png",
+    "plots/retention.png",
+    "plots/cohort_retention.png",
+}
 
 
 def _diagnostics(r: _Run):
-    intro = ("How well the models fit the data, for the analyst; the sections above do not depend on reading them.")
+    intro = "How well the models fit the data, for the analyst; the sections above do not depend on reading them."
     known = {p for p, _ in DIAGNOSTIC_PLOTS}
     shown = [(p, c) for p, c in DIAGNOSTIC_PLOTS if p in r.art.paths]
     shown += [(p, _label(Path(p).stem)) for p in r.art.under("plots", suffix=".png") if p not in known | SECTION_PLOTS]
@@ -655,12 +770,20 @@ def build_report(run_id: str, tracking_uri: str | None = None) -> str:
         run = _get_run(client, run_id, tracking_uri)
         experiment = client.get_experiment(run.info.experiment_id).name
         r = _Run(run, experiment, _Artifacts(client, run_id, Path(tmp)))
-        sections = [_quadrants(r), _rfm(r), _cpm(r), _deciles(r), _retention(r), _segments(r), _model_metrics(r),
-                    _diagnostics(r)]
+        sections = [
+            _quadrants(r),
+            _rfm(r),
+            _cpm(r),
+            _deciles(r),
+            _retention(r),
+            _segments(r),
+            _model_metrics(r),
+            _diagnostics(r),
+        ]
         head = _header(r) + _headline(r)
     nav = "<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t, _ in sections) + "</nav>"
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>crmvalue report: {_e(experiment)} {_e(run_id)}</title><style>{CSS}</style></head>"
         f"<body><main>{head}{nav}{''.join(s for _, _, s in sections)}</main></body></html>\n"
     )

@@ -130,7 +130,9 @@ def purchase_params(model: str, values: dict[str, float]) -> BetaGeoParams | Par
         raise CrmvalueError(f"cannot simulate model '{model}'; choose bgnbd or paretonbd")
     expected = {f.name for f in fields(cls)}
     if set(values) != expected:
-        raise CrmvalueError(f"{model} needs parameters {', '.join(sorted(expected))}; got {', '.join(sorted(values)) or 'none'}")
+        raise CrmvalueError(
+            f"{model} needs parameters {', '.join(sorted(expected))}; got {', '.join(sorted(values)) or 'none'}"
+        )
     if any(not v > 0 for v in values.values()):
         raise CrmvalueError(f"{model} parameters must be positive; got {values}")
     return cls(**{k: float(v) for k, v in values.items()})

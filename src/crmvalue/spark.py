@@ -45,7 +45,7 @@ _MICROS_PER_DAY = 86_400_000_000
 
 
 def rfm_summary(
-    transactions: "DataFrame",
+    transactions: DataFrame,
     observation_end,
     time_unit: TimeUnit = "days",
     *,
@@ -53,7 +53,7 @@ def rfm_summary(
     date_col: str = "date",
     amount_col: str = "amount",
     validate: bool = True,
-) -> "DataFrame":
+) -> DataFrame:
     """Per-customer ``customer_id, frequency, recency, T, monetary_value`` at ``observation_end``.
 
     The Spark twin of :func:`crmvalue.features.rfm_summary` (same definitions, same values).
@@ -67,7 +67,7 @@ def rfm_summary(
 
 
 def calibration_holdout_summary(
-    transactions: "DataFrame",
+    transactions: DataFrame,
     calibration_end,
     observation_end,
     time_unit: TimeUnit = "days",
@@ -76,7 +76,7 @@ def calibration_holdout_summary(
     date_col: str = "date",
     amount_col: str = "amount",
     validate: bool = True,
-) -> "DataFrame":
+) -> DataFrame:
     """The Spark twin of :func:`crmvalue.features.calibration_holdout_summary`.
 
     Columns: ``customer_id``, ``frequency_cal, recency_cal, T_cal, monetary_value_cal``,
@@ -89,16 +89,16 @@ def calibration_holdout_summary(
     _check_time_unit(time_unit)
     cal_day, obs_day = _epoch_day(calibration_end), _epoch_day(observation_end)
     if cal_day >= obs_day:
-        raise CrmvalueError(
-            f"calibration end {_day_text(cal_day)} must be before observation end {_day_text(obs_day)}"
-        )
+        raise CrmvalueError(f"calibration end {_day_text(cal_day)} must be before observation end {_day_text(obs_day)}")
     tx = _canonical(transactions, customer_col, date_col, amount_col, validate)
     cal = _summary(tx.where(tx["day"] <= cal_day), cal_day, time_unit)
     cal = cal.select("customer_id", *[F.col(c).alias(f"{c}_cal") for c in SUMMARY_COLUMNS])
 
     holdout_rows = tx.where((tx["day"] > cal_day) & (tx["day"] <= obs_day))
-    purchases = _purchase_days(holdout_rows).groupBy("customer_id").agg(
-        F.count(F.lit(1)).cast("double").alias("frequency_holdout")
+    purchases = (
+        _purchase_days(holdout_rows)
+        .groupBy("customer_id")
+        .agg(F.count(F.lit(1)).cast("double").alias("frequency_holdout"))
     )
     revenue = holdout_rows.groupBy("customer_id").agg(F.sum("amount").alias("revenue_holdout"))
     return (
@@ -109,7 +109,7 @@ def calibration_holdout_summary(
     )
 
 
-def compress_rfm(summary: "DataFrame") -> "DataFrame":
+def compress_rfm(summary: DataFrame) -> DataFrame:
     """Unique ``(frequency, recency, T)`` rows of a summary with their customer count ``weights``.
 
     The Spark twin of :func:`crmvalue.features.compress_rfm`; its size is bounded by the
@@ -118,12 +118,12 @@ def compress_rfm(summary: "DataFrame") -> "DataFrame":
     from pyspark.sql import functions as F
 
     _require_numeric(summary, ["frequency", "recency", "T"], "summary")
-    return summary.groupBy(
-        *[F.col(c).cast("double").alias(c) for c in ("frequency", "recency", "T")]
-    ).agg(F.count(F.lit(1)).alias("weights"))
+    return summary.groupBy(*[F.col(c).cast("double").alias(c) for c in ("frequency", "recency", "T")]).agg(
+        F.count(F.lit(1)).alias("weights")
+    )
 
 
-def compress_spend(summary: "DataFrame") -> "DataFrame":
+def compress_spend(summary: DataFrame) -> DataFrame:
     """Unique ``(frequency, monetary_value)`` rows of the repeat buyers with positive spend, with ``weights``.
 
     What Gamma-Gamma is fitted on (:class:`crmvalue.models.GammaGammaModel` keeps the same
@@ -149,7 +149,7 @@ class FitCounts:
     spend: pd.DataFrame  # frequency, monetary_value, weights of repeat buyers; sorted
 
 
-def collect_fit_counts(summary: "DataFrame") -> FitCounts:
+def collect_fit_counts(summary: DataFrame) -> FitCounts:
     """Collect :func:`compress_rfm` and :func:`compress_spend` of a Spark summary as pandas frames."""
     purchases = _collect_sorted(compress_rfm(summary), ["frequency", "recency", "T"])
     spend = _collect_sorted(compress_spend(summary), ["frequency", "monetary_value"])
@@ -157,7 +157,7 @@ def collect_fit_counts(summary: "DataFrame") -> FitCounts:
 
 
 def fit_value_model(
-    counts: "FitCounts | DataFrame",
+    counts: FitCounts | DataFrame,
     time_unit: TimeUnit,
     *,
     purchase_model: str = "bgnbd",
@@ -186,14 +186,16 @@ def fit_value_model(
     if not isinstance(counts, FitCounts):
         counts = collect_fit_counts(counts)
     rows, spend = counts.purchases, counts.spend
-    purchase = PURCHASE_MODELS[purchase_model](penalizer).fit(rows["frequency"], rows["recency"], rows["T"],
-                                                              weights=rows["weights"])
-    gamma_gamma = GammaGammaModel(gamma_gamma_penalizer).fit(spend["frequency"], spend["monetary_value"],
-                                                             weights=spend["weights"])
+    purchase = PURCHASE_MODELS[purchase_model](penalizer).fit(
+        rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"]
+    )
+    gamma_gamma = GammaGammaModel(gamma_gamma_penalizer).fit(
+        spend["frequency"], spend["monetary_value"], weights=spend["weights"]
+    )
     return ValueModel(purchase.params_, gamma_gamma.params_, time_unit, horizon_days, clv_months, discount_rate)
 
 
-def score_customers(customers: "DataFrame", model_uri: str, *, env_manager: str = "local") -> "DataFrame":
+def score_customers(customers: DataFrame, model_uri: str, *, env_manager: str = "local") -> DataFrame:
     """``customers`` with ``p_alive, expected_purchases, expected_avg_value, clv`` from the logged value model.
 
     ``model_uri`` is the pyfunc logged by :func:`crmvalue.tracking.log_value_model` (e.g. the
@@ -210,7 +212,9 @@ def score_customers(customers: "DataFrame", model_uri: str, *, env_manager: str 
     _require_numeric(customers, SUMMARY_COLUMNS, "customers")
     clash = [c for c in PREDICTION_COLUMNS if c in customers.columns]
     if clash:
-        raise CrmvalueError(f"customers: already has the prediction column(s) {', '.join(map(repr, clash))}; drop them first")
+        raise CrmvalueError(
+            f"customers: already has the prediction column(s) {', '.join(map(repr, clash))}; drop them first"
+        )
     result_type = StructType([StructField(c, DoubleType()) for c in PREDICTION_COLUMNS])
     predict = mlflow.pyfunc.spark_udf(
         customers.sparkSession, model_uri, result_type=result_type, env_manager=env_manager
@@ -242,7 +246,7 @@ def _day_text(day: int) -> str:
     return str((pd.Timestamp("1970-01-01") + pd.Timedelta(days=day)).date())
 
 
-def _column_type(frame: "DataFrame", name: str, what: str):
+def _column_type(frame: DataFrame, name: str, what: str):
     names = frame.columns
     if name not in names:
         have = ", ".join(repr(c) for c in names)
@@ -252,7 +256,7 @@ def _column_type(frame: "DataFrame", name: str, what: str):
     return next(f.dataType for f in frame.schema.fields if f.name == name)
 
 
-def _require_numeric(frame: "DataFrame", columns: list[str], what: str) -> None:
+def _require_numeric(frame: DataFrame, columns: list[str], what: str) -> None:
     from pyspark.sql.types import NumericType
 
     for name in columns:
@@ -261,7 +265,7 @@ def _require_numeric(frame: "DataFrame", columns: list[str], what: str) -> None:
             raise CrmvalueError(f"{what}: column {name!r} is {kind.simpleString()}, expected a number")
 
 
-def _canonical(frame: "DataFrame", customer_col: str, date_col: str, amount_col: str, validate: bool) -> "DataFrame":
+def _canonical(frame: DataFrame, customer_col: str, date_col: str, amount_col: str, validate: bool) -> DataFrame:
     """``customer_id`` (string), ``day`` (days since 1970-01-01) and ``amount`` (double), type-checked."""
     from pyspark.sql import functions as F
     from pyspark.sql.types import DateType, IntegralType, NumericType, StringType, TimestampNTZType, TimestampType
@@ -298,7 +302,7 @@ def _canonical(frame: "DataFrame", customer_col: str, date_col: str, amount_col:
     return tx
 
 
-def _validate(tx: "DataFrame", customer_col: str, date_col: str, amount_col: str, what: str) -> None:
+def _validate(tx: DataFrame, customer_col: str, date_col: str, amount_col: str, what: str) -> None:
     """One Spark job: count the rows the pandas loader would refuse, with an example customer."""
     from pyspark.sql import functions as F
 
@@ -317,10 +321,12 @@ def _validate(tx: "DataFrame", customer_col: str, date_col: str, amount_col: str
     for i, (column, problem) in enumerate(checks):
         if found[f"n{i}"]:
             example = f" (e.g. customer {found[f'id{i}']!r})" if found[f"id{i}"] else ""
-            raise CrmvalueError(f"{what}: column {column!r} has {found[f'n{i}']} {problem}{example}; fix or drop those rows")
+            raise CrmvalueError(
+                f"{what}: column {column!r} has {found[f'n{i}']} {problem}{example}; fix or drop those rows"
+            )
 
 
-def _purchase_days(tx: "DataFrame") -> "DataFrame":
+def _purchase_days(tx: DataFrame) -> DataFrame:
     """Net amount per customer-day, without the days that hold a return and net to <= 0."""
     from pyspark.sql import functions as F
 
@@ -328,7 +334,7 @@ def _purchase_days(tx: "DataFrame") -> "DataFrame":
     return days.where(~((F.col("lowest") < 0) & (F.col("amount") <= 0))).drop("lowest")
 
 
-def _summary(tx: "DataFrame", end_day: int, time_unit: TimeUnit) -> "DataFrame":
+def _summary(tx: DataFrame, end_day: int, time_unit: TimeUnit) -> DataFrame:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -347,11 +353,13 @@ def _summary(tx: "DataFrame", end_day: int, time_unit: TimeUnit) -> "DataFrame":
         repeats.cast("double").alias("frequency"),
         ((F.col("last") - F.col("first")).cast("double") / unit).alias("recency"),
         ((F.lit(end_day) - F.col("first")).cast("double") / unit).alias("T"),
-        F.when(repeats > 0, F.col("repeat_total") / repeats.cast("double")).otherwise(F.lit(0.0)).alias("monetary_value"),
+        F.when(repeats > 0, F.col("repeat_total") / repeats.cast("double"))
+        .otherwise(F.lit(0.0))
+        .alias("monetary_value"),
     )
 
 
-def _collect_sorted(frame: "DataFrame", keys: list[str]) -> pd.DataFrame:
+def _collect_sorted(frame: DataFrame, keys: list[str]) -> pd.DataFrame:
     rows = frame.toPandas()
     rows["weights"] = rows["weights"].astype("int64")
     return rows.sort_values(keys, kind="stable").reset_index(drop=True)

@@ -42,7 +42,7 @@ def open_store(tracking_uri: str):
     shown = display_uri(tracking_uri)
     local = None
     if tracking_uri.startswith("sqlite:///"):
-        local = tracking_uri[len("sqlite:///"):].split("?", 1)[0]
+        local = tracking_uri[len("sqlite:///") :].split("?", 1)[0]
     elif tracking_uri.startswith("file:"):
         local = urlsplit(tracking_uri).path
     # MLflow would quietly create an empty store at a mistyped path
@@ -60,8 +60,11 @@ def open_store(tracking_uri: str):
 @contextmanager
 def _brief_http(retries: int, timeout: int):
     """MLflow's HTTP retries and timeout cut down for the block, unless the environment sets them."""
-    brief = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries), "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-             "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout)}
+    brief = {
+        "MLFLOW_HTTP_REQUEST_MAX_RETRIES": str(retries),
+        "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout),
+    }
     added = [key for key in brief if key not in os.environ]
     os.environ.update({key: brief[key] for key in added})
     try:
@@ -76,7 +79,7 @@ def sqlite_path(tracking_uri: str) -> Path | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
         return None
-    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+    return Path(tracking_uri[len(prefix) :].split("?", 1)[0])
 
 
 def _reason(exc: BaseException) -> str:
@@ -106,8 +109,9 @@ def check_store(tracking_uri: str) -> None:
         return
     scheme = urlsplit(tracking_uri).scheme
     if scheme == "file" or (scheme == "" and tracking_uri not in ("databricks", "databricks-uc", "uc")):
-        check_writable(Path(urlsplit(tracking_uri).path if scheme else tracking_uri), "the MLflow store", hint,
-                       directory=True)
+        check_writable(
+            Path(urlsplit(tracking_uri).path if scheme else tracking_uri), "the MLflow store", hint, directory=True
+        )
     elif scheme in ("http", "https"):
         import mlflow
 
@@ -160,17 +164,23 @@ def logging_errors(tracking_uri: str):
     try:
         yield
     except MlflowException as exc:
-        raise CrmvalueError(f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {first_line(exc)}; "
-                            "the run is marked FAILED and nothing was exported or registered") from None
+        raise CrmvalueError(
+            f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {first_line(exc)}; "
+            "the run is marked FAILED and nothing was exported or registered"
+        ) from None
     except OSError as exc:
         where = f" {exc.filename}" if exc.filename else ""
-        raise CrmvalueError(f"cannot write{where}: {exc.strerror or exc}; "
-                            "the run is marked FAILED and nothing was exported or registered") from None
+        raise CrmvalueError(
+            f"cannot write{where}: {exc.strerror or exc}; "
+            "the run is marked FAILED and nothing was exported or registered"
+        ) from None
     except Exception as exc:
         if type(exc).__module__.split(".", 1)[0] != "sqlalchemy":
             raise
-        raise CrmvalueError(f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {_reason(exc)}; "
-                            "the run is marked FAILED and nothing was exported or registered") from None
+        raise CrmvalueError(
+            f"cannot log to the MLflow store at {display_uri(tracking_uri)}: {_reason(exc)}; "
+            "the run is marked FAILED and nothing was exported or registered"
+        ) from None
 
 
 def get_run(client, run_id: str, tracking_uri: str):
@@ -204,13 +214,15 @@ def _latest(client, experiment_ids: list[str], kinds: tuple[str, ...]) -> str | 
     token = None
     while experiment_ids:
         page = client.search_runs(
-            experiment_ids, "attributes.status = 'FINISHED'", order_by=["attributes.start_time DESC"],
-            max_results=200, page_token=token,
+            experiment_ids,
+            "attributes.status = 'FINISHED'",
+            order_by=["attributes.start_time DESC"],
+            max_results=200,
+            page_token=token,
         )
         for run in page:
             tags = run.data.tags
-            if ("mlflow.parentRunId" not in tags and "crmvalue.version" in tags
-                    and tags.get(KIND_TAG, "train") in kinds):
+            if "mlflow.parentRunId" not in tags and "crmvalue.version" in tags and tags.get(KIND_TAG, "train") in kinds:
                 return run.info.run_id
         token = page.token
         if not token:
@@ -218,8 +230,9 @@ def _latest(client, experiment_ids: list[str], kinds: tuple[str, ...]) -> str | 
     return None
 
 
-def latest_run_id(tracking_uri: str | None = None, experiment: str | None = None,
-                  kinds: tuple[str, ...] = ("train",)) -> str:
+def latest_run_id(
+    tracking_uri: str | None = None, experiment: str | None = None, kinds: tuple[str, ...] = ("train",)
+) -> str:
     """The most recent FINISHED top-level run of one of ``kinds``, in ``experiment`` or in any."""
     tracking_uri = resolve_tracking_uri(tracking_uri)
     with open_store(tracking_uri) as client:

@@ -44,7 +44,7 @@ def artifact_root(tracking_uri: str, experiment: str) -> str | None:
     prefix = "sqlite:///"
     if not tracking_uri.startswith(prefix) or ":memory:" in tracking_uri:
         return None
-    database = Path(tracking_uri[len(prefix):].split("?", 1)[0])
+    database = Path(tracking_uri[len(prefix) :].split("?", 1)[0])
     return (database.parent.resolve() / "mlruns" / experiment).as_uri()
 
 
@@ -217,8 +217,9 @@ def interrupts_deferred():
         if state.received is None:
             state.received = signum
 
-    state.previous = {signum: signal.signal(signum, record) for signum in _SIGNALS
-                      if signal.getsignal(signum) is not signal.SIG_IGN}
+    state.previous = {
+        signum: signal.signal(signum, record) for signum in _SIGNALS if signal.getsignal(signum) is not signal.SIG_IGN
+    }
     try:
         yield state
     finally:
@@ -277,5 +278,9 @@ def _end_run(run_id: str, status: str) -> None:
             mlflow.end_run(status)  # a nested run left open by the failure
         mlflow.end_run(status)
     except Exception as exc:  # noqa: BLE001 - the store itself may be what failed; keep the first error
-        logging.getLogger("crmvalue").warning("could not mark MLflow run %s %s: %s", run_id, status,
-                                              str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+        logging.getLogger("crmvalue").warning(
+            "could not mark MLflow run %s %s: %s",
+            run_id,
+            status,
+            str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+        )

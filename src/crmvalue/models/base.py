@@ -83,7 +83,7 @@ class PurchaseModel:
     def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
         fitter.fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"])
 
-    def fit(self, frequency, recency, T, weights=None) -> "PurchaseModel":
+    def fit(self, frequency, recency, T, weights=None) -> PurchaseModel:
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
         import lifetimes
 
@@ -114,7 +114,8 @@ class PurchaseModel:
         else:
             self.boundary_ = (
                 "no customer has a repeat purchase, so the purchase rate goes to 0 and dropout is not identified"
-                if rows["frequency"].max() == 0 else describe_boundary(attempts, self.boundary_pairs)
+                if rows["frequency"].max() == 0
+                else describe_boundary(attempts, self.boundary_pairs)
             )
             self.warning_ = (
                 f"{label}: boundary estimate ({self.boundary_}); refitted with a ridge of {attempt.ridge:g} on the "
@@ -163,9 +164,11 @@ class PurchaseModel:
         params = self.params_class(**attempt.values)
         x, t_x, T_ = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T"))
         with np.errstate(all="ignore"):
-            finite = (np.all(np.isfinite(params.p_alive(x, t_x, T_)))
-                      and np.all(np.isfinite(params.expected_purchases(T_.max(), x, t_x, T_)))
-                      and np.isfinite(attempt.log_likelihood))
+            finite = (
+                np.all(np.isfinite(params.p_alive(x, t_x, T_)))
+                and np.all(np.isfinite(params.expected_purchases(T_.max(), x, t_x, T_)))
+                and np.isfinite(attempt.log_likelihood)
+            )
         return not_interior(attempt, predictions_finite=bool(finite))
 
     def _not_converged(self, why: str = "") -> CrmvalueError:
@@ -244,7 +247,9 @@ def _numerical_log_likelihood_hessian(params: PurchaseParams, rows: pd.DataFrame
         for i in range(k):
             for j in range(i, k):
                 value = (
-                    ll(theta + eye[i] + eye[j]) - ll(theta + eye[i] - eye[j]) - ll(theta - eye[i] + eye[j])
+                    ll(theta + eye[i] + eye[j])
+                    - ll(theta + eye[i] - eye[j])
+                    - ll(theta - eye[i] + eye[j])
                     + ll(theta - eye[i] - eye[j])
                 ) / (4 * step * step)
                 hessian[i, j] = hessian[j, i] = value

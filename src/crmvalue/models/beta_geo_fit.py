@@ -126,12 +126,14 @@ class BetaGeoObjective(NewtonObjective):
         psi_ab, psi_ab_x = digamma(a + b), digamma(a + b + ux + k)
         ws_x = np.bincount(self.m_x_codes, ws, len(self.m_ux))
         sum_ws = ws_x.sum()
-        grad = np.array([
-            w_x @ digamma(r + ux) - n * digamma(r) + n * np.log(alpha) - self.w_T @ log_T + es("i,i->", ws, d),
-            n * r / alpha - (r * self.w_T + self.wx_T) @ inv_T + es("i,i->", ws, zg),
-            n * psi_ab - w_x @ psi_ab_x + sum_ws / a,
-            n * (psi_ab - digamma(b)) + w_x @ (digamma(b + ux + k) - psi_ab_x) - ws_x @ (1.0 / b_x),
-        ])
+        grad = np.array(
+            [
+                w_x @ digamma(r + ux) - n * digamma(r) + n * np.log(alpha) - self.w_T @ log_T + es("i,i->", ws, d),
+                n * r / alpha - (r * self.w_T + self.wx_T) @ inv_T + es("i,i->", ws, zg),
+                n * psi_ab - w_x @ psi_ab_x + sum_ws / a,
+                n * (psi_ab - digamma(b)) + w_x @ (digamma(b + ux + k) - psi_ab_x) - ws_x @ (1.0 / b_x),
+            ]
+        )
 
         # Hessian: sum of w [s(1-s) du_i du_j + s d2u_ij] plus the terms without u
         tri_ab, tri_ab_x = polygamma(1, a + b), polygamma(1, a + b + ux + k)
@@ -142,16 +144,18 @@ class BetaGeoObjective(NewtonObjective):
         hess = np.empty((4, 4))
         hess[0, 0] = w_x @ polygamma(1, r + ux) - n * polygamma(1, r) + es("i,i->", qd, d)
         hess[0, 1] = n / alpha - self.w_T @ inv_T + es("i,i->", qd, zg) + es("i,i->", ws, g)
-        hess[1, 1] = (-n * r / alpha**2 + (r * self.w_T + self.wx_T) @ inv_T**2
-                      + es("i,i->", qzg, zg) + es("i,i,i->", ws, z, h))
+        hess[1, 1] = (
+            -n * r / alpha**2 + (r * self.w_T + self.wx_T) @ inv_T**2 + es("i,i->", qzg, zg) + es("i,i,i->", ws, z, h)
+        )
         hess[0, 2] = qd_x.sum() / a
         hess[0, 3] = -qd_x @ (1.0 / b_x)
         hess[1, 2] = qzg_x.sum() / a
         hess[1, 3] = -qzg_x @ (1.0 / b_x)
         hess[2, 2] = n * tri_ab - w_x @ tri_ab_x + (q_x.sum() - sum_ws) / a**2
         hess[2, 3] = n * tri_ab - w_x @ tri_ab_x - q_x @ (1.0 / b_x) / a
-        hess[3, 3] = (n * (tri_ab - polygamma(1, b)) + w_x @ (polygamma(1, b + ux + k) - tri_ab_x)
-                      + (q_x + ws_x) @ (1.0 / b_x**2))
+        hess[3, 3] = (
+            n * (tri_ab - polygamma(1, b)) + w_x @ (polygamma(1, b + ux + k) - tri_ab_x) + (q_x + ws_x) @ (1.0 / b_x**2)
+        )
         hess = np.triu(hess) + np.triu(hess, 1).T
 
         # to log-parameters (d/dtheta_i = p_i d/dp_i), mean over customers, plus lifetimes' penalty
@@ -184,8 +188,17 @@ class BetaGeoFit:
     log_params: np.ndarray  # in scaled time (the largest T is 1), where the ridge is centred
 
 
-def fit_beta_geo(frequency, recency, T, weights, penalizer: float = 0.0, modified: bool = False,
-                 start: np.ndarray | None = None, method: str = "trust-exact", ridge: float = 0.0) -> BetaGeoFit:
+def fit_beta_geo(
+    frequency,
+    recency,
+    T,
+    weights,
+    penalizer: float = 0.0,
+    modified: bool = False,
+    start: np.ndarray | None = None,
+    method: str = "trust-exact",
+    ridge: float = 0.0,
+) -> BetaGeoFit:
     """Minimise lifetimes' BG/NBD (or MBG/NBD) objective from lifetimes' start.
 
     ``trust-exact`` (Newton steps in a trust region, with the analytic Hessian) needs a handful
@@ -228,8 +241,16 @@ class BetaGeoFamilyModel(PurchaseModel):
     boundary_pairs: ClassVar[dict] = {("a", "b"): "dropout", ("r", "alpha"): "purchase-rate"}
 
     def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
-        fit = fit_beta_geo(rows["frequency"], rows["recency"], rows["T"], rows["weights"], self.penalizer,
-                           self.modified, start=LIFETIMES_START, ridge=ridge)
+        fit = fit_beta_geo(
+            rows["frequency"],
+            rows["recency"],
+            rows["T"],
+            rows["weights"],
+            self.penalizer,
+            self.modified,
+            start=LIFETIMES_START,
+            ridge=ridge,
+        )
         fitter.params_ = pd.Series(fit.params)
         return FitAttempt(
             names=("r", "alpha", "a", "b"),

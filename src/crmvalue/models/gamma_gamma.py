@@ -126,19 +126,30 @@ class GammaGammaObjective(NewtonObjective):
         s_inv, s_x_inv = w @ inv, wx @ inv
         s_inv2, s_x_inv2 = w @ (inv * inv), wx @ (inv * inv)
         psi_a, tri_a, tri_px = digamma(a), polygamma(1, a), polygamma(1, px)
-        ll = (w_x @ (gammaln(a) - gammaln(px)) + p * self.s_x_log_m - self.s_log_m + p * self.s_x_log_x
-              - p * s_x_log - q * s_log + W * (q * np.log(v) - gammaln(q)))
-        grad = np.array([
-            (w_x * ux) @ (psi_a - digamma(px)) + self.s_x_log_m + self.s_x_log_x - s_x_log,
-            w_x @ psi_a - s_log + W * (np.log(v) - digamma(q)),
-            W * q / v - (p * s_x_inv + q * s_inv),
-        ])
+        ll = (
+            w_x @ (gammaln(a) - gammaln(px))
+            + p * self.s_x_log_m
+            - self.s_log_m
+            + p * self.s_x_log_x
+            - p * s_x_log
+            - q * s_log
+            + W * (q * np.log(v) - gammaln(q))
+        )
+        grad = np.array(
+            [
+                (w_x * ux) @ (psi_a - digamma(px)) + self.s_x_log_m + self.s_x_log_x - s_x_log,
+                w_x @ psi_a - s_log + W * (np.log(v) - digamma(q)),
+                W * q / v - (p * s_x_inv + q * s_inv),
+            ]
+        )
         h_pq = (w_x * ux) @ tri_a
-        hess = np.array([
-            [(w_x * ux * ux) @ (tri_a - tri_px), h_pq, -s_x_inv],
-            [h_pq, w_x @ tri_a - W * polygamma(1, q), W / v - s_inv],
-            [-s_x_inv, W / v - s_inv, -W * q / v**2 + p * s_x_inv2 + q * s_inv2],
-        ])
+        hess = np.array(
+            [
+                [(w_x * ux * ux) @ (tri_a - tri_px), h_pq, -s_x_inv],
+                [h_pq, w_x @ tri_a - W * polygamma(1, q), W / v - s_inv],
+                [-s_x_inv, W / v - s_inv, -W * q / v**2 + p * s_x_inv2 + q * s_inv2],
+            ]
+        )
         # to the mean negative log-likelihood in log-parameters, with the penalty
         g_theta = phi * grad
         c = self.penalizer
@@ -198,7 +209,7 @@ class GammaGammaModel:
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
 
-    def fit(self, frequency, monetary_value, weights=None, mean_spend: float | None = None) -> "GammaGammaModel":
+    def fit(self, frequency, monetary_value, weights=None, mean_spend: float | None = None) -> GammaGammaModel:
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers.
 
         ``mean_spend`` is the expected spend to fall back on when no customer has a repeat
@@ -251,8 +262,10 @@ class GammaGammaModel:
         if path == "fixed":
             free_interior = self._not_interior(attempts_free[0], x, m) is None
             where = f"has q = {free_q:.3g}" if free_interior else "runs to q"
-            reasons.append(f"the unconstrained optimum {where} < {Q_FLOOR:g} (heavy-tailed customer spend; for q <= 1 "
-                           f"the mean spend is undefined), so q is held at {Q_FLOOR:g}")
+            reasons.append(
+                f"the unconstrained optimum {where} < {Q_FLOOR:g} (heavy-tailed customer spend; for q <= 1 "
+                f"the mean spend is undefined), so q is held at {Q_FLOOR:g}"
+            )
         if accepted is None or accepted.ridge > 0:
             reasons.append(describe_boundary(attempts, {("q", "v"): "spend"}))
         if accepted is None:
@@ -265,8 +278,10 @@ class GammaGammaModel:
             self.boundary_ = "; ".join(reasons)
             done = [f"q held at {Q_FLOOR:g}"] if path == "fixed" else []
             if accepted.ridge > 0:
-                done.append(f"refitted with a ridge of {accepted.ridge:g} on the log-parameters "
-                            "(of the ridges that give an interior optimum, the one the data support most)")
+                done.append(
+                    f"refitted with a ridge of {accepted.ridge:g} on the log-parameters "
+                    "(of the ridges that give an interior optimum, the one the data support most)"
+                )
             self.warning_ = f"Gamma-Gamma: boundary estimate ({self.boundary_}); {' and '.join(done)}"
         self.penalizer_used_ = accepted.ridge
         self._record(accepted)
@@ -283,8 +298,14 @@ class GammaGammaModel:
         try:
             with np.errstate(all="ignore"), warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                result = minimize(objective, start, jac=True, hess=objective.hessian, method="trust-exact",
-                                  options={"gtol": 1e-10, "maxiter": 500})
+                result = minimize(
+                    objective,
+                    start,
+                    jac=True,
+                    hess=objective.hessian,
+                    method="trust-exact",
+                    options={"gtol": 1e-10, "maxiter": 500},
+                )
                 theta = newton_polish(objective, result.x)
                 value, gradient, hessian = objective.evaluate(theta)
                 converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
@@ -303,9 +324,16 @@ class GammaGammaModel:
             finite = np.all(np.isfinite(full_theta))
             log_likelihood = -(full._evaluate(full_theta)[0] - penalty) * full.W if finite else np.nan
         return FitAttempt(
-            names=_NAMES, values=values, offsets=full_theta - full.centre, converged=converged,
-            log_likelihood=float(log_likelihood), covariance=covariance, ridge=ridge,
-            failure="" if converged else message, free=(True, not fixed, True), penalty=penalty * full.W,
+            names=_NAMES,
+            values=values,
+            offsets=full_theta - full.centre,
+            converged=converged,
+            log_likelihood=float(log_likelihood),
+            covariance=covariance,
+            ridge=ridge,
+            failure="" if converged else message,
+            free=(True, not fixed, True),
+            penalty=penalty * full.W,
         )
 
     @staticmethod
@@ -315,8 +343,11 @@ class GammaGammaModel:
             return why
         params = GammaGammaParams(**attempt.values)
         with np.errstate(all="ignore"):
-            finite = (params.q > 1 and np.isfinite(params.population_mean)
-                      and np.all(np.isfinite(expected_average_value(params, x, m))))
+            finite = (
+                params.q > 1
+                and np.isfinite(params.population_mean)
+                and np.all(np.isfinite(expected_average_value(params, x, m)))
+            )
         return not_interior(attempt, predictions_finite=bool(finite))
 
     def _record(self, attempt: FitAttempt) -> None:
@@ -332,8 +363,7 @@ class GammaGammaModel:
             index=list(_NAMES),
         )
 
-    def _fit_mean_spend(self, x: np.ndarray, m: np.ndarray, w: np.ndarray,
-                        mean_spend: float | None) -> "GammaGammaModel":
+    def _fit_mean_spend(self, x: np.ndarray, m: np.ndarray, w: np.ndarray, mean_spend: float | None) -> GammaGammaModel:
         """Too few repeat buyers: every customer's expected spend is the observed mean spend per repeat purchase."""
         purchases = w @ x
         if purchases > 0:
@@ -353,8 +383,10 @@ class GammaGammaModel:
             {"lower": [mean * np.exp(-1.96 * log_se)], "upper": [mean * np.exp(1.96 * log_se)]}, index=["mean_spend"]
         )
         self.boundary_ = f"{self.n_customers_} repeat buyers with positive spend, fewer than {MIN_REPEAT_BUYERS}"
-        self.warning_ = (f"Gamma-Gamma: only {self.n_customers_} repeat buyers with positive spend (fewer than "
-                         f"{MIN_REPEAT_BUYERS}), so every customer's expected spend is {source}")
+        self.warning_ = (
+            f"Gamma-Gamma: only {self.n_customers_} repeat buyers with positive spend (fewer than "
+            f"{MIN_REPEAT_BUYERS}), so every customer's expected spend is {source}"
+        )
         return self
 
     def conditional_expected_average_profit(self, frequency, monetary_value) -> np.ndarray:

@@ -177,8 +177,13 @@ def log_evidence(attempt: FitAttempt, n: float) -> float:
     sign, log_det = np.linalg.slogdet(attempt.covariance[np.ix_(free, free)])
     if sign <= 0 or attempt.ridge <= 0:
         return -np.inf
-    return float(attempt.log_likelihood - attempt.penalty - attempt.ridge * n * (offsets @ offsets)
-                 + free.sum() / 2 * np.log(2 * attempt.ridge * n) + log_det / 2)
+    return float(
+        attempt.log_likelihood
+        - attempt.penalty
+        - attempt.ridge * n * (offsets @ offsets)
+        + free.sum() / 2 * np.log(2 * attempt.ridge * n)
+        + log_det / 2
+    )
 
 
 def best_rung(attempts: list[FitAttempt], n: float) -> FitAttempt | None:
@@ -196,15 +201,25 @@ def describe_boundary(attempts: list[FitAttempt], pairs: dict[tuple[str, str], s
     when they stay within a factor e of it. ``pairs`` maps two parameters that diverge together
     to what they measure, e.g. ``("a", "b") -> "dropout"``.
     """
-    ridged = [a for a in attempts if a.ridge > 0 and a.converged and np.all(np.isfinite(a.offsets))
-              and a.covariance is not None and np.all(np.isfinite(a.covariance))]
+    ridged = [
+        a
+        for a in attempts
+        if a.ridge > 0
+        and a.converged
+        and np.all(np.isfinite(a.offsets))
+        and a.covariance is not None
+        and np.all(np.isfinite(a.covariance))
+    ]
     if not ridged:
         return not_interior(attempts[0]) or "the optimum is at the boundary"
     source = ridged[0]
     se = source.log_standard_errors()
     free = source.free if source.free is not None else (True,) * len(source.names)
-    loose = [(n, o) for n, o, s, f in zip(source.names, source.offsets, se, free)
-             if f and (s > DIRECTION_LOG_SE or abs(o) > DIRECTION_LOG_OFFSET)]
+    loose = [
+        (n, o)
+        for n, o, s, f in zip(source.names, source.offsets, se, free)
+        if f and (s > DIRECTION_LOG_SE or abs(o) > DIRECTION_LOG_OFFSET)
+    ]
     up = [n for n, o in loose if o >= 1]
     down = [n for n, o in loose if o <= -1]
     flat = [n for n, o in loose if abs(o) < 1]

@@ -49,7 +49,11 @@ class ParetoNBDParams(PurchaseParams):
 
         def log_term(t):
             z = (high - low) / (high + t)
-            return (1.0 - B) * np.log((low + t) / (high + t)) + np.log(hyp2f1(1.0, A + 1.0 - B, A + 1.0, z)) - A * np.log(high + t)
+            return (
+                (1.0 - B) * np.log((low + t) / (high + t))
+                + np.log(hyp2f1(1.0, A + 1.0 - B, A + 1.0, z))
+                - A * np.log(high + t)
+            )
 
         first, second = log_term(t_x), log_term(T)
         with np.errstate(divide="ignore"):
@@ -61,7 +65,10 @@ class ParetoNBDParams(PurchaseParams):
         x = np.asarray(frequency, float)
         T_ = np.asarray(T, float)
         log_odds_dead = (
-            np.log(s) - np.log(r + s + x) + (r + x) * np.log(alpha + T_) + s * np.log(beta + T_)
+            np.log(s)
+            - np.log(r + s + x)
+            + (r + x) * np.log(alpha + T_)
+            + s * np.log(beta + T_)
             + self._log_A0(x, np.asarray(recency, float), T_)
         )
         return expit(-log_odds_dead)
@@ -121,10 +128,19 @@ class ParetoNBDObjective(NewtonObjective):
         g, h, eye = self.STEP_GRADIENT, self.STEP_HESSIAN, np.eye(4)
         pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
         self._pairs = pairs
-        self._offsets = np.vstack([
-            np.zeros((1, 4)), g * eye, -g * eye, h * eye, -h * eye,
-            *[h * np.array([eye[i] + eye[j], eye[i] - eye[j], -eye[i] + eye[j], -eye[i] - eye[j]]) for i, j in pairs],
-        ])
+        self._offsets = np.vstack(
+            [
+                np.zeros((1, 4)),
+                g * eye,
+                -g * eye,
+                h * eye,
+                -h * eye,
+                *[
+                    h * np.array([eye[i] + eye[j], eye[i] - eye[j], -eye[i] + eye[j], -eye[i] - eye[j]])
+                    for i, j in pairs
+                ],
+            ]
+        )
 
     def values(self, thetas: np.ndarray) -> np.ndarray:
         """The objective at each row of ``thetas``."""
@@ -160,8 +176,13 @@ class ParetoNBDModel(PurchaseModel):
 
     def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
         fitter.fit(
-            rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"],
-            initial_params=LIFETIMES_START, maxiter=10_000, tol=1e-8,
+            rows["frequency"],
+            rows["recency"],
+            rows["T"],
+            weights=rows["weights"],
+            initial_params=LIFETIMES_START,
+            maxiter=10_000,
+            tol=1e-8,
         )
 
     def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
@@ -172,8 +193,14 @@ class ParetoNBDModel(PurchaseModel):
         x, t_x, T_, w = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T", "weights"))
         objective = ParetoNBDObjective(x, t_x, T_, w, self.penalizer)
         objective.ridge = float(ridge)
-        result = minimize(objective, np.log(LIFETIMES_START), jac=True, hess=objective.hessian, method="trust-exact",
-                          options={"gtol": 1e-10, "maxiter": 500})
+        result = minimize(
+            objective,
+            np.log(LIFETIMES_START),
+            jac=True,
+            hess=objective.hessian,
+            method="trust-exact",
+            options={"gtol": 1e-10, "maxiter": 500},
+        )
         theta = newton_polish(objective, result.x)
         value, gradient, hessian = objective.evaluate(theta)
         converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))

@@ -64,5 +64,7 @@ def bootstrap_intervals(
         clv = expected_average_value(spend, x[s], m[s]) * per_pattern[1][:, inverse[s]]  # (draws, n)
         out[s, 2:4] = np.quantile(clv, tails, axis=0).T
     return pd.DataFrame(
-        out, index=summary.index, columns=["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+        out,
+        index=summary.index,
+        columns=["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"],
     )

@@ -128,7 +128,9 @@ class ValueModel:
         T_ = summary["T"].to_numpy(float)
         spend = expected_average_value(self.gamma_gamma, x, summary["monetary_value"].to_numpy(float))
         ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
-        discounted = discounted_purchases(self.purchase, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit)
+        discounted = discounted_purchases(
+            self.purchase, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit
+        )
         return pd.DataFrame(
             {
                 "p_alive": self.purchase.p_alive(ux, ut, uT)[inverse],
@@ -151,7 +153,7 @@ class ValueModel:
         }
 
     @classmethod
-    def from_dict(cls, data: dict) -> "ValueModel":
+    def from_dict(cls, data: dict) -> ValueModel:
         return cls(
             purchase=_purchase_params(data["purchase_model"], data["purchase_params"]),
             gamma_gamma=spend_params_from_dict(data["gamma_gamma"]),
