@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pandas as pd
 import pytest
 
 from crmvalue.data import load_transactions
+
+matplotlib.use("Agg")  # as the CLI does: the library itself never switches the backend
 
 
 @pytest.fixture(scope="session")

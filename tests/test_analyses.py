@@ -668,7 +668,7 @@ def test_segment_table_counts_a_segment_spanning_two_rules_once():
 
 def test_median_by_group_equals_pandas():
     """The sort-based per-customer median of the gaps against pandas' groupby median, ties and empty groups included."""
-    from crmvalue.analyses import _median_by_group
+    from crmvalue.analyses import median_by_group as _median_by_group
 
     rng = np.random.default_rng(4)
     sizes = rng.integers(0, 7, 2000)

@@ -17,9 +17,12 @@ import sqlalchemy as sa
 from conftest import simulated_transactions
 
 from crmvalue import export as ex
+from crmvalue import schema
 from crmvalue.customer_days import customer_days
 from crmvalue.io import DATE_COLUMNS, INTEGER_COLUMNS, MONEY_COLUMNS, write_table
-from crmvalue.pipeline import CRM_COLUMNS, EXPORT_COLUMNS, with_crm_columns
+from crmvalue.scoring import CRM_COLUMNS, with_crm_columns
+
+EXPORT_COLUMNS = schema.names((schema.ID, *schema.HISTORY, *schema.VALUE, schema.RUN_ID))
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 
@@ -276,7 +279,7 @@ def test_a_run_from_before_the_columns_exports_them_empty():
         dt.datetime(2021, 1, 2, tzinfo=dt.UTC),
     )
     rows = scores.rows()
-    lists = dict(zip(rows.columns, ex._column_lists(rows)))
+    lists = dict(zip(rows.columns, ex.column_lists(rows)))
     assert lists["first_purchase"] == [None] and lists["orders"] == [None]
     with_dates = ex.RunScores(
         "r",

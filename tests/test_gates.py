@@ -18,8 +18,8 @@ from conftest import simulated_transactions
 from crmvalue import churn
 from crmvalue.config import ChurnConfig
 from crmvalue.models import BetaGeoParams, GammaGammaParams
-from crmvalue.pipeline import value_gate
 from crmvalue.predict import predict
+from crmvalue.quality import value_gate
 from crmvalue.report import build_report
 from crmvalue.simulate import simulate_transactions
 
@@ -132,7 +132,8 @@ def test_auto_skips_a_churn_stage_it_cannot_estimate_and_churn_true_refuses(tmp_
     """Long enough, but labels of one class where the model is stopped and calibrated."""
     from crmvalue.config import load_config
     from crmvalue.errors import CrmvalueError
-    from crmvalue.pipeline import InMemoryRunWriter, train
+    from crmvalue.pipeline import train
+    from crmvalue.tracking.writer import InMemoryRunWriter
 
     tx = _closed_for_a_quarter()
     base = {

@@ -605,7 +605,8 @@ def test_single_day_and_all_returns_say_so():
 
 
 def _resolve(values: list[str], dayfirst=None):
-    from crmvalue.data import _date_counts, _parse_dates
+    from crmvalue.data.parse import date_counts as _date_counts
+    from crmvalue.data.parse import parse_dates as _parse_dates
 
     values = pd.Series(values, dtype="string")
     return resolve_date_format(

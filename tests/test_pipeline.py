@@ -14,8 +14,9 @@ import pandas as pd
 import pytest
 from conftest import simulated_transactions
 
+from crmvalue import schema
 from crmvalue.config import load_config
-from crmvalue.pipeline import EXPORT_COLUMNS, train
+from crmvalue.pipeline import train
 from crmvalue.tracking import DEFAULT_TRACKING_URI, resolve_tracking_uri
 
 # the issues' exact order: the id and the purchase history a CRM user reads (issue 14), the backbone's
@@ -304,7 +305,9 @@ def test_parquet_export_and_churn_turned_off(tmp_path):
     cfg = _config(tmp_path, out=str(tmp_path / "scores.parquet"), **{"churn.enabled": False})
     result = train(cfg, data=simulated_transactions(n_customers=200, seed=7))
     frame = pd.read_parquet(tmp_path / "scores.parquet")
-    assert list(frame.columns) == EXPORT_COLUMNS + EXPORT[-10:]  # no churn columns
+    assert (
+        list(frame.columns) == schema.names((schema.ID, *schema.HISTORY, *schema.VALUE, schema.RUN_ID)) + EXPORT[-10:]
+    )  # no churn columns
     assert (frame["run_id"] == result.run_id).all()
     assert result.churn is None and not any(k.startswith("churn.") for k in result.metrics)
 
@@ -486,8 +489,8 @@ def test_atomic_writes_get_the_usual_file_mode(tmp_path):
 
 
 def test_default_segment_columns_skip_id_like_columns_and_named_ones_must_exist(caplog):
+    from crmvalue.analyses import segment_columns as _segment_columns
     from crmvalue.errors import CrmvalueError
-    from crmvalue.pipeline import _segment_columns
 
     attributes = pd.DataFrame(
         {"region": ["n", "s"] * 50, "email": [f"{i}@x" for i in range(100)], "age": np.arange(100.0)}

@@ -26,7 +26,8 @@ from crmvalue import registry
 from crmvalue.config import load_config
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import StagedFiles, check_writable
-from crmvalue.pipeline import MlflowRunWriter, check_outputs, train
+from crmvalue.pipeline import check_outputs, train
+from crmvalue.tracking.writer import MlflowRunWriter
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))
 NAME = "process"

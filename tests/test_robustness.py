@@ -28,7 +28,9 @@ from logshapes import CASES, LogCase, make_case, purchase_counts, purchasers
 
 from crmvalue.config import load_config
 from crmvalue.errors import CrmvalueError
-from crmvalue.pipeline import InMemoryRunWriter, Progress, train
+from crmvalue.pipeline import train
+from crmvalue.progress import Progress
+from crmvalue.tracking.writer import InMemoryRunWriter
 
 CLI = Path(sys.executable).with_name("crmvalue")
 CASE_SECONDS = 120  # one small log that trains longer than this is a hang, not a slow case

@@ -117,7 +117,11 @@ def train(
     observation_end: str | None = typer.Option(None, "--observation-end", help="last day of observation"),
     time_unit: TimeUnitChoice | None = typer.Option(None, "--time-unit", help="time unit of recency and T"),
     horizon_days: int | None = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
-    model: str | None = typer.Option(None, "--model", help="purchase model: bgnbd, mbgnbd, paretonbd or auto"),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="a registered purchase model (bgnbd, mbgnbd, paretonbd, ...) or auto; an unknown name lists them",
+    ),
     penalizer: float | None = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
     gamma_gamma_penalizer: float | None = typer.Option(
         None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"
@@ -150,8 +154,8 @@ def train(
     file's name (a config without name: and --data take --data's).
     """
     from crmvalue.config import DEFAULT_CONFIG, load_config
-    from crmvalue.pipeline import Progress
     from crmvalue.pipeline import train as run_train
+    from crmvalue.progress import Progress
 
     if config is None and data is None and DEFAULT_CONFIG.is_file():
         config = DEFAULT_CONFIG  # the default experiment; your own --data starts from clean defaults
@@ -208,7 +212,7 @@ def train(
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
     if m.get("quality.value_red_flag"):
-        from crmvalue.pipeline import value_gate_text
+        from crmvalue.quality import value_gate_text
 
         lines.append(
             "RED FLAG        "
@@ -482,8 +486,8 @@ def predict(
     The columns and CSV dialect are the training run's; the column and dialect flags map a file
     with other names or another dialect onto them.
     """
-    from crmvalue.pipeline import Progress
     from crmvalue.predict import predict as run_predict
+    from crmvalue.progress import Progress
 
     if model is not None and name is not None:
         raise CrmvalueError("give --name or --model, not both")
@@ -555,6 +559,9 @@ def main() -> None:
     from crmvalue.tracking import handle_interrupts
 
     handle_interrupts()
+    import matplotlib
+
+    matplotlib.use("Agg")  # the commands write figures to files; the library never switches the backend
     if not sys.warnoptions:  # a user's own -W or PYTHONWARNINGS wins
         # numpy's floating-point RuntimeWarnings ("divide by zero encountered in log") are noise on a
         # terminal: the fits guard their numerics and report what matters as one WARNING line. Only

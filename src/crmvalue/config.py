@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crmvalue.analyses import CpmConfig, CrmValueConfig, RfmConfig
 from crmvalue.errors import CrmvalueError
+from crmvalue.models import registry
 
 DEFAULT_CONFIG = Path("experiments/cdnow.yaml")
 
@@ -101,14 +102,15 @@ class DataConfig(_Strict):
     )
 
 
-PurchaseModelName = Literal["bgnbd", "mbgnbd", "paretonbd"]
+# the registered purchase models (crmvalue.models.registry): a new model is a config choice at once
+PurchaseModelName = Literal[registry.names()]  # type: ignore[valid-type]  # built from the registry at import
 
 
 class ModelConfig(_Strict):
-    purchase_model: Literal["bgnbd", "mbgnbd", "paretonbd", "auto"] = Field(
+    purchase_model: Literal[(*registry.names(), "auto")] = Field(  # type: ignore[valid-type]
         "bgnbd", description="'auto' fits every candidate and keeps the lowest holdout error (selection_metric)"
     )
-    candidates: list[PurchaseModelName] = Field(["bgnbd", "mbgnbd", "paretonbd"], min_length=1)
+    candidates: list[PurchaseModelName] = Field(list(registry.names()), min_length=1)
     selection_metric: Literal["rmse", "mae"] = Field(
         "rmse", description="holdout error that 'auto' minimises; MAE favours forecasts that are too low"
     )

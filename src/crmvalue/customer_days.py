@@ -16,10 +16,23 @@ on both paths, so both give the same floats to the last bit.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
+
+
+@dataclass(frozen=True)
+class PurchaseDays:
+    """Purchase days as parallel arrays, sorted by customer code, then day."""
+
+    ids: pd.Index  # customer ids, indexed by code, sorted; the input's dtype
+    customer: np.ndarray  # code of each purchase day
+    day: np.ndarray  # days since 1970-01-01
+    amount: np.ndarray  # net amount of the day
+    rows_after_end: int
+    customers_seen: int | None = None  # customers with a row on or before the end (default: every id)
+    quantity: np.ndarray | None = None  # quantity of each purchase day, when the data name one
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,8 @@ class CustomerDays:
     quantity: np.ndarray | None = None  # float64 quantity of the day, when the data name one
     source: str = "DataFrame"
     sha256: str = ""
+    # the purchase days up to an end, by end day: the arrays never change, so each end is filtered once
+    _purchases: dict[int | None, PurchaseDays] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.customer)
@@ -59,6 +74,32 @@ class CustomerDays:
 
     def with_source(self, source: str, sha256: str) -> CustomerDays:
         return replace(self, source=source, sha256=sha256)
+
+    def purchase_days(self, last_day: int | None = None) -> PurchaseDays:
+        """The purchase days on or before day number ``last_day`` (every one if None), with what the end left out.
+
+        Computed once per end and kept: the pipeline asks for the same end several times. The arrays are
+        read-only, as they are shared between the callers.
+        """
+        cached = self._purchases.get(last_day)
+        if cached is not None:
+            return cached
+        keep = self.purchase
+        rows_after_end, seen = 0, len(self.ids)
+        if last_day is not None:
+            in_window = self.day <= last_day
+            rows_after_end = int(self.rows[~in_window].sum(dtype=np.int64))
+            if rows_after_end:
+                seen = int(np.count_nonzero(np.bincount(self.customer[in_window], minlength=len(self.ids))))
+                keep &= in_window
+        customer, day, amount = self.customer[keep], self.day[keep], self.amount[keep]
+        quantity = None if self.quantity is None else self.quantity[keep]
+        for array in (customer, day, amount, quantity):
+            if array is not None:
+                array.flags.writeable = False
+        days = PurchaseDays(self.ids, customer, day, amount, rows_after_end, seen, quantity)
+        self._purchases[last_day] = days
+        return days
 
 
 def day_number(value) -> int:

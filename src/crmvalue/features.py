@@ -23,7 +23,7 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from crmvalue.customer_days import CustomerDays, customer_days, day_number
+from crmvalue.customer_days import CustomerDays, PurchaseDays, customer_days, day_number
 from crmvalue.errors import CrmvalueError
 
 TimeUnit = Literal["days", "weeks"]
@@ -43,32 +43,10 @@ def _as_day(value) -> pd.Timestamp:
     return pd.Timestamp(value).normalize()
 
 
-@dataclass(frozen=True)
-class _PurchaseDays:
-    """Purchase days as parallel arrays, sorted by customer code, then day."""
-
-    ids: pd.Index  # customer ids, indexed by code, sorted; the input's dtype
-    customer: np.ndarray  # code of each purchase day
-    day: np.ndarray  # days since 1970-01-01
-    amount: np.ndarray  # net amount of the day
-    rows_after_end: int
-    customers_seen: int | None = None  # customers with a row on or before the end (default: every id)
-
-
-def _purchase_day_arrays(
-    transactions: pd.DataFrame | CustomerDays, last_day: pd.Timestamp | None = None
-) -> _PurchaseDays:
-    """The purchase days of :func:`crmvalue.customer_days.customer_days`, up to ``last_day`` if given."""
-    days = customer_days(transactions)
-    keep = days.purchase
-    rows_after_end, seen = 0, len(days.ids)
-    if last_day is not None:
-        in_window = days.day <= day_number(last_day)
-        rows_after_end = int(days.rows[~in_window].sum(dtype=np.int64))
-        if rows_after_end:
-            seen = int(np.count_nonzero(np.bincount(days.customer[in_window], minlength=len(days.ids))))
-            keep &= in_window
-    return _PurchaseDays(days.ids, days.customer[keep], days.day[keep], days.amount[keep], rows_after_end, seen)
+def purchase_day_arrays(transactions: pd.DataFrame | CustomerDays, last_day=None) -> PurchaseDays:
+    """The purchase days of :func:`crmvalue.customer_days.customer_days`, up to ``last_day`` if given
+    (see :meth:`crmvalue.customer_days.CustomerDays.purchase_days`, which keeps them per end)."""
+    return customer_days(transactions).purchase_days(None if last_day is None else day_number(last_day))
 
 
 def _first_of_each(customer: np.ndarray) -> np.ndarray:
@@ -81,7 +59,7 @@ def purchase_days(transactions: pd.DataFrame | CustomerDays) -> pd.DataFrame:
 
     Returns a frame with ``customer_id``, ``day`` and ``amount``, sorted by customer and day.
     """
-    days = _purchase_day_arrays(transactions)
+    days = purchase_day_arrays(transactions)
     return pd.DataFrame(
         {
             "customer_id": days.ids[days.customer].to_numpy(),
@@ -112,16 +90,17 @@ def rfm_summary_with_report(
     transactions: pd.DataFrame | CustomerDays, observation_end, time_unit: TimeUnit = "days"
 ) -> tuple[pd.DataFrame, WindowReport]:
     end = _as_day(observation_end)
-    days = _purchase_day_arrays(transactions, last_day=end)
-    summary = _summarise_days(days, end, time_unit)
+    days = purchase_day_arrays(transactions, last_day=end)
+    summary = summarise_days(days, end, time_unit)
     report = WindowReport(
         rows_after_observation_end=days.rows_after_end,
-        customers_without_purchase=days.customers_seen - len(summary),
+        customers_without_purchase=(days.customers_seen or 0) - len(summary),  # always counted here
     )
     return summary, report
 
 
-def _summarise_days(days: _PurchaseDays, end: pd.Timestamp, time_unit: TimeUnit) -> pd.DataFrame:
+def summarise_days(days: PurchaseDays, end: pd.Timestamp, time_unit: TimeUnit) -> pd.DataFrame:
+    """The RFM summary (``SUMMARY_COLUMNS``) of purchase days at ``end``, one row per customer with a purchase."""
     unit = DAYS_PER_UNIT[time_unit]
     customer, day, amount = days.customer, days.day, days.amount
     n = len(customer)
@@ -167,8 +146,8 @@ def calibration_holdout_summary(
     if cal_end >= obs_end:
         raise CrmvalueError(f"calibration end {cal_end.date()} must be before observation end {obs_end.date()}")
     days = customer_days(transactions)
-    calibration = _purchase_day_arrays(days, cal_end)
-    cal = _summarise_days(calibration, cal_end, time_unit)
+    calibration = purchase_day_arrays(days, cal_end)
+    cal = summarise_days(calibration, cal_end, time_unit)
     if cal.empty:
         raise CrmvalueError(f"no purchases on or before the calibration end {cal_end.date()}")
     cal.columns = [f"{c}_cal" for c in cal.columns]
@@ -256,6 +235,6 @@ def checked_weights(weights, n: int) -> np.ndarray:
 def mean_purchase_amount(transactions: pd.DataFrame | CustomerDays, end) -> float | None:
     """Mean net amount of the purchase days with a positive amount on or before ``end`` (None if there are none):
     the expected spend Gamma-Gamma falls back on when no customer has a repeat purchase."""
-    days = customer_days(transactions)
-    keep = days.purchase & (days.amount > 0) & (days.day <= day_number(end))
-    return float(days.amount[keep].mean()) if keep.any() else None
+    amount = purchase_day_arrays(transactions, end).amount
+    positive = amount[amount > 0]
+    return float(positive.mean()) if len(positive) else None

@@ -14,15 +14,19 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from crmvalue.errors import CrmvalueError
 
+if TYPE_CHECKING:
+    from crmvalue.schema import Kind
+
 PARQUET_SUFFIXES = {".parquet", ".pq"}
 
 
-def atomic_write(target: Path, write: Callable[[Path], None]) -> None:
+def atomic_write(target: Path, write: Callable[[Path], object]) -> None:
     """Call ``write(tmp)`` on a temporary path beside ``target``, then rename it over ``target``."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -46,29 +50,20 @@ def atomic_copy(source: Path, target: Path) -> None:
     atomic_write(target, lambda tmp: shutil.copyfile(source, tmp))
 
 
-# The predictions export's typed columns (README, "The export"): counts are written as integers
-# (no ``3.0``), money is rounded to cents in CSV files (Parquet keeps full precision), dates are ISO.
-INTEGER_COLUMNS = ("frequency", "orders", "tenure_days", "rfm_r", "rfm_f", "rfm_m", "cpm_group", "value_decile")
-MONEY_COLUMNS = (
-    "monetary_value",
-    "current_value",
-    "expected_avg_value",
-    "clv",
-    "potential_value",
-    "revenue",
-    "clv_lower",
-    "clv_upper",
-)
-DATE_COLUMNS = ("first_purchase", "last_purchase")
+# The predictions export's typed columns (README, "The export"), by their declared kind (crmvalue.schema):
+# counts are written as integers (no ``3.0``), money is rounded to cents in CSV files (Parquet keeps full
+# precision), dates are ISO. Read at call time: the analyses, which declare some of them, may import this module.
+KIND_COLUMNS: dict[str, Kind] = {"INTEGER_COLUMNS": "integer", "MONEY_COLUMNS": "money", "DATE_COLUMNS": "date"}
 CENTS = 2
 
 
 def write_table(frame: pd.DataFrame, path: Path, like: Path | None = None) -> None:
     """Write ``frame`` without its index: Parquet when ``like`` (default ``path``) ends in .parquet, else CSV.
 
-    Columns named in :data:`INTEGER_COLUMNS` whose values are whole numbers are written as integers
-    (nullable where some are missing); in CSV files :data:`MONEY_COLUMNS` are rounded to cents and
-    :data:`DATE_COLUMNS` written as ``YYYY-MM-DD``. Other columns are written as they are.
+    Columns declared ``integer`` (:data:`INTEGER_COLUMNS`) whose values are whole numbers are written as
+    integers (nullable where some are missing); in CSV files ``money`` columns (:data:`MONEY_COLUMNS`) are
+    rounded to cents and ``date`` columns (:data:`DATE_COLUMNS`) written as ``YYYY-MM-DD``. Other columns
+    are written as they are.
     """
     parquet = Path(like or path).suffix.lower() in PARQUET_SUFFIXES
     frame = _typed(frame, csv=not parquet)
@@ -81,8 +76,10 @@ def write_table(frame: pd.DataFrame, path: Path, like: Path | None = None) -> No
 def _typed(frame: pd.DataFrame, csv: bool) -> pd.DataFrame:
     import numpy as np
 
+    from crmvalue.schema import file_kind_columns
+
     changed = {}
-    for column in INTEGER_COLUMNS:
+    for column in file_kind_columns("integer"):
         if column not in frame.columns or not pd.api.types.is_numeric_dtype(frame[column].dtype):
             continue
         values = frame[column]
@@ -92,13 +89,22 @@ def _typed(frame: pd.DataFrame, csv: bool) -> pd.DataFrame:
         if np.all(np.isfinite(present)) and np.all(present == np.round(present)):
             changed[column] = values.astype("int64" if len(present) == len(values) else "Int64")
     if csv:
-        for column in MONEY_COLUMNS:
+        for column in file_kind_columns("money"):
             if column in frame.columns and pd.api.types.is_float_dtype(frame[column].dtype):
                 changed[column] = frame[column].round(CENTS)
-        for column in DATE_COLUMNS:
+        for column in file_kind_columns("date"):
             if column in frame.columns and pd.api.types.is_datetime64_any_dtype(frame[column].dtype):
                 changed[column] = frame[column].dt.strftime("%Y-%m-%d")
     return frame.assign(**changed) if changed else frame
+
+
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``INTEGER_COLUMNS``, ``MONEY_COLUMNS`` and ``DATE_COLUMNS``: the file columns of that kind."""
+    if name in KIND_COLUMNS:
+        from crmvalue.schema import file_kind_columns
+
+        return file_kind_columns(KIND_COLUMNS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def atomic_write_table(frame: pd.DataFrame, target: Path) -> None:
@@ -154,7 +160,7 @@ class StagedFiles:
         self._replaced: list[tuple[Path, Path | None]] = []  # target, its previous version (None: new file)
         self._created: list[Path] = []  # folders made for the targets, outermost first
 
-    def write(self, target: Path, write: Callable[[Path], None]) -> None:
+    def write(self, target: Path, write: Callable[[Path], object]) -> None:
         target = Path(target)
         missing = []
         folder = target.parent

@@ -1,23 +1,34 @@
-"""Diagnostic figures (matplotlib, Agg backend): functions return a Figure and never write files."""
+"""Diagnostic figures (matplotlib): functions return a Figure and never write files.
+
+Each takes ``ax=None``: given axes, it draws on them and returns their figure; without, it makes a
+figure of its own. The backend is the caller's choice (the CLI sets ``Agg``); nothing here switches it.
+"""
 
 from __future__ import annotations
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from crmvalue import schema
 
 QUADRANT_COLOURS = {"A": "#1b9e77", "B": "#7570b3", "C": "#d95f02", "D": "#999999"}
+
+
+def _axes(ax, figsize: tuple[float, float]):
+    """``ax`` and its figure, or a new figure of ``figsize`` and its axes; the flag says whether the figure is new
+    (only a figure made here is laid out here: the caller's stays as the caller arranged it)."""
+    if ax is not None:
+        return ax.figure, ax, False
+    fig, ax = plt.subplots(figsize=figsize)
+    return fig, ax, True
 
 
 SCATTER_POINTS = 50_000  # per quadrant: more points add ink and seconds, not information
 
 
-def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_threshold: float):
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_threshold: float, ax=None):
+    fig, ax, own = _axes(ax, (7, 5.5))
     for quadrant, colour in QUADRANT_COLOURS.items():
         part = scores[scores["quadrant"] == quadrant]
         shown = part.sample(SCATTER_POINTS, random_state=0) if len(part) > SCATTER_POINTS else part
@@ -37,13 +48,14 @@ def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_t
     ax.set_ylabel("potential value (CLV)")
     ax.set_title("Value quadrants")
     ax.legend(title="quadrant", markerscale=4, loc="upper left")  # "best" searches every point
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def calibration_vs_holdout(table: pd.DataFrame):
+def calibration_vs_holdout(table: pd.DataFrame, ax=None):
     """Mean holdout purchases, actual against predicted, by calibration-period frequency."""
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax, own = _axes(ax, (7, 4.5))
     labels = [f"{int(f)}+" if i == len(table) - 1 else str(int(f)) for i, f in enumerate(table.index)]
     positions = np.arange(len(table))
     ax.plot(positions, table["actual"], marker="o", label="actual")
@@ -53,17 +65,19 @@ def calibration_vs_holdout(table: pd.DataFrame):
     ax.set_ylabel("mean purchases in holdout period")
     ax.set_title("Conditional expectations: calibration vs holdout")
     ax.legend()
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def p_alive_distribution(p_alive):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+def p_alive_distribution(p_alive, ax=None):
+    fig, ax, own = _axes(ax, (7, 4.5))
     ax.hist(np.asarray(p_alive, float), bins=50, range=(0, 1), color="#4477aa")
     ax.set_xlabel("P(alive)")
     ax.set_ylabel("customers")
     ax.set_title("P(alive) at the observation end")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -76,12 +90,12 @@ def _frequency_labels(index) -> list[str]:
     return [f"{int(f)}+" if i == len(index) - 1 else str(int(f)) for i, f in enumerate(index)]
 
 
-def period_transactions_plot(table: pd.DataFrame):
+def period_transactions_plot(table: pd.DataFrame, ax=None):
     """Customers by calibration repeat transactions, observed against model (FHL 2005a).
 
     ``table`` is :func:`crmvalue.diagnostics.period_transactions`.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax, own = _axes(ax, (7, 4.5))
     positions = np.arange(len(table))
     width = 0.4
     ax.bar(positions - width / 2, table["observed"], width, label="actual", color="#4477aa")
@@ -91,41 +105,48 @@ def period_transactions_plot(table: pd.DataFrame):
     ax.set_ylabel("customers")
     ax.set_title("Frequency of repeat transactions")
     ax.legend()
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def tracking_plots(tracking: pd.DataFrame, calibration_period: float | None = None):
-    """Cumulative and incremental repeat transactions, actual against model (FHL 2005a).
+def tracking_plots(tracking: pd.DataFrame, calibration_period: float | None = None, ax=None):
+    """Cumulative and incremental repeat transactions, actual against model (FHL 2005a); ``ax``: a pair of axes.
 
     ``tracking`` is :func:`crmvalue.diagnostics.repeat_transactions_tracking`; the dashed vertical
     line is the calibration end (default ``tracking.attrs["calibration_period"]``).
     """
     if calibration_period is None:
         calibration_period = tracking.attrs.get("calibration_period")
-    fig, (cumulative, incremental) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+    if ax is None:
+        fig, (cumulative, incremental) = plt.subplots(2, 1, figsize=(8, 7), sharex=True)
+        own = True
+    else:  # a pair of axes, cumulative above incremental
+        cumulative, incremental = ax
+        fig, own = cumulative.figure, False
     period = tracking.index.to_numpy()
-    for ax, kind in ((cumulative, "cumulative"), (incremental, "incremental")):
-        ax.plot(period, tracking[f"actual_{kind}"], color="black", label="actual")
-        ax.plot(period, tracking[f"expected_{kind}"], color="#ee6677", ls="--", label="model")
+    for panel, kind in ((cumulative, "cumulative"), (incremental, "incremental")):
+        panel.plot(period, tracking[f"actual_{kind}"], color="black", label="actual")
+        panel.plot(period, tracking[f"expected_{kind}"], color="#ee6677", ls="--", label="model")
         if calibration_period is not None:
-            ax.axvline(calibration_period, color="grey", lw=0.8, ls=":")
-        ax.set_ylabel(f"{kind} repeat transactions")
-        ax.legend()
+            panel.axvline(calibration_period, color="grey", lw=0.8, ls=":")
+        panel.set_ylabel(f"{kind} repeat transactions")
+        panel.legend()
     cumulative.set_title("Tracking repeat transactions (dotted line: end of calibration)")
     days = tracking.attrs.get("period_days")
     incremental.set_xlabel({7: "week", 1: "day"}.get(days, f"period of {days} days" if days else "period"))
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def matrix_plot(matrix: pd.DataFrame, title: str = "", colorbar_label: str = ""):
+def matrix_plot(matrix: pd.DataFrame, title: str = "", colorbar_label: str = "", ax=None):
     """Heatmap of a frequency x recency matrix (P(alive) or expected purchases).
 
     ``matrix`` is :func:`crmvalue.diagnostics.p_alive_matrix` or ``expected_purchases_matrix``:
     rows recency, columns frequency. Impossible histories (NaN) are left blank.
     """
-    fig, ax = plt.subplots(figsize=(7, 5.5))
+    fig, ax, own = _axes(ax, (7, 5.5))
     image = ax.imshow(
         matrix.to_numpy(dtype=float),
         origin="lower",
@@ -137,16 +158,17 @@ def matrix_plot(matrix: pd.DataFrame, title: str = "", colorbar_label: str = "")
     ax.set_xlabel("frequency (repeat purchases)")
     ax.set_ylabel("recency (time of last purchase)")
     ax.set_title(title)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def spend_fit_plot(fit: pd.DataFrame):
+def spend_fit_plot(fit: pd.DataFrame, ax=None):
     """Observed average spend of repeat buyers against the Gamma-Gamma density (FHL 2005b).
 
     ``fit`` is :func:`crmvalue.diagnostics.gamma_gamma_spend_fit`.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax, own = _axes(ax, (7, 4.5))
     ax.bar(
         fit["left"],
         fit["observed_density"],
@@ -161,7 +183,8 @@ def spend_fit_plot(fit: pd.DataFrame):
     ax.set_ylabel("density")
     ax.set_title("Gamma-Gamma fit to average spend")
     ax.legend()
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -172,41 +195,42 @@ def diagnostic_figures(
     keyed by artifact path. Tables that are absent are skipped."""
     figures = {}
     if "period_transactions" in tables:
-        figures["plots/period_transactions.png"] = period_transactions_plot(tables["period_transactions"])
+        figures[schema.PLOT_PERIOD_TRANSACTIONS] = period_transactions_plot(tables["period_transactions"])
     if "tracking" in tables:
-        figures["plots/tracking.png"] = tracking_plots(tables["tracking"])
+        figures[schema.PLOT_TRACKING] = tracking_plots(tables["tracking"])
     if "p_alive_matrix" in tables:
-        figures["plots/p_alive_matrix.png"] = matrix_plot(
+        figures[schema.PLOT_P_ALIVE_MATRIX] = matrix_plot(
             tables["p_alive_matrix"], f"P(alive) by frequency and recency ({time_unit})", "P(alive)"
         )
     if "expected_purchases_matrix" in tables:
         over = f" in the next {horizon:g} {time_unit}" if horizon is not None else ""
-        figures["plots/expected_purchases_matrix.png"] = matrix_plot(
+        figures[schema.PLOT_EXPECTED_PURCHASES_MATRIX] = matrix_plot(
             tables["expected_purchases_matrix"], f"Expected purchases{over}", "expected purchases"
         )
     if "spend_fit" in tables:
-        figures["plots/spend_fit.png"] = spend_fit_plot(tables["spend_fit"])
+        figures[schema.PLOT_SPEND_FIT] = spend_fit_plot(tables["spend_fit"])
     return figures
 
 
 # Churn model evaluation: ``scores`` maps a label to each scorer's churn probability on the test rows.
 
 
-def feature_importance_plot(importance: pd.Series, top: int = 20):
+def feature_importance_plot(importance: pd.Series, top: int = 20, ax=None):
     """Horizontal bars of total gain per feature, largest at the top."""
     shown = importance.head(top)[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.3 * len(shown) + 1.5))
+    fig, ax, own = _axes(ax, (7, 0.3 * len(shown) + 1.5))
     ax.barh(shown.index.astype(str), shown.to_numpy(), color="#4477aa")
     ax.set_xlabel("total gain")
     ax.set_title("Churn model: feature importance (gain)")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def roc_plot(y, scores: dict):
+def roc_plot(y, scores: dict, ax=None):
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax, own = _axes(ax, (6, 5.5))
     for label, score in scores.items():
         fpr, tpr, _ = roc_curve(y, score)
         ax.plot(fpr, tpr, label=f"{label} (AUC {roc_auc_score(y, score):.3f})")
@@ -215,14 +239,15 @@ def roc_plot(y, scores: dict):
     ax.set_ylabel("true positive rate")
     ax.set_title("Churn, out of time: ROC")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def precision_recall_plot(y, scores: dict):
+def precision_recall_plot(y, scores: dict, ax=None):
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax, own = _axes(ax, (6, 5.5))
     for label, score in scores.items():
         precision, recall, _ = precision_recall_curve(y, score)
         ax.plot(recall, precision, label=f"{label} (AP {average_precision_score(y, score):.3f})")
@@ -231,15 +256,16 @@ def precision_recall_plot(y, scores: dict):
     ax.set_ylabel("precision")
     ax.set_title("Churn, out of time: precision-recall")
     ax.legend(loc="lower left", fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def reliability_plot(y, scores: dict, bins: int = 10):
+def reliability_plot(y, scores: dict, bins: int = 10, ax=None):
     """Mean predicted against observed churn rate, in quantile bins of each score."""
     from sklearn.calibration import calibration_curve
 
-    fig, ax = plt.subplots(figsize=(6, 5.5))
+    fig, ax, own = _axes(ax, (6, 5.5))
     for label, score in scores.items():
         observed, predicted = calibration_curve(y, np.clip(score, 0, 1), n_bins=bins, strategy="quantile")
         ax.plot(predicted, observed, marker="o", ms=3, label=label)
@@ -248,7 +274,8 @@ def reliability_plot(y, scores: dict, bins: int = 10):
     ax.set_ylabel("observed churn rate")
     ax.set_title("Churn, out of time: reliability")
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -257,12 +284,12 @@ def reliability_plot(y, scores: dict, bins: int = 10):
 CPM_ACTIVE_COLOUR, CPM_LAPSED_COLOUR = "#1b9e77", "#999999"
 
 
-def decile_chart(table: pd.DataFrame):
+def decile_chart(table: pd.DataFrame, ax=None):
     """Revenue share per value decile (bars) and the cumulative share (line, right axis).
 
     ``table`` is :func:`crmvalue.analyses.decile_table`; the 80/20 reading of seed 004.
     """
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax, own = _axes(ax, (7, 4.5))
     positions = np.arange(len(table))
     ax.bar(positions, table["revenue_share"] * 100, color="#4477aa", label="share of revenue")
     ax.set_xticks(positions, [str(d) for d in table.index])
@@ -274,17 +301,18 @@ def decile_chart(table: pd.DataFrame):
     cumulative.set_ylabel("cumulative share of revenue (%)")
     ax.set_title("Decile analysis: who brings the revenue")
     fig.legend(loc="center right", bbox_to_anchor=(0.85, 0.5), fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def cohort_heatmap(matrix: pd.DataFrame):
+def cohort_heatmap(matrix: pd.DataFrame, ax=None):
     """Share of each acquisition cohort buying in each later period; unobserved cells blank.
 
     ``matrix`` is :func:`crmvalue.analyses.cohort_retention`.
     """
     values = matrix.to_numpy(dtype=float) * 100
-    fig, ax = plt.subplots(figsize=(8, 0.3 * len(matrix) + 2.5))
+    fig, ax, own = _axes(ax, (8, 0.3 * len(matrix) + 2.5))
     # column 0 is always 100%: scale the colours to the later periods, or they all look alike
     later = values[:, 1:]
     top = float(np.nanmax(later)) if np.isfinite(later).any() and np.nanmax(later) > 0 else 100.0
@@ -308,11 +336,12 @@ def cohort_heatmap(matrix: pd.DataFrame):
     ax.set_xlabel("periods since first purchase")
     ax.set_ylabel("cohort (period of first purchase)")
     ax.set_title("Cohort retention")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def rfm_segment_chart(counts):
+def rfm_segment_chart(counts, ax=None):
     """Customers per RFM segment, horizontal bars in the mapping's order.
 
     ``counts`` is a Series of customers by segment, or :func:`crmvalue.analyses.rfm_segment_table`.
@@ -320,20 +349,21 @@ def rfm_segment_chart(counts):
     if isinstance(counts, pd.DataFrame):
         counts = counts["customers"]
     shown = counts[::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.35 * len(shown) + 1.5))
+    fig, ax, own = _axes(ax, (7, 0.35 * len(shown) + 1.5))
     ax.barh([str(s) for s in shown.index], shown.to_numpy(), color="#4477aa")
     ax.set_xlabel("customers")
     ax.set_title("RFM segments")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def cpm_group_chart(table: pd.DataFrame):
+def cpm_group_chart(table: pd.DataFrame, ax=None):
     """Customers per CPM group, active groups 1-5 in green and lapsed 6-10 in grey.
 
     ``table`` is :func:`crmvalue.analyses.cpm_table`.
     """
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax, own = _axes(ax, (8, 4.5))
     positions = np.arange(len(table))
     colours = [CPM_ACTIVE_COLOUR if g <= 5 else CPM_LAPSED_COLOUR for g in table.index]
     ax.bar(positions, table["customers"], color=colours)
@@ -346,16 +376,17 @@ def cpm_group_chart(table: pd.DataFrame):
     )
     ax.set_ylabel("customers")
     ax.set_title("CPM groups (green: active, grey: lapsed)")
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig
 
 
-def retention_chart(table: pd.DataFrame):
+def retention_chart(table: pd.DataFrame, ax=None):
     """Active customers per period (bars) and the retention rate (line, right axis).
 
     ``table`` is :func:`crmvalue.analyses.retention_table`.
     """
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, ax, own = _axes(ax, (8, 4.5))
     positions = np.arange(len(table))
     ax.bar(positions, table["active_customers"], color="#4477aa", label="active customers")
     step = max(1, len(table) // 12)
@@ -367,5 +398,6 @@ def retention_chart(table: pd.DataFrame):
     rate.set_ylabel("retention rate (% of previous period's buyers)")
     ax.set_title("Retention per period")
     fig.legend(loc="upper right", bbox_to_anchor=(0.85, 0.9), fontsize=8)
-    fig.tight_layout()
+    if own:
+        fig.tight_layout()
     return fig

@@ -22,6 +22,7 @@ the scored population, with the run's settings. The scores are logged as an MLfl
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,26 +31,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from crmvalue import __version__
+from crmvalue.churn import ChurnScorer
 from crmvalue.config import ExperimentConfig
 from crmvalue.customer_days import CustomerDays, customer_days
 from crmvalue.data import BUNDLED, Transactions, load_transactions
 from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError, deferred_warnings
-from crmvalue.features import SUMMARY_COLUMNS, revenue_in_window, rfm_summary_with_report
-from crmvalue.io import write_table
-from crmvalue.pipeline import (
-    CHURN_MODEL_URI_TAG,
-    CHURN_SCORING_ARTIFACT,
-    Progress,
-    _analyses,
-    _check_finite,
-    export_columns,
-    log,
-    with_crm_columns,
-)
-from crmvalue.registry import VERSION_TAG, ModelRef, resolve
-from crmvalue.segments import quadrant_summary, value_quadrant
+from crmvalue.progress import Progress
+from crmvalue.registry import ModelRef, resolve
+from crmvalue.schema import output_columns
+from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
+from crmvalue.tracking.artifacts import CHURN_MODEL_URI_TAG, CHURN_SCORING_ARTIFACT
+from crmvalue.tracking.predict_writer import log_predict_run
+
+log = logging.getLogger("crmvalue")
 
 
 @dataclass
@@ -114,7 +109,8 @@ def predict(
     with open_store(tracking_uri) as client, tempfile.TemporaryDirectory() as tmp:
         ref = resolve(client, model_uri)
         trained = _trained_run(client, ref, Path(tmp))
-        pyfunc = mlflow.pyfunc.load_model(ref.uri)
+        # the registered pyfunc's own ValueModel: new data are scored by the very object train scored with
+        value_model = mlflow.pyfunc.load_model(ref.uri).unwrap_python_model().model_
         booster = None
         if trained.churn_state is not None:
             import mlflow.lightgbm
@@ -197,80 +193,45 @@ def predict(
             )
 
     with progress.stage("features", "building RFM features"):
-        summary, report = rfm_summary_with_report(frame, obs_end, cfg.time_unit)
-        if report.rows_after_observation_end:
+        features = customer_features(frame, obs_end, cfg.time_unit, cfg.quadrants.current_window_days)
+        if features.report.rows_after_observation_end:
             log.warning(
-                "ignored %d rows dated after the observation end %s", report.rows_after_observation_end, obs_end.date()
+                "ignored %d rows dated after the observation end %s",
+                features.report.rows_after_observation_end,
+                obs_end.date(),
             )
-        if summary.empty:
+        if features.summary.empty:
             raise CrmvalueError(f"{tx.source}: no purchase on or before the observation end {obs_end.date()}")
-        current = revenue_in_window(frame, obs_end, cfg.quadrants.current_window_days)
-        current = current.reindex(summary.index, fill_value=0.0).astype("float64")
 
-    with progress.stage("score", f"scoring {len(summary):,} customers with {ref.uri}"):
-        scores = pyfunc.predict(summary[SUMMARY_COLUMNS].astype("float64").reset_index(drop=True))
-        scores.index = summary.index
-        predictions = pd.concat([summary, scores], axis=1)
-        predictions["current_value"] = current
-        predictions["potential_value"] = predictions["clv"]
-        predictions["quadrant"] = value_quadrant(
-            predictions["current_value"], predictions["potential_value"], *trained.thresholds
-        )
-        _check_finite(predictions)
-        quadrants = quadrant_summary(predictions)
-        predictions = predictions.reset_index()
-        predictions, measures = with_crm_columns(predictions, frame, obs_end)  # as train: the same function
-
+    churn = None
     if booster is not None and cfg.churn.enabled:
-        with progress.stage("churn", "scoring the churn model"):
-            churn_scores = score_churn(booster, trained.churn_state, frame, obs_end, attributes)
-            scored = churn_scores.set_index("customer_id")
-            for column in ("churn_probability", "churn_risk"):
-                predictions[column] = scored[column].reindex(predictions["customer_id"]).to_numpy()
-
-    if cfg.analyses.enabled:
-        with progress.stage("analyses", "running the CRM analyses"):
-            analyses = _analyses(cfg, frame, obs_end, predictions, attributes, interaction_rows, measures)
-            predictions = predictions.join(analyses.columns, on="customer_id")
+        churn = LoadedChurn(ChurnScorer.from_dict(trained.churn_state), booster, attributes)
+    scorers = Scorers(
+        value=value_model.predict,
+        thresholds=trained.thresholds,
+        text=f"scoring {len(features.summary):,} customers with {ref.uri}",
+        churn=churn,
+        analyses=AnalysesInputs(cfg, attributes, interaction_rows) if cfg.analyses.enabled else None,
+    )
+    scored = score(frame, obs_end, features, scorers, progress)  # as train: the same function
+    predictions, quadrants = scored.predictions, scored.quadrants
 
     with progress.stage("track", "logging the predict run and writing the scores"):
-        run_id = _log_predict_run(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)
+        run_id = log_predict_run(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)
     predictions["run_id"] = run_id
-    return PredictResult(run_id, ref, out, predictions[export_columns(predictions)], obs_end)
+    return PredictResult(run_id, ref, out, predictions[output_columns(predictions)], obs_end)
 
 
-def score_churn(
-    booster, state: dict, frame: pd.DataFrame, obs_end: pd.Timestamp, attributes: pd.DataFrame | None
-) -> pd.DataFrame:
-    """Churn probability and risk at ``obs_end`` with a trained booster and its scoring state, no refit."""
-    from crmvalue import churn
-    from crmvalue.models.bgnbd import BetaGeoParams
+class LoadedChurn:
+    """The churn stage of ``predict``: the run's booster and :class:`~crmvalue.churn.ChurnScorer`, no refit."""
 
-    data = churn.prepare(frame, obs_end, attributes, categories=state["categories"])
-    # None: the run's own fit failed, so the model learned these features as missing
-    params = BetaGeoParams(**state["bgnbd_params"]) if state["bgnbd_params"] else churn.NO_BGNBD
-    # the scorer the run's quality gate made live (runs from before the gate: LightGBM)
-    scorer = state.get("scorer", churn.LIGHTGBM)
-    ids, probability, _ = churn.score_in_chunks(
-        data,
-        obs_end,
-        state["horizon_days"],
-        state["time_unit"],
-        params,
-        lambda rows: churn.live_probability(
-            rows,
-            scorer,
-            state.get("baseline_calibration"),
-            lambda now: churn.calibrate(booster.predict(now[state["feature_columns"]]), state["calibration"]),
-        ),
-    )
-    return pd.DataFrame(
-        {
-            "customer_id": ids,
-            "churn_probability": probability,
-            "churn_risk": churn.churn_risk(probability, state["risk"]["high"], state["risk"]["medium"]),
-        }
-    )
+    text = "scoring the churn model"
+
+    def __init__(self, scorer: ChurnScorer, booster, attributes: pd.DataFrame | None):
+        self.scorer, self.booster, self.attributes = scorer, booster, attributes
+
+    def scores(self, days: CustomerDays, obs_end: pd.Timestamp) -> pd.DataFrame:
+        return self.scorer.score(self.booster, days, obs_end, self.attributes)
 
 
 def _day(value, option: str) -> pd.Timestamp:
@@ -367,8 +328,8 @@ def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> 
     import csv
 
     from crmvalue.data import (
-        _CSV_SUFFIXES,
-        _PARQUET_SUFFIXES,
+        CSV_SUFFIXES,
+        PARQUET_SUFFIXES,
         ReadOptions,
         csv_encoding,
         default_separator,
@@ -387,11 +348,11 @@ def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> 
         if not path.is_file():
             return  # the loader says why
         try:
-            if suffix in _PARQUET_SUFFIXES:
+            if suffix in PARQUET_SUFFIXES:
                 import pyarrow.parquet as pq
 
                 have = list(pq.read_schema(path).names)
-            elif suffix in _CSV_SUFFIXES:
+            elif suffix in CSV_SUFFIXES:
                 sep = read.sep or default_separator(path)
                 header = header_line(path, csv_encoding(path, read.encoding))
                 if header is None or other_delimiter(header, sep) is not None:
@@ -448,89 +409,3 @@ def _check_drift_days(days, trained: _TrainedRun, obs_end: pd.Timestamp) -> None
         )
     if days.first_date > obs_end:
         raise CrmvalueError(f"{days.source}: no transaction on or before --observation-end {obs_end.date()}")
-
-
-def _log_predict_run(
-    tracking_uri,
-    ref: ModelRef,
-    trained: _TrainedRun,
-    tx: CustomerDays,
-    obs_end,
-    predictions,
-    quadrants,
-    out: Path,
-    progress: Progress,
-) -> str:
-    from crmvalue.tracking import interrupts_deferred
-
-    # SIGINT/SIGTERM are held back and taken between the logging steps, never inside MLflow's database work
-    with interrupts_deferred() as signals:
-        run_id = _log_predict_run_steps(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)
-        if signals.received is not None:  # it came once the run was complete: the command completes too
-            log.warning("a signal arrived after the predict run was complete; it is ignored")
-            signals.received = None
-    return run_id
-
-
-def _log_predict_run_steps(
-    tracking_uri,
-    ref: ModelRef,
-    trained: _TrainedRun,
-    tx: CustomerDays,
-    obs_end,
-    predictions,
-    quadrants,
-    out: Path,
-    progress: Progress,
-) -> str:
-    import mlflow
-
-    from crmvalue.io import StagedFiles
-    from crmvalue.store import logging_errors
-    from crmvalue.tracking import checkpoint, git_commit, tracked_run
-
-    # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
-    with (
-        logging_errors(tracking_uri),
-        tempfile.TemporaryDirectory() as tmp,
-        tracked_run(experiment_id=trained.experiment_id, run_name="predict") as run,
-    ):
-        run_id = run.info.run_id
-        tags = {
-            "crmvalue.kind": "predict",
-            "crmvalue.version": __version__,
-            "crmvalue.git_commit": git_commit(),
-            "crmvalue.model_uri": ref.uri,
-            "crmvalue.source_run_id": trained.run_id,
-            "crmvalue.as_of_date": str(obs_end.date()),
-            "crmvalue.data_sha256": tx.sha256,
-            "crmvalue.data_source": tx.source,
-            "crmvalue.predictions_artifact": Path(out).name,
-        }
-        if ref.version is not None:
-            tags[VERSION_TAG] = str(ref.version)
-        mlflow.set_tags(tags)
-        mlflow.log_params({"model_uri": ref.uri, "observation_end": str(obs_end.date())})
-        mlflow.log_metrics(
-            {
-                "data.transactions": float(tx.transactions),
-                "data.customers": float(len(predictions)),
-                **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
-                **{f"time.{k}_s": v for k, v in progress.timings.items()},
-            }
-        )
-        checkpoint()
-        export = predictions.assign(run_id=run_id)[export_columns(predictions)]
-        staged = Path(tmp) / Path(out).name
-        write_table(export, staged)
-        mlflow.log_artifact(str(staged))
-        checkpoint()
-        files = StagedFiles()
-        try:
-            files.copy(staged, Path(out))
-            checkpoint()  # a signal held back while the scores moved into place: stop, and put back the old file
-        except BaseException:
-            files.rollback()
-            raise
-        files.commit()
-    return run_id

@@ -1,68 +1,42 @@
-"""Draw customers from BG/NBD or Pareto/NBD (with Gamma-Gamma spend) with known parameters,
+"""Draw customers from a purchase model (with Gamma-Gamma spend) with known parameters,
 for recovery tests, benchmarks and `crmvalue simulate`.
 
-Exact and vectorised: with purchase rate ``lam ~ Gamma(r, 1/alpha)`` and dropout probability
-``p ~ Beta(a, b)``, the number of repeat purchases the customer would make in ``(0, T]`` if
-alive throughout is ``N ~ Poisson(lam T)``; they drop out right after repeat purchase
-``D ~ Geometric(p)``, so ``x = min(N, D)``. Given ``N = n``, the purchase times are ``n``
-uniform order statistics on ``(0, T]``, so ``t_x = T * Beta(x, n - x + 1)``.
-(lifetimes' ``beta_geometric_nbd_model`` truncates purchase times to whole periods, which
-merges purchases and biases ``r``.)
+Each model's parameters own its exact, vectorised simulators (``simulate_summary`` for
+``frequency, recency, T`` rows, ``draw_purchases`` for a transaction log); this module turns
+them into a transaction log and reads the simulation config.
 """
 
 from __future__ import annotations
-
-from dataclasses import fields, replace
 
 import numpy as np
 import pandas as pd
 
 from crmvalue.features import DAYS_PER_UNIT, TimeUnit
+from crmvalue.models import registry
+from crmvalue.models.base import PurchaseParams
 from crmvalue.models.bgnbd import BetaGeoParams
 from crmvalue.models.gamma_gamma import GammaGammaParams
 from crmvalue.models.paretonbd import ParetoNBDParams
 
 
 def simulate_bgnbd_summary(params: BetaGeoParams, T, seed: int | None = None) -> pd.DataFrame:
-    """One customer per entry of ``T``: columns ``frequency, recency, T``."""
-    rng = np.random.default_rng(seed)
-    T = np.asarray(T, float)
-    lam = rng.gamma(params.r, 1.0 / params.alpha, size=T.shape)
-    p = rng.beta(params.a, params.b, size=T.shape)
-    n = rng.poisson(lam * T)
-    dropout_after = rng.geometric(p)
-    x = np.minimum(n, dropout_after)
-    recency = np.zeros_like(T)
-    buyers = x > 0
-    recency[buyers] = T[buyers] * rng.beta(x[buyers], n[buyers] - x[buyers] + 1)
-    return pd.DataFrame({"frequency": x.astype(float), "recency": recency, "T": T})
+    """One customer per entry of ``T``: columns ``frequency, recency, T`` (see :meth:`BetaGeoParams.simulate_summary`)."""
+    return params.simulate_summary(T, seed)
 
 
 def simulate_paretonbd_summary(params: ParetoNBDParams, T, seed: int | None = None) -> pd.DataFrame:
-    """Pareto/NBD customers, exactly: ``lam ~ Gamma(r, 1/alpha)``, ``mu ~ Gamma(s, 1/beta)``, lifetime
-    ``tau ~ Exp(mu)``; ``x ~ Poisson(lam min(tau, T))`` and ``t_x`` is the largest of ``x``
-    uniform times on ``(0, min(tau, T))``."""
-    rng = np.random.default_rng(seed)
-    T = np.asarray(T, float)
-    lam = rng.gamma(params.r, 1.0 / params.alpha, size=T.shape)
-    mu = rng.gamma(params.s, 1.0 / params.beta, size=T.shape)
-    active = np.minimum(rng.exponential(1.0 / mu), T)
-    x = rng.poisson(lam * active)
-    recency = np.where(x > 0, active * rng.uniform(size=T.shape) ** (1.0 / np.maximum(x, 1)), 0.0)
-    return pd.DataFrame({"frequency": x.astype(float), "recency": recency, "T": T})
+    """Pareto/NBD customers, exactly (see :meth:`ParetoNBDParams.simulate_summary`)."""
+    return params.simulate_summary(T, seed)
 
 
-def in_days(params: BetaGeoParams | ParetoNBDParams, time_unit: TimeUnit) -> BetaGeoParams | ParetoNBDParams:
+def in_days(params: PurchaseParams, time_unit: TimeUnit) -> PurchaseParams:
     """The same process with rates per day: the Gamma scale parameters alpha (and beta) grow by days/unit."""
-    k = DAYS_PER_UNIT[time_unit]
-    if isinstance(params, ParetoNBDParams):
-        return replace(params, alpha=params.alpha * k, beta=params.beta * k)
-    return replace(params, alpha=params.alpha * k)
+    return params.in_days(DAYS_PER_UNIT[time_unit])
 
 
 def simulate_transactions(
     n_customers: int,
-    purchase: BetaGeoParams | ParetoNBDParams,
+    purchase: PurchaseParams,
     gamma_gamma: GammaGammaParams,
     start: str = "2020-01-01",
     end: str = "2021-12-31",
@@ -70,7 +44,7 @@ def simulate_transactions(
     time_unit: TimeUnit = "days",
     seed: int | None = None,
 ) -> pd.DataFrame:
-    """A transaction log (``customer_id, date, amount``) drawn from BG/NBD or Pareto/NBD and Gamma-Gamma.
+    """A transaction log (``customer_id, date, amount``) drawn from a purchase model and Gamma-Gamma.
 
     ``purchase`` holds rates per ``time_unit``. Each customer's first purchase falls at the
     start of a day drawn uniformly from the first ``acquisition_days``; repeat purchases follow
@@ -85,16 +59,8 @@ def simulate_transactions(
     start_ts, end_ts = pd.Timestamp(start), pd.Timestamp(end)
     first_day = rng.integers(0, acquisition_days, size=n_customers)
     T = ((end_ts - start_ts).days - first_day).astype(float)
-    lam = rng.gamma(daily.r, 1.0 / daily.alpha, size=n_customers)
-    if isinstance(daily, ParetoNBDParams):
-        mu = rng.gamma(daily.s, 1.0 / daily.beta, size=n_customers)
-        window = np.minimum(rng.exponential(1.0 / mu), T)
-        n = rng.poisson(lam * window)
-        limit = n
-    else:
-        window = T
-        n = rng.poisson(lam * window)
-        limit = rng.geometric(rng.beta(daily.a, daily.b, size=n_customers))  # drops out after this repeat
+    draws = daily.draw_purchases(rng, T)
+    window, n, limit = draws.window, draws.n, draws.limit
     # the first min(n, limit) of n uniform purchase times: sort each customer's draws, keep ranks < limit
     owner = np.repeat(np.arange(n_customers), n)
     times = rng.uniform(0.0, 1.0, size=owner.size) * window[owner]
@@ -121,14 +87,16 @@ def _ids(index: np.ndarray, width: int) -> np.ndarray:
     return np.char.add("C", np.char.zfill(index.astype(str), width)).astype(object)
 
 
-def purchase_params(model: str, values: dict[str, float]) -> BetaGeoParams | ParetoNBDParams:
+def purchase_params(model: str, values: dict[str, float]) -> PurchaseParams:
     """Build the parameters of ``model`` from a mapping, naming what is missing or unknown."""
     from crmvalue.errors import CrmvalueError
 
-    cls = {"bgnbd": BetaGeoParams, "paretonbd": ParetoNBDParams}.get(model)
-    if cls is None:
-        raise CrmvalueError(f"cannot simulate model '{model}'; choose bgnbd or paretonbd")
-    expected = {f.name for f in fields(cls)}
+    if model not in registry.MODELS:
+        known = registry.names()
+        choices = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else known[0]
+        raise CrmvalueError(f"cannot simulate model '{model}'; choose {choices}")
+    cls = registry.model_class(model).params_class
+    expected = set(cls.parameter_names())
     if set(values) != expected:
         raise CrmvalueError(
             f"{model} needs parameters {', '.join(sorted(expected))}; got {', '.join(sorted(values)) or 'none'}"

@@ -171,24 +171,21 @@ def fit_value_model(
 
     ``counts`` is a :class:`FitCounts` or a Spark summary (collected with
     :func:`collect_fit_counts`). The fits are the pipeline's final fit
-    (``PURCHASE_MODELS[purchase_model]`` and ``GammaGammaModel`` with the penalizers), on
+    (``registry.model_class(purchase_model)`` and ``GammaGammaModel`` with the penalizers), on
     exactly the rows the pandas path would use, so the parameters are the same. ``time_unit``
     must be the summary's. The defaults of the horizons are the experiment config's.
 
     The estimators take the counts as weights: the driver holds one row per distinct pattern,
     never one per customer.
     """
-    from crmvalue.models import PURCHASE_MODELS, GammaGammaModel, ValueModel
+    from crmvalue.models import GammaGammaModel, ValueModel, registry
 
     _check_time_unit(time_unit)
-    if purchase_model not in PURCHASE_MODELS:
-        raise CrmvalueError(f"unknown purchase model '{purchase_model}'; choose one of {', '.join(PURCHASE_MODELS)}")
+    model_class = registry.model_class(purchase_model)
     if not isinstance(counts, FitCounts):
         counts = collect_fit_counts(counts)
     rows, spend = counts.purchases, counts.spend
-    purchase = PURCHASE_MODELS[purchase_model](penalizer).fit(
-        rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"]
-    )
+    purchase = model_class(penalizer).fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"])
     gamma_gamma = GammaGammaModel(gamma_gamma_penalizer).fit(
         spend["frequency"], spend["monetary_value"], weights=spend["weights"]
     )

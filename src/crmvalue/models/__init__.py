@@ -5,13 +5,9 @@ from crmvalue.models.bgnbd import BetaGeoModel, BetaGeoParams
 from crmvalue.models.gamma_gamma import GammaGammaModel, GammaGammaParams, MeanSpendParams
 from crmvalue.models.mbgnbd import ModifiedBetaGeoModel, ModifiedBetaGeoParams
 from crmvalue.models.paretonbd import ParetoNBDModel, ParetoNBDParams
+from crmvalue.models.registry import MODELS as PURCHASE_MODELS
 from crmvalue.models.value import PREDICTION_COLUMNS, ValueModel, customer_lifetime_value
 
-PURCHASE_MODELS: dict[str, type[PurchaseModel]] = {
-    "bgnbd": BetaGeoModel,
-    "mbgnbd": ModifiedBetaGeoModel,
-    "paretonbd": ParetoNBDModel,
-}
 PURCHASE_PARAMS: dict[str, type] = {m.params_class.name: m.params_class for m in PURCHASE_MODELS.values()}
 
 __all__ = [

@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, fields, replace
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.special import gammaln, xlogy
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import compress_rfm
@@ -26,17 +27,49 @@ from crmvalue.models.objective import RIDGE_LADDER, FitAttempt, best_rung, descr
 class PurchaseParams:
     """Mixin for the parameter dataclasses: name, serialisation and the shared interface.
 
-    Subclasses implement ``p_alive(x, t_x, T)``, ``expected_purchases(t, x, t_x, T)``,
-    ``expected_purchases_unconditional(t)`` and ``log_likelihood(x, t_x, T, weights)``.
+    Subclasses implement the model's maths on a customer's continuous-time history ``(x, t_x, T)``:
+    ``p_alive(x, t_x, T)``, ``expected_purchases(t, x, t_x, T)``,
+    ``expected_purchases_unconditional(t)``, ``per_customer_log_likelihood(x, t_x, T)``,
+    ``probability_of_n_purchases(t, n)`` (P(X(t) = n) for a new customer), and the simulators
+    ``simulate_summary(T, seed)`` and ``draw_purchases(rng, T)``. ``time_scale_params`` names the
+    parameters that are Gamma scales of a rate, which scale with the time unit.
     """
 
     name: ClassVar[str]
     label: ClassVar[str]
+    time_scale_params: ClassVar[tuple[str, ...]] = ("alpha",)
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)  # type: ignore[call-overload]
 
+    @classmethod
+    def parameter_names(cls) -> tuple[str, ...]:
+        """The parameters, in order (the dataclass fields, not the class variables)."""
+        return tuple(f.name for f in fields(cls))  # type: ignore[arg-type]
+
     def per_customer_log_likelihood(self, frequency, recency, T) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def p_alive(self, frequency, recency, T) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def expected_purchases_unconditional(self, t) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def probability_of_n_purchases(self, t, n) -> np.ndarray:  # pragma: no cover - abstract
+        """P(X(t) = n): ``n`` repeat purchases by a new customer in ``(0, t]``; ``t`` and ``n`` broadcast."""
+        raise NotImplementedError
+
+    def simulate_summary(self, T, seed: int | None = None) -> pd.DataFrame:  # pragma: no cover - abstract
+        """One customer drawn from the model per entry of ``T``: columns ``frequency, recency, T``."""
+        raise NotImplementedError
+
+    def draw_purchases(self, rng: np.random.Generator, T: np.ndarray) -> PurchaseDraws:  # pragma: no cover
+        """Each customer's purchase window in ``(0, T]``, their purchases in it if they never dropped out,
+        and how many of those they make before dropping out (for a transaction log)."""
         raise NotImplementedError
 
     def log_likelihood(self, frequency, recency, T, weights=None) -> float:
@@ -44,6 +77,38 @@ class PurchaseParams:
         ll = self.per_customer_log_likelihood(frequency, recency, T)
         w = np.ones_like(ll) if weights is None else np.asarray(weights, float)
         return float(np.sum(w * ll))
+
+    def no_purchase_probability(self, t, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in ``(T, T + t]`` | x, t_x, T).
+
+        A history ``(x, t_x, T)`` followed by no purchase in the next ``t`` is the history
+        ``(x, t_x, T + t)``, so the probability is the ratio of their likelihoods. Time is in
+        the unit of the parameters.
+        """
+        T_ = np.asarray(T, float)
+        later = self.per_customer_log_likelihood(frequency, recency, T_ + np.asarray(t, float))
+        return np.exp(later - self.per_customer_log_likelihood(frequency, recency, T_))
+
+    def in_days(self, days_per_unit: float):
+        """The same process with rates per day: the Gamma scales of the rates grow by ``days_per_unit``."""
+        values = self.as_dict()
+        return replace(self, **{k: values[k] * days_per_unit for k in self.time_scale_params})  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class PurchaseDraws:
+    """What :meth:`PurchaseParams.draw_purchases` draws: per customer, the ``window`` (the purchases are
+    uniform on ``(0, window]``), the number ``n`` of purchases in it, and the ``limit``: only the first
+    ``min(n, limit)`` are made (the customer drops out right after purchase ``limit``)."""
+
+    window: np.ndarray
+    n: np.ndarray
+    limit: np.ndarray
+
+
+def negative_binomial_log_pmf(n, r, alpha, t):
+    """log of Gamma(r+n) / (Gamma(r) n!) (alpha/(alpha+t))^r (t/(alpha+t))^n: Poisson-gamma counts."""
+    return gammaln(r + n) - gammaln(r) - gammaln(n + 1) + r * np.log(alpha / (alpha + t)) + xlogy(n, t / (alpha + t))
 
 
 class PurchaseModel:
@@ -69,30 +134,36 @@ class PurchaseModel:
         choice, applied as lifetimes does; the fallback ridge comes on top of it, only when needed).
     """
 
-    params_class: ClassVar[type]
-    fitter_name: ClassVar[str]
+    name: ClassVar[str]  # the registry and config name, e.g. "bgnbd"
+    label: ClassVar[str]  # for people, e.g. "BG/NBD"
+    family: ClassVar[str]  # the name :func:`crmvalue.diagnostics.model_family` gives, e.g. "bg_nbd"
+    # the data the model is fitted on: "continuous" is one (frequency, recency, T) row per customer in
+    # continuous time; discrete-time ("discrete": repeat transactions in n opportunities) and
+    # contractual models declare their own kind and columns
+    data_kind: ClassVar[str] = "continuous"
+    data_columns: ClassVar[tuple[str, ...]] = ("frequency", "recency", "T")
+    params_class: ClassVar[type[PurchaseParams]]
     boundary_pairs: ClassVar[dict] = {}
 
     def __init__(self, penalizer: float = 0.0):
         self.penalizer = penalizer
 
-    @property
-    def name(self) -> str:
-        return self.params_class.name
+    def lifetimes_twin(self):
+        """The ``lifetimes`` fitter of the same model (with this penalizer): what the fit starts from or
+        checks against, and what gets the fitted ``params_``."""
+        raise NotImplementedError(f"{type(self).__name__} has no lifetimes twin")
 
     def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
         fitter.fit(rows["frequency"], rows["recency"], rows["T"], weights=rows["weights"])
 
     def fit(self, frequency, recency, T, weights=None) -> PurchaseModel:
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
-        import lifetimes
-
-        label = self.params_class.label
+        label = self.label
         rows = compress_rfm(frequency, recency, T, weights)
         rows = rows[rows["weights"] > 0].reset_index(drop=True)
         if len(rows) == 0:
             raise CrmvalueError(f"{label}: no customers to fit")
-        fitter = getattr(lifetimes, self.fitter_name)(penalizer_coef=self.penalizer)
+        fitter = self.lifetimes_twin()
         attempts = [self._attempt(fitter, rows, 0.0)]
         why = self._not_interior(attempts[0], rows)
         if rows["frequency"].max() == 0:
@@ -101,12 +172,13 @@ class PurchaseModel:
         if why is not None:
             attempts += [self._attempt(fitter, rows, ridge) for ridge in RIDGE_LADDER]
             interior = [a for a in attempts[1:] if self._not_interior(a, rows) is None]
-            attempt = best_rung(interior, rows["weights"].sum())
-            if attempt is None:
+            best = best_rung(interior, rows["weights"].sum())
+            if best is None:
                 raise self._not_converged(
                     f"{describe_boundary(attempts, self.boundary_pairs)}, and no ridge up to {RIDGE_LADDER[-1]:g} "
                     "on the log-parameters gives an interior optimum"
                 )
+            attempt = best
         self.penalizer_used_ = attempt.ridge
         if attempt.ridge == 0.0:
             self.boundary_ = None
@@ -129,6 +201,7 @@ class PurchaseModel:
         self.n_patterns_ = len(rows)
         self.log_likelihood_ = attempt.log_likelihood
         cov = attempt.covariance
+        assert cov is not None, "an interior optimum has a covariance"  # for the type checker: not_interior checks it
         self.log_param_covariance_ = cov
         values = np.array([attempt.values[n] for n in attempt.names])
         log_se = np.sqrt(np.diag(cov))
@@ -143,7 +216,7 @@ class PurchaseModel:
         """One fit, with every failure of the optimiser (lifetimes' included) turned into a non-converged attempt."""
         from lifetimes.utils import ConvergenceError
 
-        names = tuple(self.params_class.__dataclass_fields__)
+        names = self.params_class.parameter_names()
         try:
             # lifetimes prints the optimiser state on failure; the boundary rule says it better
             with contextlib.redirect_stdout(io.StringIO()), np.errstate(all="ignore"), warnings.catch_warnings():
@@ -174,7 +247,7 @@ class PurchaseModel:
     def _not_converged(self, why: str = "") -> CrmvalueError:
         detail = f": {why}" if why else ""
         return CrmvalueError(
-            f"{self.params_class.label} did not converge (penalizer={self.penalizer}){detail}; "
+            f"{self.label} did not converge (penalizer={self.penalizer}){detail}; "
             "set a larger penalizer, e.g. --penalizer 0.001 or model.penalizer in the config"
         )
 
@@ -189,7 +262,8 @@ class PurchaseModel:
         names = tuple(values)
         theta = np.log(np.array(list(values.values())))
         scale = 1.0 / rows["T"].max()
-        theta = theta + np.array([np.log(scale) if n in ("alpha", "beta") else 0.0 for n in names])
+        scaled = self.params_class.time_scale_params
+        theta = theta + np.array([np.log(scale) if n in scaled else 0.0 for n in names])
         params = self.params_class(**values)
         ll = params.log_likelihood(rows["frequency"], rows["recency"], rows["T"], rows["weights"])
         return FitAttempt(names, values, theta, bool(np.all(np.isfinite(theta))), ll, None, ridge)
@@ -215,8 +289,12 @@ class PurchaseModel:
     def expected_number_of_purchases_up_to_time(self, t) -> np.ndarray:
         return self.params_.expected_purchases_unconditional(t)
 
-    def probability_of_n_purchases_up_to_time(self, t, n):
-        return self.fitter_.probability_of_n_purchases_up_to_time(t, n)
+    def probability_of_n_purchases_up_to_time(self, t, n) -> np.ndarray:
+        return self.params_.probability_of_n_purchases(t, n)
+
+    def conditional_probability_of_no_purchase(self, t, frequency, recency, T) -> np.ndarray:
+        """P(no purchase in the next ``t`` | x, t_x, T)."""
+        return self.params_.no_purchase_probability(t, frequency, recency, T)
 
     @property
     def n_params(self) -> int:

@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import expit, gammaln, hyp2f1
+import pandas as pd
+from scipy.special import betainc, betaln, expit, gammaln, hyp2f1
 
-from crmvalue.models.base import PurchaseParams
+from crmvalue.models.base import PurchaseDraws, PurchaseParams, negative_binomial_log_pmf
 from crmvalue.models.beta_geo_fit import BetaGeoFamilyModel
 
 
@@ -43,6 +44,80 @@ class BetaGeoParams(PurchaseParams):
 
     def per_customer_log_likelihood(self, frequency, recency, T) -> np.ndarray:
         return _log_likelihood_terms(self, frequency, recency, T)
+
+    def probability_of_n_purchases(self, t, n) -> np.ndarray:
+        """P(X(t) = n), FHL (2005a) eq. (8), vectorised over ``t`` and ``n`` (broadcast).
+
+        The finite sum ``1 - (alpha/(alpha+t))^r sum_{j<n} Gamma(r+j)/(Gamma(r) j!) (t/(alpha+t))^j``
+        is the upper tail of a negative binomial, the regularised incomplete beta
+        ``I_{t/(alpha+t)}(n, r)``; everything else is in log space, so large ``n`` cannot overflow.
+        """
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        t, n = np.broadcast_arrays(np.asarray(t, float), np.asarray(n, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            still_alive = np.exp(betaln(a, b + n) - betaln(a, b) + negative_binomial_log_pmf(n, r, alpha, t))
+            dropped = np.exp(betaln(a + 1, b + np.maximum(n, 1) - 1) - betaln(a, b)) * betainc(
+                np.maximum(n, 1), r, t / (alpha + t)
+            )
+        return still_alive + np.where(n > 0, dropped, 0.0)
+
+    def no_purchase_probability(self, t, frequency, recency, T) -> np.ndarray:
+        return no_purchase_probability(self, t, frequency, recency, T)
+
+    def simulate_summary(self, T, seed: int | None = None) -> pd.DataFrame:
+        """Exact and vectorised: with purchase rate ``lam ~ Gamma(r, 1/alpha)`` and dropout probability
+        ``p ~ Beta(a, b)``, the number of repeat purchases the customer would make in ``(0, T]`` if
+        alive throughout is ``N ~ Poisson(lam T)``; they drop out right after repeat purchase
+        ``D ~ Geometric(p)``, so ``x = min(N, D)``. Given ``N = n``, the purchase times are ``n``
+        uniform order statistics on ``(0, T]``, so ``t_x = T * Beta(x, n - x + 1)``.
+        (lifetimes' ``beta_geometric_nbd_model`` truncates purchase times to whole periods, which
+        merges purchases and biases ``r``.)
+        """
+        return simulate_beta_geo_summary(self, T, seed, dropout_at_first_purchase=False)
+
+    def draw_purchases(self, rng: np.random.Generator, T: np.ndarray) -> PurchaseDraws:
+        lam = rng.gamma(self.r, 1.0 / self.alpha, size=T.shape)
+        n = rng.poisson(lam * T)
+        limit = rng.geometric(rng.beta(self.a, self.b, size=T.shape))  # drops out after this repeat
+        return PurchaseDraws(window=T, n=n, limit=limit)
+
+
+def no_purchase_probability(params, t, frequency, recency, T) -> np.ndarray:
+    """BG/NBD (and MBG/NBD) probability that a customer with history ``(x, t_x, T)`` makes no purchase
+    in ``(T, T + t]``.
+
+    A customer who is dead buys nothing; one who is alive at ``T`` cannot die before their next
+    purchase (BG/NBD dropout happens only right after a purchase), so they buy nothing in the
+    next ``t`` exactly when their Poisson process has no event, with probability
+    ``E[exp(-lambda t)]`` over the posterior of the purchase rate of a customer alive at ``T``.
+    That posterior is ``Gamma(r + x, alpha + T)`` (the likelihood of an alive customer is
+    ``lambda^x exp(-lambda T)``; the dropout part does not involve lambda), whose Laplace
+    transform at ``t`` is ``((alpha + T) / (alpha + T + t))^(r + x)``. Hence
+
+    ``P(no purchase in t) = (1 - P(alive)) + P(alive) ((alpha + T) / (alpha + T + t))^(r + x)``.
+
+    Time is in the unit of the parameters.
+    """
+    x = np.asarray(frequency, float)
+    T_ = np.asarray(T, float)
+    alive = params.p_alive(x, np.asarray(recency, float), T_)
+    silent = np.exp((params.r + x) * (np.log(params.alpha + T_) - np.log(params.alpha + T_ + np.asarray(t, float))))
+    return (1.0 - alive) + alive * silent
+
+
+def simulate_beta_geo_summary(params, T, seed: int | None, dropout_at_first_purchase: bool) -> pd.DataFrame:
+    """BG/NBD (or, ``dropout_at_first_purchase``, MBG/NBD) customers: one per entry of ``T``."""
+    rng = np.random.default_rng(seed)
+    T = np.asarray(T, float)
+    lam = rng.gamma(params.r, 1.0 / params.alpha, size=T.shape)
+    p = rng.beta(params.a, params.b, size=T.shape)
+    n = rng.poisson(lam * T)
+    dropout_after = rng.geometric(p) - (1 if dropout_at_first_purchase else 0)
+    x = np.minimum(n, dropout_after)
+    recency = np.zeros_like(T)
+    buyers = x > 0
+    recency[buyers] = T[buyers] * rng.beta(x[buyers], n[buyers] - x[buyers] + 1)
+    return pd.DataFrame({"frequency": x.astype(float), "recency": recency, "T": T})
 
 
 def p_alive(params: BetaGeoParams, frequency, recency, T) -> np.ndarray:
@@ -125,5 +200,12 @@ class BetaGeoModel(BetaGeoFamilyModel):
     """BG/NBD fitted on the compressed (x, t_x, T) matrix to the optimum of ``lifetimes.BetaGeoFitter``'s
     objective (see ``crmvalue.models.beta_geo_fit``)."""
 
+    name = BetaGeoParams.name
+    label = BetaGeoParams.label
     params_class = BetaGeoParams
-    fitter_name = "BetaGeoFitter"
+    family = "bg_nbd"
+
+    def lifetimes_twin(self):
+        from lifetimes import BetaGeoFitter
+
+        return BetaGeoFitter(penalizer_coef=self.penalizer)

@@ -287,10 +287,10 @@ class GammaGammaModel:
         self._record(accepted)
         return self
 
-    def _attempt(self, objective: NewtonObjective, ridge: float) -> FitAttempt:
+    def _attempt(self, objective: GammaGammaObjective | _FixedQObjective, ridge: float) -> FitAttempt:
         """One trust-exact fit; any failure of the optimiser is an attempt that did not converge."""
         fixed = isinstance(objective, _FixedQObjective)
-        full = objective.full if fixed else objective
+        full: GammaGammaObjective = objective.full if isinstance(objective, _FixedQObjective) else objective
         keep = [0, 2] if fixed else [0, 1, 2]
         objective.ridge = ridge
         objective._cache = None
@@ -317,7 +317,9 @@ class GammaGammaModel:
                 message = str(result.message)
         except Exception as exc:  # noqa: BLE001 - a failure inside the optimiser is a fit that did not converge
             return FitAttempt(_NAMES, {}, np.full(3, np.nan), False, np.nan, None, ridge, type(exc).__name__)
-        full_theta = np.array([theta[0], objective.log_q, theta[1]]) if fixed else theta
+        full_theta = (
+            np.array([theta[0], objective.log_q, theta[1]]) if isinstance(objective, _FixedQObjective) else theta
+        )
         values = dict(zip(_NAMES, map(float, np.exp(full_theta))))
         with np.errstate(all="ignore"):
             penalty = full.penalizer * float(np.exp(2 * full_theta).sum())
@@ -351,7 +353,7 @@ class GammaGammaModel:
         return not_interior(attempt, predictions_finite=bool(finite))
 
     def _record(self, attempt: FitAttempt) -> None:
-        self.params_ = GammaGammaParams(**attempt.values)
+        self.params_: SpendParams = GammaGammaParams(**attempt.values)
         # asymptotic covariance of the log-parameters (the inverse Hessian of the mean penalised objective)
         self.log_param_covariance_ = attempt.covariance
         log_se = attempt.log_standard_errors()

@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
-from scipy.special import expit, gammaln, hyp2f1
+import pandas as pd
+from scipy.special import betainc, betaln, expit, gammaln, hyp2f1
 
-from crmvalue.models.base import PurchaseParams
+from crmvalue.models.base import PurchaseDraws, PurchaseParams, negative_binomial_log_pmf
 from crmvalue.models.beta_geo_fit import BetaGeoFamilyModel
-from crmvalue.models.bgnbd import smooth_at_a_equal_1
+from crmvalue.models.bgnbd import no_purchase_probability, simulate_beta_geo_summary, smooth_at_a_equal_1
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,34 @@ class ModifiedBetaGeoParams(PurchaseParams):
         a4 = np.log(a) - np.log(b + x) + (r + x) * (np.log(alpha + T_) - np.log(alpha + t_x))
         return a1 + a2 + a3 + np.logaddexp(a4, 0.0)
 
+    def probability_of_n_purchases(self, t, n) -> np.ndarray:
+        """P(X(t) = n) (Batislam et al. 2007; lifetimes' formula), vectorised over ``t`` and ``n``.
+
+        As the BG/NBD, except that a customer may drop out right after the first purchase, so the
+        dropout term has ``B(a+1, b+n)`` and is present at ``n = 0``.
+        """
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        t, n = np.broadcast_arrays(np.asarray(t, float), np.asarray(n, float))
+        with np.errstate(divide="ignore", invalid="ignore"):
+            still_alive = np.exp(betaln(a, b + n + 1) - betaln(a, b) + negative_binomial_log_pmf(n, r, alpha, t))
+            tail = np.where(n > 0, betainc(np.maximum(n, 1), r, t / (alpha + t)), 1.0)
+        return still_alive + np.exp(betaln(a + 1, b + n) - betaln(a, b)) * tail
+
+    def no_purchase_probability(self, t, frequency, recency, T) -> np.ndarray:
+        """As the BG/NBD's: a customer alive at ``T`` can only drop out right after a purchase."""
+        return no_purchase_probability(self, t, frequency, recency, T)
+
+    def simulate_summary(self, T, seed: int | None = None) -> pd.DataFrame:
+        """As the BG/NBD's, with the first dropout chance right after the first purchase:
+        ``x = min(N, D - 1)``, ``D ~ Geometric(p)``."""
+        return simulate_beta_geo_summary(self, T, seed, dropout_at_first_purchase=True)
+
+    def draw_purchases(self, rng: np.random.Generator, T: np.ndarray) -> PurchaseDraws:
+        lam = rng.gamma(self.r, 1.0 / self.alpha, size=T.shape)
+        n = rng.poisson(lam * T)
+        limit = rng.geometric(rng.beta(self.a, self.b, size=T.shape)) - 1  # drops out after this repeat
+        return PurchaseDraws(window=T, n=n, limit=limit)
+
 
 def _expected_purchases(params: ModifiedBetaGeoParams, t, frequency, recency, T) -> np.ndarray:
     r, alpha, a, b = params.r, params.alpha, params.a, params.b
@@ -80,5 +109,12 @@ class ModifiedBetaGeoModel(BetaGeoFamilyModel):
 
     modified = True
 
+    name = ModifiedBetaGeoParams.name
+    label = ModifiedBetaGeoParams.label
     params_class = ModifiedBetaGeoParams
-    fitter_name = "ModifiedBetaGeoFitter"
+    family = "mbg_nbd"
+
+    def lifetimes_twin(self):
+        from lifetimes import ModifiedBetaGeoFitter
+
+        return ModifiedBetaGeoFitter(penalizer_coef=self.penalizer)

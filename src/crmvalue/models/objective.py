@@ -136,6 +136,7 @@ class FitAttempt:
     penalty: float = 0.0  # the user's (lifetimes') penalty at the estimate, in log-likelihood units
 
     def log_standard_errors(self) -> np.ndarray:
+        assert self.covariance is not None, "only an attempt with a covariance has standard errors"
         return np.sqrt(np.maximum(np.diag(self.covariance), 0.0))
 
 
@@ -174,6 +175,8 @@ def log_evidence(attempt: FitAttempt, n: float) -> float:
     """
     free = np.array(attempt.free if attempt.free is not None else [True] * len(attempt.names))
     offsets = attempt.offsets[free]
+    if attempt.covariance is None:
+        return -np.inf
     sign, log_det = np.linalg.slogdet(attempt.covariance[np.ix_(free, free)])
     if sign <= 0 or attempt.ridge <= 0:
         return -np.inf

@@ -165,6 +165,6 @@ class ValueModel:
 
 
 def _purchase_params(name: str, values: dict) -> PurchaseParams:
-    from crmvalue.models import PURCHASE_PARAMS
+    from crmvalue.models.registry import MODELS
 
-    return PURCHASE_PARAMS[name](**values)
+    return MODELS[name].params_class(**values)

@@ -7,6 +7,6 @@ Never import this module from package code; it registers the model on import.
 
 import mlflow
 
-from crmvalue.tracking import ValueModelPyfunc
+from crmvalue.tracking.value_model import ValueModelPyfunc
 
 mlflow.models.set_model(ValueModelPyfunc())

@@ -1,0 +1,290 @@
+"""The run writer: ``train`` computes a :class:`~crmvalue.pipeline.TrainedRun`, a writer records it.
+
+:class:`MlflowRunWriter` logs params, metrics, artifacts and models to MLflow, then commits all
+or nothing: the predictions file, the registered model versions and ``models/<name>/``.
+:class:`InMemoryRunWriter` keeps runs in memory for tests that train hundreds of times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from crmvalue import __version__
+from crmvalue.analyses import log_analyses
+from crmvalue.io import write_table
+from crmvalue.progress import peak_rss_mb
+from crmvalue.quality import quality_tags
+from crmvalue.schema import output_columns
+from crmvalue.tracking.artifacts import log_candidates, log_churn, log_figures, log_tables
+
+if TYPE_CHECKING:
+    from crmvalue.config import ExperimentConfig
+    from crmvalue.pipeline import TrainedRun
+
+log = logging.getLogger("crmvalue")
+
+
+class MlflowRunWriter:
+    """Records a trained run in MLflow (params, metrics, artifacts), then, all or nothing, moves the
+    predictions file into place, registers the models and updates ``models/<name>/``."""
+
+    def write(self, run: TrainedRun) -> tuple[str, str, dict[str, int]]:
+        """Returns the run id, the value model's URI and the registered versions.
+
+        SIGINT and SIGTERM are held back meanwhile and taken only between logging steps, never in
+        the middle of MLflow's database work; one that arrives during the commit undoes it.
+        """
+        from crmvalue.tracking import interrupts_deferred
+
+        with interrupts_deferred() as signals:
+            ids = log_run(run)
+            if signals.received is not None:  # it came once the run was complete: the command completes too
+                log.warning("a signal arrived after the run was complete and committed; it is ignored")
+                signals.received = None
+        return ids
+
+
+class InMemoryRunWriter:
+    """Keeps each run in memory and writes only the predictions file (atomically): for tests that
+    train hundreds of times, where MLflow's own cost would dominate. Everything else is real."""
+
+    def __init__(self):
+        self.runs: dict[str, TrainedRun] = {}
+
+    def write(self, run: TrainedRun) -> tuple[str, str, dict[str, int]]:
+        import uuid
+
+        from crmvalue.io import atomic_write_table
+
+        run_id = uuid.uuid4().hex
+        self.runs[run_id] = run
+        atomic_write_table(run.predictions.assign(run_id=run_id)[output_columns(run.predictions)], run.cfg.output_path)
+        return run_id, f"memory://{run_id}/value_model", {}
+
+
+def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
+    """Log ``run`` to MLflow, then commit the predictions file, the registry and ``models/<name>/``."""
+    cfg, tx, evaluation, diagnostics = run.cfg, run.tx, run.evaluation, run.diagnostics
+    predictions, quadrants, metrics, value_model = run.predictions, run.quadrants, run.metrics, run.value_model
+    purchase, gg, thresholds = run.purchase, run.gamma_gamma, run.thresholds
+    cal_end, obs_end, progress = run.calibration_end, run.observation_end, run.progress
+    churn_result, analyses = run.churn, run.analyses
+    import mlflow
+
+    from crmvalue import plots
+    from crmvalue.io import StagedFiles
+    from crmvalue.store import logging_errors, open_for_writing
+    from crmvalue.tracking import (
+        checkpoint,
+        flatten,
+        git_commit,
+        interrupts_deferred,
+        log_value_model,
+        quiet_mlflow,
+        resolve_tracking_uri,
+        tracked_run,
+        use_experiment,
+    )
+
+    started = time.perf_counter()
+    quiet_mlflow()
+    tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
+    open_for_writing(tracking_uri)  # a new store is created under a lock: concurrent first runs both succeed
+    mlflow.set_tracking_uri(tracking_uri)
+    with logging_errors(tracking_uri):
+        use_experiment(cfg.name, tracking_uri)
+    checkpoint()  # SIGINT/SIGTERM are taken at these points only (MlflowRunWriter holds them back)
+    resolved = cfg.model_dump(mode="json")
+    resolved["calibration_end"] = str(cal_end.date())
+    resolved["observation_end"] = str(obs_end.date())
+    resolved.pop("tracking_uri", None)  # may hold credentials; the run knows its own store
+    out_path = cfg.output_path
+
+    # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
+    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp_dir, tracked_run() as run:
+        tmp = Path(tmp_dir)
+        run_id = run.info.run_id
+        mlflow.set_tags(
+            {
+                "crmvalue.data_sha256": tx.sha256,
+                "crmvalue.data_source": tx.source,
+                "crmvalue.git_commit": git_commit(),
+                "crmvalue.version": __version__,
+            }
+        )
+        mlflow.set_tag("crmvalue.selection", evaluation.reason)
+        mlflow.set_tag("crmvalue.evaluation", "ran" if evaluation.skipped is None else f"skipped: {evaluation.skipped}")
+        mlflow.set_tags(
+            quality_tags(cfg, metrics, churn_result)
+        )  # the quality gates' verdicts: churn stage, value model
+        mlflow.set_tags(
+            {
+                "crmvalue.kind": "train",
+                "crmvalue.as_of_date": str(obs_end.date()),
+                "crmvalue.data_first_date": str(tx.first_date.date()),
+                "crmvalue.predictions_artifact": out_path.name,
+            }
+        )
+        params = flatten(resolved, "config.")
+        params["purchase_model"] = purchase.name
+        params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
+        params.update({f"gamma_gamma.{k}": repr(v) for k, v in gg.params_.as_dict().items()})
+        # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
+        params[f"{purchase.name}.penalizer_used"] = repr(purchase.penalizer_used_)
+        params["gamma_gamma.penalizer_used"] = repr(gg.penalizer_used_)
+        mlflow.set_tags(
+            {
+                f"crmvalue.boundary.{prefix}": model.boundary_
+                for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma"))
+                if model.boundary_
+            }
+        )
+        if evaluation.best is not None:
+            params.update(
+                {f"evaluation.{purchase.name}.{k}": repr(v) for k, v in evaluation.best.model.params_.as_dict().items()}
+            )
+        params["quadrants.current_threshold_used"] = repr(thresholds[0])
+        params["quadrants.potential_threshold_used"] = repr(thresholds[1])
+        mlflow.log_params(params)
+        metrics = dict(metrics)
+        metrics.update({f"{purchase.name}.se.{k}": float(v) for k, v in purchase.standard_errors_.items()})
+        metrics.update({f"gamma_gamma.se.{k}": float(v) for k, v in gg.standard_errors_.items()})
+        for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")):
+            for bound in ("lower", "upper"):
+                metrics.update(
+                    {f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()}
+                )
+        metrics.update(
+            {
+                "data.transactions": float(tx.transactions),
+                "data.customers": float(len(predictions)),
+                **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
+            }
+        )
+        mlflow.log_metrics(metrics)
+        checkpoint()
+
+        export = predictions.assign(run_id=run_id)[output_columns(predictions)]
+        staged = tmp / out_path.name
+        write_table(export, staged)
+        mlflow.log_artifact(str(staged))
+        quadrants.to_csv(tmp / "quadrant_summary.csv")
+        mlflow.log_artifact(str(tmp / "quadrant_summary.csv"))
+        if evaluation.best is not None:
+            evaluation.best.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
+            mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
+        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
+        mlflow.log_artifact(str(tmp / "config.yaml"))
+        checkpoint()
+
+        figures = {
+            "plots/quadrants.png": plots.quadrant_scatter(predictions, *thresholds),
+            "plots/p_alive_distribution.png": plots.p_alive_distribution(predictions["p_alive"]),
+        }
+        if evaluation.best is not None:
+            figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(
+                evaluation.best.conditional_expectations
+            )
+        log_figures(figures)
+        # the winner's fit diagnostics, from its calibration-period fit (out of time), and the final spend fit
+        tables = diagnostics.get(evaluation.winner, {})
+        log_tables(tables, tmp)
+        log_figures(plots.diagnostic_figures(tables, cfg.time_unit, evaluation.duration))
+        checkpoint()
+
+        if len(evaluation.candidates) > 1:
+            log_candidates(evaluation, diagnostics, cfg.time_unit, tmp)
+            checkpoint()
+        if analyses is not None:
+            log_analyses(analyses, tmp)
+            checkpoint()
+        model_uri = log_value_model(value_model, predictions)
+        checkpoint()
+        churn_uri = log_churn(churn_result, tmp, cfg) if churn_result is not None else None
+        mlflow.log_metrics(progress.metrics())
+        log_final_metrics(started)
+        checkpoint()
+
+        # the run is complete. All or nothing, and not stopped half-way by a signal: the export, then
+        # the registry, then models/<name>/; a failure on the way puts back what was there
+        model_dir = Path(cfg.models_dir) / cfg.name
+        files, registered = StagedFiles(), {}
+        with interrupts_deferred():
+            try:
+                files.copy(staged, out_path)
+                if cfg.registry.enabled:
+                    register_models(cfg, run_id, model_uri, churn_uri, registered)
+                files.write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
+                if churn_result is not None and churn_result.skipped is None:
+                    files.write_text(
+                        model_dir / "churn_model.txt",
+                        churn_result.model.booster_.model_to_string(num_iteration=churn_result.model.best_iteration_),
+                    )
+                    files.write_text(
+                        model_dir / "churn_calibration.json",
+                        json.dumps(churn_result.model.calibration_state(), indent=2),
+                    )
+                    if churn_result.categories:
+                        files.write_text(
+                            model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2)
+                        )
+                checkpoint()  # a signal held back during the commit stops the run here, and the commit is undone
+            except BaseException:
+                unregister_models(registered, run_id)
+                files.rollback()
+                raise
+            files.commit()
+    return run_id, model_uri, registered
+
+
+def register_models(
+    cfg: ExperimentConfig, run_id: str, model_uri: str, churn_uri: str | None, registered: dict[str, int]
+) -> dict[str, int]:
+    """New versions of the registered value (and churn) models, their numbers tagged on the run.
+    Each goes into ``registered`` as soon as it exists, so that a failure half-way can be undone."""
+    import mlflow
+
+    from crmvalue import registry
+
+    registered[cfg.registry.value_model] = registry.register(model_uri, cfg.registry.value_model, run_id)
+    mlflow.set_tag(registry.VERSION_TAG, str(registered[cfg.registry.value_model]))
+    if churn_uri is not None:
+        registered[cfg.registry.churn_model] = registry.register(churn_uri, cfg.registry.churn_model, run_id)
+        mlflow.set_tag(registry.CHURN_VERSION_TAG, str(registered[cfg.registry.churn_model]))
+    return registered
+
+
+def unregister_models(registered: dict[str, int], run_id: str) -> None:
+    """Take back the versions :func:`_register` made (newest first) and their tags on the run; what
+    cannot be undone is said in a warning, as the first error is the one to report."""
+    from mlflow.tracking import MlflowClient
+
+    from crmvalue import registry
+
+    for name, version in reversed(list(registered.items())):
+        try:
+            registry.unregister(name, version)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not remove version %s of %s from the model registry: %s", version, name, exc)
+    for tag in (registry.VERSION_TAG, registry.CHURN_VERSION_TAG):
+        with contextlib.suppress(Exception):
+            MlflowClient().delete_tag(run_id, tag)
+    registered.clear()
+
+
+def log_final_metrics(started: float) -> None:
+    """The track stage's own time and memory up to its commit (the stage's progress line times all of it)."""
+    import mlflow
+
+    peak = peak_rss_mb()
+    mlflow.log_metrics(
+        {"time.track_s": time.perf_counter() - started, "memory.track_peak_mb": peak, "memory.peak_mb": peak}
+    )
