@@ -36,8 +36,13 @@ train: $(RUNTIME_STAMP) ## Run the default experiment (CONFIG=experiments/cdnow.
 experiments: $(RUNTIME_STAMP) ## Run every experiment in experiments/ (default, paper reproduction, simulated)
 	@set -e; for config in experiments/*.yaml; do echo "== $$config"; $(BIN)/crmvalue train --config $$config; done
 
-test: $(DEV_STAMP) ## Run the test suite and execute the notebooks (with a throwaway PostgreSQL server if one is installed)
+test: lint ## Lint and type-check, then run the test suite and the notebooks (with a throwaway PostgreSQL server if one is installed)
 	.ci/with-postgres $(BIN)/python -m pytest
+
+lint: $(DEV_STAMP) ## ruff (lint + format check) on src, tests and bench; mypy on src
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: $(DEV_STAMP) ## Benchmark against lifetimes and time `make train`; writes bench/results.md
 	$(BIN)/python bench/run.py --repeats 3
@@ -63,10 +68,11 @@ test-latest: ## Run the tests against the newest versions pyproject.toml allows,
 	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
 	.venv-latest/bin/python -m pip install --quiet -e '.[dev]'
+	.venv-latest/bin/ruff check src tests bench && .venv-latest/bin/mypy
 	.ci/with-postgres .venv-latest/bin/python -m pytest
 
 clean: ## Remove generated outputs (runs, exports, trained models), keep .venv
 	rm -rf mlruns mlflow.db mlflow.db.lock crm.db exports .pytest_cache
 	find models -mindepth 1 ! -name .gitkeep -exec rm -rf {} +
 
-.PHONY: help install train experiments test test-latest lock bench strip mlflow-ui clean
+.PHONY: help install train experiments test lint test-latest lock bench strip mlflow-ui clean

@@ -29,7 +29,7 @@ import pytest
 from crmvalue.config import load_config
 from crmvalue.data import load_transactions
 from crmvalue.errors import CrmvalueError
-from crmvalue.pipeline import resolve_dates
+from crmvalue.inputs import resolve_dates
 
 CLI = Path(sys.executable).parent / "crmvalue"
 CAL_END, OBS_END = "2021-06-30", "2021-12-31"

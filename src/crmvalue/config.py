@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -103,7 +103,10 @@ class DataConfig(_Strict):
 
 
 # the registered purchase models (crmvalue.models.registry): a new model is a config choice at once
-PurchaseModelName = Literal[registry.names()]  # type: ignore[valid-type]  # built from the registry at import
+if TYPE_CHECKING:
+    PurchaseModelName: TypeAlias = str  # the names are known only at import time, from the registry
+else:
+    PurchaseModelName = Literal[registry.names()]  # built from the registry at import
 
 
 class ModelConfig(_Strict):
@@ -238,7 +241,7 @@ def experiment_name(source) -> str:
 
 class ExperimentConfig(_Strict):
     name: str = Field(
-        None,
+        None,  # type: ignore[assignment]  # a placeholder: _default_name always fills it in before validation
         pattern=r"^[A-Za-z0-9_.-]+$",
         description="experiment name: MLflow experiment, exports/<name>/, models/<name>/ and the registered models "
         "<name>-value, <name>-churn; default: the data file's name (cdnow for the bundled data)",

@@ -21,15 +21,13 @@ the scored population, with the run's settings. The scores are logged as an MLfl
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from crmvalue.churn import ChurnScorer
 from crmvalue.config import ExperimentConfig
@@ -41,8 +39,9 @@ from crmvalue.progress import Progress
 from crmvalue.registry import ModelRef, resolve
 from crmvalue.schema import output_columns
 from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
-from crmvalue.tracking.artifacts import CHURN_MODEL_URI_TAG, CHURN_SCORING_ARTIFACT
+from crmvalue.tracking.artifacts import CHURN_SCORING_ARTIFACT
 from crmvalue.tracking.predict_writer import log_predict_run
+from crmvalue.tracking.session import TrackingSession
 
 log = logging.getLogger("crmvalue")
 
@@ -66,7 +65,7 @@ class _TrainedRun:
     thresholds: tuple[float, float]
     observation_end: pd.Timestamp
     data_first_date: pd.Timestamp | None
-    churn_state: dict | None
+    churn_state: ChurnScorer | None
     churn_model_uri: str | None
 
 
@@ -90,10 +89,9 @@ def predict(
     the new file's names for the columns the model was trained on. None keeps the run's value.
     A file without the model's columns is refused with one line that names them and these flags.
     """
-    import mlflow
 
     from crmvalue.io import check_writable
-    from crmvalue.store import check_store, open_store
+    from crmvalue.store import check_store
     from crmvalue.tracking import quiet_mlflow, resolve_tracking_uri
 
     progress = progress or Progress(enabled=False)
@@ -102,13 +100,33 @@ def predict(
     # pre-flight: the scores file and the store, which gets a predict run, can be written
     check_writable(out, "the scores file", "set --out")
     check_store(tracking_uri)
-    mlflow.set_tracking_uri(tracking_uri)
     obs_end = _day(observation_end, "--observation-end")
+    with TrackingSession(tracking_uri):  # MLflow's URI for this call only; the caller's is put back
+        return _scored(
+            model_uri, data, obs_end, out, customers, interactions, tracking_uri, progress, quantity_col, column_options
+        )
+
+
+def _scored(
+    model_uri,
+    data,
+    obs_end: pd.Timestamp,
+    out: Path,
+    customers,
+    interactions,
+    tracking_uri: str,
+    progress: Progress,
+    quantity_col: str | None,
+    column_options: dict,
+) -> PredictResult:
+    import mlflow
+
+    from crmvalue.store import open_store
 
     # no progress line yet: a bad model URI or bad data should be the only line the user sees
-    with open_store(tracking_uri) as client, tempfile.TemporaryDirectory() as tmp:
+    with open_store(tracking_uri) as client:
         ref = resolve(client, model_uri)
-        trained = _trained_run(client, ref, Path(tmp))
+        trained = _trained_run(ref, tracking_uri)
         # the registered pyfunc's own ValueModel: new data are scored by the very object train scored with
         value_model = mlflow.pyfunc.load_model(ref.uri).unwrap_python_model().model_
         booster = None
@@ -127,12 +145,12 @@ def predict(
     with progress.stage("load", f"loaded {ref.uri} and checked the transactions from {source}", announce=False):
         d = cfg.data
         quantity_col = quantity_col or d.quantity_col
-        needs_quantity = bool(trained.churn_state and "quantity_total" in trained.churn_state["feature_columns"])
+        needs_quantity = bool(trained.churn_state and "quantity_total" in trained.churn_state.feature_columns)
         if needs_quantity and quantity_col is None and not (isinstance(data, str) and data in BUNDLED):
             raise CrmvalueError(
                 f"the churn model of run {trained.run_id} uses purchase quantities: name the column with --quantity-col"
             )
-        options = dict(
+        options: dict[str, Any] = dict(
             customer_col=d.customer_col,
             date_col=d.date_col,
             amount_col=d.amount_col,
@@ -164,14 +182,15 @@ def predict(
 
             attributes = load_customer_attributes(customers, d.customers_id_col)
         needs_attributes = bool(
-            trained.churn_state and any(c.startswith("attr_") for c in trained.churn_state["feature_columns"])
+            trained.churn_state and any(c.startswith("attr_") for c in trained.churn_state.feature_columns)
         )
         if needs_attributes and attributes is None:
             raise CrmvalueError(
                 f"the churn model of run {trained.run_id} uses customer attributes: pass the customer table with --customers"
             )
         if needs_attributes:
-            wanted = [c.removeprefix("attr_") for c in trained.churn_state["feature_columns"] if c.startswith("attr_")]
+            assert trained.churn_state is not None and attributes is not None  # needs_attributes, and refused above
+            wanted = [c.removeprefix("attr_") for c in trained.churn_state.feature_columns if c.startswith("attr_")]
             missing = [c for c in wanted if c not in attributes.columns]
             if missing:
                 raise CrmvalueError(
@@ -205,7 +224,8 @@ def predict(
 
     churn = None
     if booster is not None and cfg.churn.enabled:
-        churn = LoadedChurn(ChurnScorer.from_dict(trained.churn_state), booster, attributes)
+        assert trained.churn_state is not None  # the booster is loaded only for a run with churn state
+        churn = LoadedChurn(trained.churn_state, booster, attributes)
     scorers = Scorers(
         value=value_model.predict,
         thresholds=trained.thresholds,
@@ -241,62 +261,52 @@ def _day(value, option: str) -> pd.Timestamp:
         raise CrmvalueError(f"{option}: {value!r} is not a date (use YYYY-MM-DD)") from None
 
 
-def _trained_run(client, ref: ModelRef, tmp: Path) -> _TrainedRun:
-    from crmvalue.store import get_run
+def _trained_run(ref: ModelRef, tracking_uri: str) -> _TrainedRun:
+    """What predict needs of the ``crmvalue train`` run behind ``ref``, read through the run reader."""
+    from crmvalue.tracking.reader import read_run
 
     try:
-        run = get_run(client, ref.run_id, client.tracking_uri)
+        record = read_run(ref.run_id, tracking_uri=tracking_uri)
     except CrmvalueError:  # its hint is report's (--run); here the run comes from --model
         raise CrmvalueError(
             f"--model {ref.uri}: no run {ref.run_id!r} in the MLflow store; check the run id "
             "(or the store: --tracking-uri)"
         ) from None
-    tags, params = run.data.tags, run.data.params
-    if tags.get("crmvalue.kind", "train") != "train":
+    if record.kind != "train":
         raise CrmvalueError(f"--model {ref.uri}: run {ref.run_id} is not a `crmvalue train` run")
-    try:
-        config_path = client.download_artifacts(ref.run_id, "config.yaml", str(tmp))
-    except Exception:  # noqa: BLE001 - any failure means the run is not usable
+    raw = record.config()
+    if raw is None:
         raise CrmvalueError(
             f"--model {ref.uri}: run {ref.run_id} has no config.yaml artifact; was it logged by crmvalue train?"
-        ) from None
-    raw = yaml.safe_load(Path(config_path).read_text())
-    try:
-        thresholds = (
-            float(params["quadrants.current_threshold_used"]),
-            float(params["quadrants.potential_threshold_used"]),
         )
-    except KeyError:
+    thresholds = record.quadrant_thresholds
+    if thresholds is None:
         raise CrmvalueError(
             f"--model {ref.uri}: run {ref.run_id} has no quadrant thresholds; retrain with this version"
-        ) from None
+        )
     observation_end = pd.Timestamp(raw["observation_end"])
-    first = tags.get("crmvalue.data_first_date")
     churn_state = None
     # churn.enabled: auto may have skipped the churn stage (tag crmvalue.churn "skipped: ..."): then no churn model
-    if raw.get("churn", {}).get("enabled") and not tags.get("crmvalue.churn", "").startswith("skipped"):
-        try:
-            path = client.download_artifacts(ref.run_id, CHURN_SCORING_ARTIFACT, str(tmp))
-        except Exception:  # noqa: BLE001
+    if raw.get("churn", {}).get("enabled") and not record.churn_skipped:
+        state = record.churn_scoring()
+        if state is None:
             raise CrmvalueError(
                 f"--model {ref.uri}: run {ref.run_id} has a churn model but no {CHURN_SCORING_ARTIFACT}; "
                 "retrain it with this version of crmvalue"
-            ) from None
-        churn_state = json.loads(Path(path).read_text())
+            )
+        churn_state = ChurnScorer.from_dict(state)
     # the config as the run resolved it; its input and output settings are not this scoring's
     for key in ("calibration_end", "observation_end", "out", "tracking_uri"):
         raw.pop(key, None)
-    config = ExperimentConfig.model_validate(raw)
-    churn_uri = tags.get(CHURN_MODEL_URI_TAG, f"runs:/{ref.run_id}/churn_model") if churn_state else None
     return _TrainedRun(
         ref.run_id,
-        run.info.experiment_id,
-        config,
+        record.experiment_id,
+        ExperimentConfig.model_validate(raw),
         thresholds,
         observation_end,
-        pd.Timestamp(first) if first else None,
+        record.data_first_date,
         churn_state,
-        churn_uri,
+        record.churn_model_uri if churn_state is not None else None,
     )
 
 
@@ -367,7 +377,7 @@ def _check_columns(data, options: dict, trained: _TrainedRun, ref: ModelRef) -> 
     if not missing:
         return
     d = trained.config.data
-    trained_cols = {"customer_col": d.customer_col, "date_col": d.date_col}
+    trained_cols: dict[str, str | None] = {"customer_col": d.customer_col, "date_col": d.date_col}
     if d.price_col:
         trained_cols.update(price_col=d.price_col, quantity_col=d.quantity_col)
     else:

@@ -60,9 +60,11 @@ def quality_tags(cfg: ExperimentConfig, metrics: dict[str, float], churn_result:
     elif churn_result.skipped is not None:
         tags["crmvalue.churn"] = f"skipped: {churn_result.skipped}"
     else:
+        gate = churn_result.gate
+        assert gate is not None  # a churn stage that ran has its gate
         tags["crmvalue.churn"] = "ran"
-        tags["crmvalue.churn_scorer"] = churn_result.scorer
-        tags["crmvalue.churn_gate"] = churn_result.gate.reason
+        tags["crmvalue.churn_scorer"] = gate.scorer  # churn_result.scorer
+        tags["crmvalue.churn_gate"] = gate.reason
     flag = metrics.get("quality.value_red_flag")
     if flag is None:
         tags["crmvalue.value_gate"] = "not checked: the run has no holdout totals of purchases"

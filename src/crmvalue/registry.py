@@ -151,7 +151,11 @@ def promote(
 
     if value_model is None and experiment is None:
         raise no_model_error(client, "promote")
-    value_model = value_model or value_model_name(experiment)
+    if not value_model:
+        assert (
+            experiment is not None
+        )  # checked above, but for an empty value_model (which the config's pattern refuses)
+        value_model = value_model_name(experiment)
     if churn_model is None:
         if experiment is not None:
             churn_model = churn_model_name(experiment)

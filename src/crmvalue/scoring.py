@@ -24,7 +24,7 @@ from crmvalue import schema
 from crmvalue.analyses import purchase_history, run_analyses
 from crmvalue.customer_days import CustomerDays
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import WindowReport, revenue_in_window, rfm_summary_with_report
+from crmvalue.features import TimeUnit, WindowReport, revenue_in_window, rfm_summary_with_report
 from crmvalue.models import PREDICTION_COLUMNS
 from crmvalue.progress import Progress
 from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
@@ -48,7 +48,7 @@ class CustomerFeatures:
 
 
 def customer_features(
-    days: CustomerDays, obs_end: pd.Timestamp, time_unit: str, current_window_days: int
+    days: CustomerDays, obs_end: pd.Timestamp, time_unit: TimeUnit, current_window_days: int
 ) -> CustomerFeatures:
     summary, report = rfm_summary_with_report(days, obs_end, time_unit)
     current = revenue_in_window(days, obs_end, current_window_days)

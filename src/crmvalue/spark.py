@@ -30,7 +30,7 @@ Spark-specific conventions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import pandas as pd
 
@@ -315,6 +315,7 @@ def _validate(tx: DataFrame, customer_col: str, date_col: str, amount_col: str, 
     for i, bad in enumerate(checks.values()):
         aggregates += [F.count_if(bad).alias(f"n{i}"), F.first(F.when(bad, customer), ignorenulls=True).alias(f"id{i}")]
     found = tx.agg(*aggregates).first()
+    assert found is not None  # a global aggregate always returns one row
     for i, (column, problem) in enumerate(checks):
         if found[f"n{i}"]:
             example = f" (e.g. customer {found[f'id{i}']!r})" if found[f"id{i}"] else ""
@@ -357,6 +358,6 @@ def _summary(tx: DataFrame, end_day: int, time_unit: TimeUnit) -> DataFrame:
 
 
 def _collect_sorted(frame: DataFrame, keys: list[str]) -> pd.DataFrame:
-    rows = frame.toPandas()
+    rows = cast(pd.DataFrame, frame.toPandas())
     rows["weights"] = rows["weights"].astype("int64")
     return rows.sort_values(keys, kind="stable").reset_index(drop=True)

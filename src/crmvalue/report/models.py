@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from crmvalue import schema
+from crmvalue.models import registry
 from crmvalue.report.format import (
     escape,
     fmt_count,
@@ -20,7 +21,7 @@ from crmvalue.report.format import (
 )
 from crmvalue.report.run import ReportRun, churn_scorer
 
-MODEL_NAMES = {"bgnbd": "BG/NBD", "mbgnbd": "MBG/NBD", "paretonbd": "Pareto/NBD"}
+MODEL_NAMES = {name: registry.label(name) for name in registry.names()}  # the registered purchase models
 # metric key, label, True when higher is better
 CHURN_METRICS = [
     ("roc_auc", "ROC AUC: ranks churners above buyers (0.5 = chance)", True),

@@ -84,6 +84,7 @@ def log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | No
     if result.skipped is not None:
         return None
     model = result.model
+    assert model is not None  # a churn stage that ran has its model and evaluation
     raw = model.raw_proba(result.example)
     info = mlflow.lightgbm.log_model(
         model.booster_,
@@ -95,6 +96,7 @@ def log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | No
         pip_requirements=mlflow.lightgbm.get_default_pip_requirements(),
     )
     evaluation = result.evaluation
+    assert evaluation is not None
     test = evaluation.test
     folder = tmp / "churn_tables"
     folder.mkdir(exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crmvalue import __version__
 from crmvalue.io import write_table
@@ -15,15 +15,21 @@ from crmvalue.schema import output_columns
 if TYPE_CHECKING:
     from crmvalue.customer_days import CustomerDays
     from crmvalue.progress import Progress
-    from crmvalue.tracking.reader import TrainedRunRecord
 
 log = logging.getLogger("crmvalue")
+
+
+class SourceRun(Protocol):
+    """What the predict run needs of the train run it scores with (``crmvalue.predict``'s record of it)."""
+
+    run_id: str
+    experiment_id: str
 
 
 def log_predict_run(
     tracking_uri,
     ref: ModelRef,
-    trained: TrainedRunRecord,
+    trained: SourceRun,
     tx: CustomerDays,
     obs_end,
     predictions,
@@ -45,7 +51,7 @@ def log_predict_run(
 def _logged_steps(
     tracking_uri,
     ref: ModelRef,
-    trained: TrainedRunRecord,
+    trained: SourceRun,
     tx: CustomerDays,
     obs_end,
     predictions,

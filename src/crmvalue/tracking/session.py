@@ -103,4 +103,4 @@ class TrackingSession:
     def __exit__(self, *exc) -> None:
         import mlflow
 
-        mlflow.set_tracking_uri(self._previous)  # None: unset again, as before the block
+        mlflow.set_tracking_uri(self._previous)  # type: ignore[arg-type]  # None: unset again, as before the block (MLflow's hint omits None)

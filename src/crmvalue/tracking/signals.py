@@ -88,6 +88,7 @@ def checkpoint() -> None:
     if state is None or state.received is None or threading.current_thread() is not threading.main_thread():
         return
     signum, state.received = state.received, None
+    assert state.previous is not None  # set together with received, inside the block
     recording = {s: signal.getsignal(s) for s in state.previous}
     _restore(state.previous)
     try:

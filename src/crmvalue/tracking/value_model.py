@@ -15,9 +15,9 @@ VALUE_MODEL_ARTIFACT = "value_model.json"
 
 
 def _value_model_pyfunc() -> type:
-    import mlflow
+    from mlflow.pyfunc import PythonModel
 
-    class ValueModelPyfunc(mlflow.pyfunc.PythonModel):
+    class ValueModelPyfunc(PythonModel):
         """Scores an RFM summary (frequency, recency, T, monetary_value) with a fitted :class:`ValueModel`.
 
         Holds no state until ``load_context`` rebuilds the model from its JSON parameters.

@@ -42,9 +42,9 @@ class MlflowRunWriter:
         SIGINT and SIGTERM are held back meanwhile and taken only between logging steps, never in
         the middle of MLflow's database work; one that arrives during the commit undoes it.
         """
-        from crmvalue.tracking import interrupts_deferred
+        from crmvalue.tracking import TrackingSession, interrupts_deferred
 
-        with interrupts_deferred() as signals:
+        with interrupts_deferred() as signals, TrackingSession(run.cfg.tracking_uri):
             ids = log_run(run)
             if signals.received is not None:  # it came once the run was complete: the command completes too
                 log.warning("a signal arrived after the run was complete and committed; it is ignored")
@@ -98,7 +98,6 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
     quiet_mlflow()
     tracking_uri = resolve_tracking_uri(cfg.tracking_uri)
     open_for_writing(tracking_uri)  # a new store is created under a lock: concurrent first runs both succeed
-    mlflow.set_tracking_uri(tracking_uri)
     with logging_errors(tracking_uri):
         use_experiment(cfg.name, tracking_uri)
     checkpoint()  # SIGINT/SIGTERM are taken at these points only (MlflowRunWriter holds them back)
@@ -109,9 +108,9 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
     out_path = cfg.output_path
 
     # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
-    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp_dir, tracked_run() as run:
+    with logging_errors(tracking_uri), tempfile.TemporaryDirectory() as tmp_dir, tracked_run() as active:
         tmp = Path(tmp_dir)
-        run_id = run.info.run_id
+        run_id = active.info.run_id
         mlflow.set_tags(
             {
                 "crmvalue.data_sha256": tx.sha256,
@@ -148,9 +147,9 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
             }
         )
         if evaluation.best is not None:
-            params.update(
-                {f"evaluation.{purchase.name}.{k}": repr(v) for k, v in evaluation.best.model.params_.as_dict().items()}
-            )
+            best_model = evaluation.best.model
+            assert best_model is not None  # the winner is a candidate whose fit succeeded
+            params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in best_model.params_.as_dict().items()})
         params["quadrants.current_threshold_used"] = repr(thresholds[0])
         params["quadrants.potential_threshold_used"] = repr(thresholds[1])
         mlflow.log_params(params)
@@ -179,7 +178,9 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         quadrants.to_csv(tmp / "quadrant_summary.csv")
         mlflow.log_artifact(str(tmp / "quadrant_summary.csv"))
         if evaluation.best is not None:
-            evaluation.best.conditional_expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
+            expectations = evaluation.best.conditional_expectations
+            assert expectations is not None  # the winner was scored on the holdout
+            expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
             mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
         (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
         mlflow.log_artifact(str(tmp / "config.yaml"))
@@ -216,7 +217,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         # the run is complete. All or nothing, and not stopped half-way by a signal: the export, then
         # the registry, then models/<name>/; a failure on the way puts back what was there
         model_dir = Path(cfg.models_dir) / cfg.name
-        files, registered = StagedFiles(), {}
+        files = StagedFiles()
+        registered: dict[str, int] = {}
         with interrupts_deferred():
             try:
                 files.copy(staged, out_path)
@@ -224,13 +226,15 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                     register_models(cfg, run_id, model_uri, churn_uri, registered)
                 files.write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
                 if churn_result is not None and churn_result.skipped is None:
+                    churn_model = churn_result.model
+                    assert churn_model is not None  # a churn stage that ran has its model
                     files.write_text(
                         model_dir / "churn_model.txt",
-                        churn_result.model.booster_.model_to_string(num_iteration=churn_result.model.best_iteration_),
+                        churn_model.booster_.model_to_string(num_iteration=churn_model.best_iteration_),
                     )
                     files.write_text(
                         model_dir / "churn_calibration.json",
-                        json.dumps(churn_result.model.calibration_state(), indent=2),
+                        json.dumps(churn_model.calibration_state(), indent=2),
                     )
                     if churn_result.categories:
                         files.write_text(
@@ -254,11 +258,15 @@ def register_models(
 
     from crmvalue import registry
 
-    registered[cfg.registry.value_model] = registry.register(model_uri, cfg.registry.value_model, run_id)
-    mlflow.set_tag(registry.VERSION_TAG, str(registered[cfg.registry.value_model]))
+    value_name = cfg.registry.value_model
+    assert value_name is not None  # filled in by ExperimentConfig._registered_names
+    registered[value_name] = registry.register(model_uri, value_name, run_id)
+    mlflow.set_tag(registry.VERSION_TAG, str(registered[value_name]))
     if churn_uri is not None:
-        registered[cfg.registry.churn_model] = registry.register(churn_uri, cfg.registry.churn_model, run_id)
-        mlflow.set_tag(registry.CHURN_VERSION_TAG, str(registered[cfg.registry.churn_model]))
+        churn_name = cfg.registry.churn_model
+        assert churn_name is not None  # filled in by ExperimentConfig._registered_names
+        registered[churn_name] = registry.register(churn_uri, churn_name, run_id)
+        mlflow.set_tag(registry.CHURN_VERSION_TAG, str(registered[churn_name]))
     return registered
 
 

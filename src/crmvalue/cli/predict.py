@@ -1,0 +1,132 @@
+"""``crmvalue predict``: score new data with a registered model."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from crmvalue.cli.app import app
+from crmvalue.errors import CrmvalueError
+
+log = logging.getLogger("crmvalue")
+
+
+@app.command()
+def predict(
+    data: str = typer.Option(..., "--data", help="new transactions (.csv/.parquet, or cdnow / cdnow_sample)"),
+    observation_end: str = typer.Option(..., "--observation-end", help="score as of this day (YYYY-MM-DD)"),
+    out: Path = typer.Option(..., "--out", help="scores file (.csv or .parquet), in the export schema"),
+    name: str | None = typer.Option(
+        None, "--name", "--experiment", help="experiment whose champion scores: models:/<name>-value@champion"
+    ),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="models:/<name>@<alias>, models:/<name>/<version> or runs:/<id>/value_model (instead of --name)",
+    ),
+    customer_col: str | None = typer.Option(
+        None, "--customer-col", help="customer id column (default: as in training)"
+    ),
+    date_col: str | None = typer.Option(None, "--date-col", help="timestamp column (default: as in training)"),
+    amount_col: str | None = typer.Option(
+        None, "--amount-col", help="amount (revenue) column (default: as in training)"
+    ),
+    quantity_col: str | None = typer.Option(
+        None, "--quantity-col", help="quantity column, if the churn model uses quantities (default: as in training)"
+    ),
+    price_col: str | None = typer.Option(
+        None,
+        "--price-col",
+        help="unit price column of invoice lines: amount = quantity x price (default: as in training)",
+    ),
+    date_format: str | None = typer.Option(
+        None, "--date-format", help="strftime format of the timestamps (default: as in training)"
+    ),
+    dayfirst: bool | None = typer.Option(
+        None,
+        "--dayfirst/--monthfirst",
+        help="read dates that fit both orders (03/02/2023) day first or month first (default: as in training)",
+    ),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default: as in training)"),
+    decimal: str | None = typer.Option(
+        None, "--decimal", help="decimal mark of the numbers: '.' or ',' (default: as in training)"
+    ),
+    thousands: str | None = typer.Option(
+        None, "--thousands", help="thousands separator to remove from numbers (default: as in training)"
+    ),
+    encoding: str | None = typer.Option(
+        None, "--encoding", help="text encoding, e.g. latin-1, cp1252, utf-16 (default: as in training)"
+    ),
+    drop_missing_ids: bool = typer.Option(
+        False,
+        "--drop-missing-ids",
+        help="drop rows without a customer id (guest orders), with a warning that counts them",
+    ),
+    allow_future_dates: bool = typer.Option(
+        False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"
+    ),
+    customers: Path | None = typer.Option(
+        None, "--customers", help="customer attributes, if the churn model was trained with them"
+    ),
+    interactions: Path | None = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Score new transactions with a registered model (no refit); log a predict run; write the export schema.
+
+    The columns and CSV dialect are the training run's; the column and dialect flags map a file
+    with other names or another dialect onto them.
+    """
+    from crmvalue.predict import predict as run_predict
+    from crmvalue.progress import Progress
+
+    if model is not None and name is not None:
+        raise CrmvalueError("give --name or --model, not both")
+    if model is None:
+        from crmvalue.registry import CHAMPION, no_model_error, value_model_name
+
+        if name is None:
+            from crmvalue.store import open_store
+            from crmvalue.tracking import resolve_tracking_uri
+
+            with open_store(resolve_tracking_uri(tracking_uri)) as client:
+                raise no_model_error(client, "predict")
+        model = f"models:/{value_model_name(name)}@{CHAMPION}"
+    result = run_predict(
+        model,
+        data,
+        observation_end,
+        out,
+        customers,
+        interactions,
+        tracking_uri,
+        Progress(enabled=not quiet),
+        quantity_col,
+        customer_col=customer_col,
+        date_col=date_col,
+        amount_col=amount_col,
+        price_col=price_col,
+        date_format=date_format,
+        dayfirst=dayfirst,
+        sep=sep,
+        decimal=decimal,
+        thousands=thousands,
+        encoding=encoding,
+        drop_missing_ids=True if drop_missing_ids else None,
+        allow_future_dates=True if allow_future_dates else None,
+    )
+    version = f" version {result.model.version}" if result.model.version is not None else ""
+    q = result.predictions["quadrant"].value_counts().sort_index()
+    typer.echo(
+        "\n".join(
+            [
+                f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
+                f"trained in run {result.model.run_id})",
+                f"customers       {len(result.predictions):,} as of {result.observation_end.date()}",
+                "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+                f"scores          {result.output_path}",
+            ]
+        )
+    )

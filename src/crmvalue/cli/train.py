@@ -1,0 +1,205 @@
+"""``crmvalue train``: run an experiment and print its summary."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import typer
+
+from crmvalue.cli.app import TimeUnitChoice, app
+
+log = logging.getLogger("crmvalue")
+
+
+@app.command()
+def train(
+    config: Path | None = typer.Option(
+        None, "--config", help="experiment YAML (default: experiments/cdnow.yaml if present)"
+    ),
+    name: str | None = typer.Option(
+        None,
+        "--name",
+        help="experiment name: exports/<name>/, models/<name>/, registered <name>-value and <name>-churn "
+        "(default: the config's name, else the data file's name)",
+    ),
+    data: str | None = typer.Option(
+        None, "--data", help="transactions: a .csv/.parquet path, or 'cdnow' / 'cdnow_sample'"
+    ),
+    customer_col: str | None = typer.Option(None, "--customer-col", help="customer id column"),
+    date_col: str | None = typer.Option(None, "--date-col", help="timestamp column"),
+    amount_col: str | None = typer.Option(None, "--amount-col", help="amount (revenue) column"),
+    quantity_col: str | None = typer.Option(None, "--quantity-col", help="optional quantity column (a churn feature)"),
+    date_format: str | None = typer.Option(None, "--date-format", help="strftime format of the timestamps"),
+    engine: str | None = typer.Option(
+        None, "--engine", help="auto, pandas or duckdb: who reads and nets the transactions (default auto)"
+    ),
+    price_col: str | None = typer.Option(
+        None, "--price-col", help="unit price column of invoice lines: amount = quantity x price (with --quantity-col)"
+    ),
+    dayfirst: bool | None = typer.Option(
+        None, "--dayfirst/--monthfirst", help="read dates that fit both orders (03/02/2023) day first or month first"
+    ),
+    sep: str | None = typer.Option(
+        None, "--sep", help="CSV delimiter, e.g. ';' or '\\t' (default ',', a tab for .tsv)"
+    ),
+    decimal: str | None = typer.Option(None, "--decimal", help="decimal mark of the numbers: '.' (default) or ','"),
+    thousands: str | None = typer.Option(
+        None, "--thousands", help="thousands separator to remove from numbers, e.g. '.'"
+    ),
+    encoding: str | None = typer.Option(
+        None,
+        "--encoding",
+        help="text encoding, e.g. latin-1, cp1252, utf-16 (default UTF-8; a byte-order mark is detected)",
+    ),
+    drop_missing_ids: bool = typer.Option(
+        False,
+        "--drop-missing-ids",
+        help="drop rows without a customer id (guest orders), with a warning that counts them",
+    ),
+    allow_future_dates: bool = typer.Option(
+        False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"
+    ),
+    calibration_end: str | None = typer.Option(None, "--calibration-end", help="last day of the calibration period"),
+    observation_end: str | None = typer.Option(None, "--observation-end", help="last day of observation"),
+    time_unit: TimeUnitChoice | None = typer.Option(None, "--time-unit", help="time unit of recency and T"),
+    horizon_days: int | None = typer.Option(None, "--horizon-days", help="horizon of expected_purchases, in days"),
+    model: str | None = typer.Option(
+        None,
+        "--model",
+        help="a registered purchase model (bgnbd, mbgnbd, paretonbd, ...) or auto; an unknown name lists them",
+    ),
+    penalizer: float | None = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
+    gamma_gamma_penalizer: float | None = typer.Option(
+        None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"
+    ),
+    intervals: bool = typer.Option(
+        False, "--intervals", help="add bootstrap 90% intervals for expected_purchases and clv"
+    ),
+    churn: bool | None = typer.Option(
+        None,
+        "--churn/--no-churn",
+        help="require (--churn) or skip (--no-churn) the LightGBM churn model (default: auto, fitted when the data are long enough)",
+    ),
+    customers: Path | None = typer.Option(
+        None, "--customers", help="customer attributes table (.csv/.parquet) for the churn model"
+    ),
+    customers_id_col: str | None = typer.Option(
+        None, "--customers-id-col", help="id column of --customers (default customer_id)"
+    ),
+    interactions: Path | None = typer.Option(
+        None, "--interactions", help="interactions table (customer id, timestamp, channel) for the CRM value score"
+    ),
+    out: Path | None = typer.Option(None, "--out", help="predictions file (.csv or .parquet)"),
+    tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
+) -> None:
+    """Fit, evaluate and score; log an MLflow run; write per-customer predictions for the CRM.
+
+    With neither --config nor --data, runs experiments/cdnow.yaml. With --data alone, starts
+    from the built-in defaults. The experiment is --name, else the config's name:, else the data
+    file's name (a config without name: and --data take --data's).
+    """
+    from crmvalue.config import DEFAULT_CONFIG, load_config
+    from crmvalue.pipeline import train as run_train
+    from crmvalue.progress import Progress
+
+    if config is None and data is None and DEFAULT_CONFIG.is_file():
+        config = DEFAULT_CONFIG  # the default experiment; your own --data starts from clean defaults
+    cfg = load_config(
+        config,
+        {
+            "name": name,
+            "data.source": data,
+            "data.customer_col": customer_col,
+            "data.date_col": date_col,
+            "data.amount_col": amount_col,
+            "data.quantity_col": quantity_col,
+            "data.date_format": date_format,
+            "data.engine": engine,
+            "data.price_col": price_col,
+            "data.dayfirst": dayfirst,
+            "data.sep": sep,
+            "data.decimal": decimal,
+            "data.thousands": thousands,
+            "data.encoding": encoding,
+            "data.drop_missing_ids": True if drop_missing_ids else None,
+            "data.allow_future_dates": True if allow_future_dates else None,
+            "calibration_end": calibration_end,
+            "observation_end": observation_end,
+            "time_unit": time_unit.value if time_unit else None,
+            "horizon_days": horizon_days,
+            "model.purchase_model": model,
+            "model.penalizer": penalizer,
+            "model.gamma_gamma_penalizer": gamma_gamma_penalizer,
+            "intervals.enabled": True if intervals else None,
+            "churn.enabled": churn,
+            "data.customers": str(customers) if customers else None,
+            "data.customers_id_col": customers_id_col,
+            "analyses.interactions": str(interactions) if interactions else None,
+            "out": str(out) if out else None,
+            "tracking_uri": tracking_uri,
+        },
+    )
+    result = run_train(cfg, progress=Progress(enabled=not quiet))
+    m = result.metrics
+    q = result.quadrants["customers"]
+    lines = [
+        f"run id          {result.run_id}  (experiment '{cfg.name}')",
+        f"customers       {len(result.predictions):,}",
+        f"purchase model  {result.evaluation.reason}",
+        f"holdout         {result.calibration_end.date()} -> {result.observation_end.date()}: "
+        + (
+            f"skipped ({result.evaluation.skipped})"
+            if result.evaluation.skipped is not None
+            else f"MAE {m['holdout.mae']:.3f} (naive rate {m['baseline.naive_rate.holdout.mae']:.3f}), "
+            f"RMSE {m['holdout.rmse']:.3f}, purchases predicted {m['holdout.predicted_total']:,.0f} "
+            f"vs actual {m['holdout.actual_total']:,.0f}"
+        ),
+        "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+    ]
+    if m.get("quality.value_red_flag"):
+        from crmvalue.quality import value_gate_text
+
+        lines.append(
+            "RED FLAG        "
+            + value_gate_text(m, m["holdout.predicted_total"], m["holdout.actual_total"], cfg.quality.max_total_error)
+        )
+    if result.churn is not None and result.churn.skipped is not None:
+        lines.append(f"churn           skipped: {result.churn.skipped}")
+    elif result.churn is not None:
+        # a churn stage that ran has its scores and gate
+        assert result.churn.scores is not None and result.churn.gate is not None
+        risk = result.churn.scores["churn_risk"].value_counts()
+        lines.append(
+            f"churn           out-of-time ROC AUC {m['churn.roc_auc']:.3f}, Brier {m['churn.brier']:.4f} "
+            f"(BG/NBD no-purchase {m.get('baseline.bgnbd_no_purchase.roc_auc', float('nan')):.3f}, "
+            f"recency {m['baseline.recency.roc_auc']:.3f}); risk "
+            + ", ".join(f"{k} {int(risk.get(k, 0)):,}" for k in ("high", "medium", "low"))
+        )
+        lines.append(f"churn scorer    {result.churn.gate.reason}")
+    if result.registered:
+        which = (
+            f"--name {cfg.name}"
+            if cfg.registry.value_model == f"{cfg.name}-value"
+            else f"--model {cfg.registry.value_model}"
+        )
+        lines.append(
+            "registered      "
+            + ", ".join(f"{model} version {v}" for model, v in result.registered.items())
+            + f"  (make it the champion: crmvalue promote {which} "
+            f"--version {next(iter(result.registered.values()))})"
+        )
+    from crmvalue.store import display_uri
+
+    store = f" --tracking-uri {display_uri(cfg.tracking_uri)}" if cfg.tracking_uri else ""
+    lines += [
+        f"predictions     {result.output_path}",
+        "next            crmvalue report --run "
+        + result.run_id
+        + store
+        + " --out report.html   (the run as one HTML page)",
+        "                make mlflow-ui   (every run, metric and chart at http://127.0.0.1:5000)",
+        f"                crmvalue export --run {result.run_id}{store}   (the scores to the CRM database)",
+    ]
+    typer.echo("\n".join(lines))
