@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Protocol
 import numpy as np
 import pandas as pd
 
+from crmvalue import schema
 from crmvalue.analyses import AnalysesResult
 from crmvalue.config import ExperimentConfig
 from crmvalue.customer_days import CustomerDays
@@ -225,7 +226,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
 
         churn_result = ChurnResult.skip(loaded.churn_skipped)
     if scored.analyses is not None:
-        metrics["analyses.pareto_top20_share"] = scored.analyses.pareto_top20_share
+        metrics[schema.PARETO_TOP20_SHARE] = scored.analyses.pareto_top20_share
 
     with progress.stage("diagnose", "computing the fit diagnostics"):
         # before MLflow is touched, so a failure here leaves no half-logged run
@@ -321,7 +322,9 @@ def evaluate_stage(
             {}
             if best is None
             else {
-                f"holdout.{k.removeprefix('holdout.')}": v for k, v in best.metrics.items() if k.startswith("holdout.")
+                schema.holdout_metric(k.removeprefix("holdout.")): v
+                for k, v in best.metrics.items()
+                if k.startswith("holdout.")
             }
         )
         metrics.update(evaluation.baseline)
@@ -329,7 +332,10 @@ def evaluate_stage(
             if result.model is not None:
                 metrics[f"{result.name}.log_likelihood"] = result.metrics["log_likelihood"]
         metrics.update(
-            {"holdout.customers": float(evaluation.holdout_customers), "holdout.duration": evaluation.duration}
+            {
+                schema.holdout_metric("customers"): float(evaluation.holdout_customers),
+                schema.holdout_metric("duration"): evaluation.duration,
+            }
         )
         metrics.update(value_gate(metrics, cfg.quality.max_total_error, cal_end, obs_end))
         if len(candidates) > 1:

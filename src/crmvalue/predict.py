@@ -37,9 +37,8 @@ from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError, deferred_warnings
 from crmvalue.progress import Progress
 from crmvalue.registry import ModelRef, resolve
-from crmvalue.schema import output_columns
+from crmvalue.schema import CHURN_SCORING_ARTIFACT, output_columns
 from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
-from crmvalue.tracking.artifacts import CHURN_SCORING_ARTIFACT
 from crmvalue.tracking.predict_writer import log_predict_run
 from crmvalue.tracking.session import TrackingSession
 

@@ -45,7 +45,9 @@ class Progress:
 
     def metrics(self) -> dict[str, float]:
         """``time.<stage>_s`` for every stage, ``memory.<stage>_peak_mb`` and the overall ``memory.peak_mb``."""
-        metrics = {f"time.{k}_s": v for k, v in self.timings.items()}
+        from crmvalue.schema import stage_time_metric  # schema imports pandas: not at import
+
+        metrics = {stage_time_metric(k): v for k, v in self.timings.items()}
         metrics.update({f"memory.{k}_peak_mb": v for k, v in self.peaks_mb.items()})
         metrics["memory.peak_mb"] = peak_rss_mb()
         return metrics

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from crmvalue import schema
+
 if TYPE_CHECKING:
     from crmvalue.churn import ChurnResult
     from crmvalue.config import ExperimentConfig
@@ -19,16 +21,19 @@ def value_gate(metrics: dict[str, float], max_total_error: float, cal_end, obs_e
     """The value model's quality gate: ``quality.holdout_total_error`` (predicted / actual total purchases
     in the holdout, minus 1) and ``quality.value_red_flag`` (1 when that is off by more than
     ``max_total_error``, with one warning line). Nothing when the run has no holdout totals."""
-    predicted, actual = metrics.get("holdout.predicted_total"), metrics.get("holdout.actual_total")
+    predicted, actual = (
+        metrics.get(schema.holdout_metric("predicted_total")),
+        metrics.get(schema.holdout_metric("actual_total")),
+    )
     if predicted is None or actual is None or not (np.isfinite(predicted) and np.isfinite(actual)):
         return {}
     gate = {}
     if actual > 0:
-        gate["quality.holdout_total_error"] = predicted / actual - 1
+        gate[schema.HOLDOUT_TOTAL_ERROR] = predicted / actual - 1
         red = abs(predicted / actual - 1) > max_total_error
     else:
         red = predicted > 0
-    gate["quality.value_red_flag"] = float(red)
+    gate[schema.VALUE_RED_FLAG] = float(red)
     if red:
         log.warning(
             "value model: red flag, %s (holdout %s to %s)",
@@ -41,9 +46,9 @@ def value_gate(metrics: dict[str, float], max_total_error: float, cal_end, obs_e
 
 def value_gate_text(gate: dict[str, float], predicted: float, actual: float, max_total_error: float) -> str:
     """The value gate's verdict in words, for the warning, the tag, the run summary and the report."""
-    error = gate.get("quality.holdout_total_error")
+    error = gate.get(schema.HOLDOUT_TOTAL_ERROR)
     off = f"{error:+.0%}" if error is not None else "no purchase was made"
-    if not gate.get("quality.value_red_flag"):
+    if not gate.get(schema.VALUE_RED_FLAG):
         return f"holdout purchases predicted {predicted:,.0f} against {actual:,.0f} made ({off}), within ±{max_total_error:.0%}"
     return (
         f"the holdout forecast of total purchases is {predicted:,.0f} against {actual:,.0f} made ({off}), "
@@ -56,21 +61,24 @@ def quality_tags(cfg: ExperimentConfig, metrics: dict[str, float], churn_result:
     and ``crmvalue.churn_gate`` (which scorer is live and why), ``crmvalue.value_gate`` (ok or red: why)."""
     tags = {}
     if churn_result is None:
-        tags["crmvalue.churn"] = "off"
+        tags[schema.CHURN_TAG] = "off"
     elif churn_result.skipped is not None:
-        tags["crmvalue.churn"] = f"skipped: {churn_result.skipped}"
+        tags[schema.CHURN_TAG] = f"skipped: {churn_result.skipped}"
     else:
         gate = churn_result.gate
         assert gate is not None  # a churn stage that ran has its gate
-        tags["crmvalue.churn"] = "ran"
+        tags[schema.CHURN_TAG] = "ran"
         tags["crmvalue.churn_scorer"] = gate.scorer  # churn_result.scorer
         tags["crmvalue.churn_gate"] = gate.reason
-    flag = metrics.get("quality.value_red_flag")
+    flag = metrics.get(schema.VALUE_RED_FLAG)
     if flag is None:
         tags["crmvalue.value_gate"] = "not checked: the run has no holdout totals of purchases"
     else:
         text = value_gate_text(
-            metrics, metrics["holdout.predicted_total"], metrics["holdout.actual_total"], cfg.quality.max_total_error
+            metrics,
+            metrics[schema.holdout_metric("predicted_total")],
+            metrics[schema.holdout_metric("actual_total")],
+            cfg.quality.max_total_error,
         )
         tags["crmvalue.value_gate"] = ("red: " if flag else "ok: ") + text
     return tags

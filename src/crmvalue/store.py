@@ -17,10 +17,10 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from crmvalue.errors import CrmvalueError, first_line
+from crmvalue.schema import KIND_TAG, VERSION_TAG
 from crmvalue.tracking import quiet_mlflow, resolve_tracking_uri
 
 LATEST = "latest"
-KIND_TAG = "crmvalue.kind"
 
 
 def display_uri(uri: str) -> str:
@@ -222,7 +222,7 @@ def _latest(client, experiment_ids: list[str], kinds: tuple[str, ...]) -> str | 
         )
         for run in page:
             tags = run.data.tags
-            if "mlflow.parentRunId" not in tags and "crmvalue.version" in tags and tags.get(KIND_TAG, "train") in kinds:
+            if "mlflow.parentRunId" not in tags and VERSION_TAG in tags and tags.get(KIND_TAG, "train") in kinds:
                 return run.info.run_id
         token = page.token
         if not token:

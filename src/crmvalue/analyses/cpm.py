@@ -9,13 +9,13 @@ from pydantic import Field
 
 from crmvalue.analyses.common import Analysis, StrictModel, require_columns
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import PLOT_CPM_GROUPS, Column, analysis_table
 
 COLUMNS: tuple[Column, ...] = (
     Column("cpm_group", "cpm", "integer", "SMALLINT", "CPM group 1-10: 1-5 active, 6-10 the same profiles lapsed"),
     Column("cpm_label", "cpm", "text", "TEXT", "the name of the CPM group"),
 )
-ANALYSIS = Analysis("cpm", COLUMNS, ("analyses/cpm_groups.csv",), ("plots/cpm_groups.png",))
+ANALYSIS = Analysis("cpm", COLUMNS, (analysis_table("cpm_groups"),), (PLOT_CPM_GROUPS,))
 
 
 CPM_LABELS = {

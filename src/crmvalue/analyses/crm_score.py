@@ -16,7 +16,7 @@ from crmvalue.analyses.common import Analysis, StrictModel, up_to
 # the transactions' own validators, so an interactions file fails with the same messages
 from crmvalue.data import existing_file, frame_row, parse_customer_ids, parse_timestamps, read_file
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import Column, analysis_table
 
 log = logging.getLogger("crmvalue")
 
@@ -24,7 +24,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("crm_value", "crm_value", "number", "DOUBLE", "weighted CRM value score 0-100"),
     Column("crm_grade", "crm_value", "text", "VARCHAR(8)", "'high', 'medium' or 'low' by the grade boundaries"),
 )
-ANALYSIS = Analysis("crm_value", COLUMNS, ("analyses/crm_components.csv",), ())
+ANALYSIS = Analysis("crm_value", COLUMNS, (analysis_table("crm_components"),), ())
 
 CrmComponent = Literal["interaction", "purchase", "satisfaction", "loyalty"]
 CRM_COMPONENTS: tuple[CrmComponent, ...] = ("interaction", "purchase", "satisfaction", "loyalty")

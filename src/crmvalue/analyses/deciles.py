@@ -7,12 +7,12 @@ import pandas as pd
 
 from crmvalue.analyses.common import Analysis, require_columns
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import PLOT_DECILES, Column, analysis_table
 
 COLUMNS: tuple[Column, ...] = (
     Column("value_decile", "deciles", "integer", "SMALLINT", "1 for the top tenth of customers by revenue, to 10"),
 )
-ANALYSIS = Analysis("deciles", COLUMNS, ("analyses/deciles.csv",), ("plots/deciles.png",))
+ANALYSIS = Analysis("deciles", COLUMNS, (analysis_table("deciles"),), (PLOT_DECILES,))
 
 
 def value_deciles(revenue: pd.Series) -> pd.Series:

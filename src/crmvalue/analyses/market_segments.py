@@ -9,11 +9,11 @@ import pandas as pd
 
 from crmvalue.analyses.common import Analysis, by_customer, require_columns
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import Column, analysis_table
 
 COLUMNS: tuple[Column, ...] = ()  # per attribute value, not per customer: tables only
 # one table per segment column of the customer table, ``<column>`` made file-safe
-ANALYSIS = Analysis("segments", COLUMNS, ("analyses/segments_<column>.csv",), ())
+ANALYSIS = Analysis("segments", COLUMNS, (analysis_table("segments_<column>"),), ())
 
 MISSING_SEGMENT = "(missing)"
 

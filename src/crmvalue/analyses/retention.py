@@ -12,14 +12,14 @@ import pandas as pd
 from crmvalue.analyses.common import Analysis, netted_days
 from crmvalue.customer_days import CustomerDays, day_number
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import PLOT_COHORT_RETENTION, PLOT_RETENTION, Column, analysis_table
 
 COLUMNS: tuple[Column, ...] = ()  # per period, not per customer: tables only
 ANALYSIS = Analysis(
     "retention",
     COLUMNS,
-    ("analyses/retention.csv", "analyses/cohort_retention.csv"),
-    ("plots/retention.png", "plots/cohort_retention.png"),
+    (analysis_table("retention"), analysis_table("cohort_retention")),
+    (PLOT_RETENTION, PLOT_COHORT_RETENTION),
 )
 
 PERIODS_PER_YEAR = {"M": 12, "Q": 4}

@@ -12,7 +12,7 @@ from pydantic import Field, field_validator, model_validator
 
 from crmvalue.analyses.common import Analysis, StrictModel, by_customer, require_columns
 from crmvalue.errors import CrmvalueError
-from crmvalue.schema import Column
+from crmvalue.schema import PLOT_RFM_SEGMENTS, Column, analysis_table
 
 COLUMNS: tuple[Column, ...] = (
     Column("rfm_r", "rfm", "integer", "SMALLINT", "recency score 1-5, 5 the most recent"),
@@ -21,7 +21,7 @@ COLUMNS: tuple[Column, ...] = (
     Column("rfm_score", "rfm", "text", "VARCHAR(3)", "the three scores as text, e.g. '545'"),
     Column("rfm_segment", "rfm", "text", "TEXT", "the named segment of the scores"),
 )
-ANALYSIS = Analysis("rfm", COLUMNS, ("analyses/rfm_segments.csv",), ("plots/rfm_segments.png",))
+ANALYSIS = Analysis("rfm", COLUMNS, (analysis_table("rfm_segments"),), (PLOT_RFM_SEGMENTS,))
 
 
 class RfmSegmentRule(StrictModel):

@@ -23,6 +23,13 @@ from crmvalue.analyses.measures import purchase_history
 from crmvalue.analyses.retention import cohort_retention, customer_periods, retention_table
 from crmvalue.analyses.rfm import customer_rfm, rfm_segment_table
 from crmvalue.errors import CrmvalueError
+from crmvalue.schema import (
+    PLOT_COHORT_RETENTION,
+    PLOT_CPM_GROUPS,
+    PLOT_DECILES,
+    PLOT_RETENTION,
+    PLOT_RFM_SEGMENTS,
+)
 
 if TYPE_CHECKING:
     from crmvalue.config import ExperimentConfig
@@ -95,11 +102,11 @@ def run_analyses(
             safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(column))
             tables[f"segments_{safe}"] = segment_table(scored, attributes, column)
     figures = {
-        "plots/rfm_segments.png": lambda: plots.rfm_segment_chart(tables["rfm_segments"]["customers"]),
-        "plots/cpm_groups.png": lambda: plots.cpm_group_chart(tables["cpm_groups"]),
-        "plots/deciles.png": lambda: plots.decile_chart(tables["deciles"]),
-        "plots/retention.png": lambda: plots.retention_chart(tables["retention"]),
-        "plots/cohort_retention.png": lambda: plots.cohort_heatmap(tables["cohort_retention"]),
+        PLOT_RFM_SEGMENTS: lambda: plots.rfm_segment_chart(tables["rfm_segments"]["customers"]),
+        PLOT_CPM_GROUPS: lambda: plots.cpm_group_chart(tables["cpm_groups"]),
+        PLOT_DECILES: lambda: plots.decile_chart(tables["deciles"]),
+        PLOT_RETENTION: lambda: plots.retention_chart(tables["retention"]),
+        PLOT_COHORT_RETENTION: lambda: plots.cohort_heatmap(tables["cohort_retention"]),
     }
     return AnalysesResult(
         columns, tables, figures, pareto_share(measures["total_sales"]), cpm.attrs.get("thresholds", {})

@@ -10,13 +10,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from crmvalue import schema
+from crmvalue.schema import CHURN_MODEL_URI_TAG, CHURN_SCORING_ARTIFACT
+
 if TYPE_CHECKING:
     from crmvalue.churn import ChurnResult
     from crmvalue.config import ExperimentConfig
     from crmvalue.evaluation import Evaluation
-
-CHURN_SCORING_ARTIFACT = "churn/churn_scoring.json"
-CHURN_MODEL_URI_TAG = "crmvalue.churn_model_uri"
 
 
 def log_figures(figures: dict) -> None:
@@ -55,19 +55,29 @@ def log_candidates(
                 mlflow.set_tag("crmvalue.error", result.error or "")
                 continue
             model = result.model
-            mlflow.log_params({f"{name}.{k}": repr(v) for k, v in model.params_.as_dict().items()})
+            mlflow.log_params({schema.model_param(name, k): repr(v) for k, v in model.params_.as_dict().items()})
             child = {f"{name}.{k}": v for k, v in result.metrics.items() if not k.startswith("holdout.")}
             child.update({k: v for k, v in result.metrics.items() if k.startswith("holdout.")})
-            child.update({f"{name}.se.{k}": float(v) for k, v in model.standard_errors_.items()})
-            child.update({f"{name}.ci95_lower.{k}": float(v) for k, v in model.confidence_intervals_["lower"].items()})
-            child.update({f"{name}.ci95_upper.{k}": float(v) for k, v in model.confidence_intervals_["upper"].items()})
+            child.update({schema.standard_error_metric(name, k): float(v) for k, v in model.standard_errors_.items()})
+            child.update(
+                {
+                    schema.ci95_metric(name, "lower", k): float(v)
+                    for k, v in model.confidence_intervals_["lower"].items()
+                }
+            )
+            child.update(
+                {
+                    schema.ci95_metric(name, "upper", k): float(v)
+                    for k, v in model.confidence_intervals_["upper"].items()
+                }
+            )
             mlflow.log_metrics(child)
             tables = {k: v for k, v in diagnostics[name].items() if k != "spend_fit"}
             tables["conditional_expectations"] = result.conditional_expectations
             with tempfile.TemporaryDirectory(dir=tmp) as child_tmp:
                 log_tables(tables, Path(child_tmp))
             figures = plots.diagnostic_figures(tables, time_unit, evaluation.duration)
-            figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(result.conditional_expectations)
+            figures[schema.PLOT_CALIBRATION_VS_HOLDOUT] = plots.calibration_vs_holdout(result.conditional_expectations)
             log_figures(figures)
 
 
@@ -88,7 +98,7 @@ def log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | No
     raw = model.raw_proba(result.example)
     info = mlflow.lightgbm.log_model(
         model.booster_,
-        name="churn_model",
+        name=schema.CHURN_MODEL_NAME,
         signature=infer_signature(result.example, raw),
         input_example=result.example,
         # the booster needs lightgbm and nothing else: naming it skips MLflow's requirement
@@ -100,17 +110,17 @@ def log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | No
     test = evaluation.test
     folder = tmp / "churn_tables"
     folder.mkdir(exist_ok=True)
-    (folder / "churn_calibration.json").write_text(json.dumps(model.calibration_state(), indent=2))
-    (folder / CHURN_SCORING_ARTIFACT.removeprefix("churn/")).write_text(
+    (folder / schema.CHURN_CALIBRATION_FILE).write_text(json.dumps(model.calibration_state(), indent=2))
+    (folder / CHURN_SCORING_ARTIFACT.removeprefix(f"{schema.CHURN_FOLDER}/")).write_text(
         json.dumps(ChurnScorer.from_result(result, cfg).to_dict(), indent=2)
     )
     if result.categories:  # categorical attributes enter the logged model as these codes
-        (folder / "attribute_categories.json").write_text(json.dumps(result.categories, indent=2))
-    model.feature_importance().rename_axis("feature").to_csv(folder / "feature_importance_gain.csv")
+        (folder / schema.ATTRIBUTE_CATEGORIES_FILE).write_text(json.dumps(result.categories, indent=2))
+    model.feature_importance().rename_axis("feature").to_csv(folder / schema.FEATURE_IMPORTANCE_FILE)
     test[["cutoff", "customer_id", "label_end", "churn"] + [c for c in test.columns if c.startswith("score_")]].to_csv(
-        folder / "test_scores.csv", index=False
+        folder / schema.CHURN_TEST_SCORES_FILE, index=False
     )
-    mlflow.log_artifacts(str(folder), "churn")
+    mlflow.log_artifacts(str(folder), schema.CHURN_FOLDER)
     y = test["churn"].to_numpy()
     scores = {
         "LightGBM (calibrated)": evaluation.scores["churn"],
@@ -120,10 +130,10 @@ def log_churn(result: ChurnResult, tmp: Path, cfg: ExperimentConfig) -> str | No
     }
     scores = {k: v for k, v in scores.items() if np.isfinite(v).all()}
     figures = {
-        "plots/churn_feature_importance.png": plots.feature_importance_plot(model.feature_importance()),
-        "plots/churn_roc.png": plots.roc_plot(y, scores),
-        "plots/churn_precision_recall.png": plots.precision_recall_plot(y, scores),
-        "plots/churn_reliability.png": plots.reliability_plot(y, scores),
+        schema.PLOT_CHURN_FEATURE_IMPORTANCE: plots.feature_importance_plot(model.feature_importance()),
+        schema.PLOT_CHURN_ROC: plots.roc_plot(y, scores),
+        schema.PLOT_CHURN_PRECISION_RECALL: plots.precision_recall_plot(y, scores),
+        schema.PLOT_CHURN_RELIABILITY: plots.reliability_plot(y, scores),
     }
     log_figures(figures)
     mlflow.set_tag(CHURN_MODEL_URI_TAG, info.model_uri)

@@ -7,7 +7,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from crmvalue import __version__
+from crmvalue import __version__, schema
 from crmvalue.io import write_table
 from crmvalue.registry import VERSION_TAG, ModelRef
 from crmvalue.schema import output_columns
@@ -73,15 +73,15 @@ def _logged_steps(
     ):
         run_id = run.info.run_id
         tags = {
-            "crmvalue.kind": "predict",
-            "crmvalue.version": __version__,
+            schema.KIND_TAG: "predict",
+            schema.VERSION_TAG: __version__,
             "crmvalue.git_commit": git_commit(),
             "crmvalue.model_uri": ref.uri,
             "crmvalue.source_run_id": trained.run_id,
-            "crmvalue.as_of_date": str(obs_end.date()),
+            schema.AS_OF_DATE_TAG: str(obs_end.date()),
             "crmvalue.data_sha256": tx.sha256,
             "crmvalue.data_source": tx.source,
-            "crmvalue.predictions_artifact": Path(out).name,
+            schema.PREDICTIONS_ARTIFACT_TAG: Path(out).name,
         }
         if ref.version is not None:
             tags[VERSION_TAG] = str(ref.version)
@@ -89,10 +89,10 @@ def _logged_steps(
         mlflow.log_params({"model_uri": ref.uri, "observation_end": str(obs_end.date())})
         mlflow.log_metrics(
             {
-                "data.transactions": float(tx.transactions),
-                "data.customers": float(len(predictions)),
-                **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
-                **{f"time.{k}_s": v for k, v in progress.timings.items()},
+                schema.DATA_TRANSACTIONS: float(tx.transactions),
+                schema.DATA_CUSTOMERS: float(len(predictions)),
+                **{schema.quadrant_customers_metric(q): float(n) for q, n in quadrants["customers"].items()},
+                **{schema.stage_time_metric(k): v for k, v in progress.timings.items()},
             }
         )
         checkpoint()

@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from crmvalue import schema
 from crmvalue.features import SUMMARY_COLUMNS
 from crmvalue.models.value import ValueModel
 
-VALUE_MODEL_ARTIFACT = "value_model.json"
+VALUE_MODEL_ARTIFACT = schema.VALUE_MODEL_FILE
 
 
 def _value_model_pyfunc() -> type:
@@ -44,7 +45,7 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def log_value_model(model: ValueModel, example: pd.DataFrame, name: str = "value_model") -> str:
+def log_value_model(model: ValueModel, example: pd.DataFrame, name: str = schema.VALUE_MODEL_NAME) -> str:
     """Log the value model as a pyfunc with a signature; returns its model URI."""
     import mlflow
     from mlflow.models import infer_signature

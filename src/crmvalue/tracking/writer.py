@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from crmvalue import __version__
+from crmvalue import __version__, schema
 from crmvalue.analyses import log_analyses
 from crmvalue.io import write_table
 from crmvalue.progress import peak_rss_mb
@@ -67,7 +67,7 @@ class InMemoryRunWriter:
         run_id = uuid.uuid4().hex
         self.runs[run_id] = run
         atomic_write_table(run.predictions.assign(run_id=run_id)[output_columns(run.predictions)], run.cfg.output_path)
-        return run_id, f"memory://{run_id}/value_model", {}
+        return run_id, f"memory://{run_id}/{schema.VALUE_MODEL_NAME}", {}
 
 
 def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
@@ -116,7 +116,7 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                 "crmvalue.data_sha256": tx.sha256,
                 "crmvalue.data_source": tx.source,
                 "crmvalue.git_commit": git_commit(),
-                "crmvalue.version": __version__,
+                schema.VERSION_TAG: __version__,
             }
         )
         mlflow.set_tag("crmvalue.selection", evaluation.reason)
@@ -126,19 +126,19 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         )  # the quality gates' verdicts: churn stage, value model
         mlflow.set_tags(
             {
-                "crmvalue.kind": "train",
-                "crmvalue.as_of_date": str(obs_end.date()),
-                "crmvalue.data_first_date": str(tx.first_date.date()),
-                "crmvalue.predictions_artifact": out_path.name,
+                schema.KIND_TAG: "train",
+                schema.AS_OF_DATE_TAG: str(obs_end.date()),
+                schema.DATA_FIRST_DATE_TAG: str(tx.first_date.date()),
+                schema.PREDICTIONS_ARTIFACT_TAG: out_path.name,
             }
         )
         params = flatten(resolved, "config.")
-        params["purchase_model"] = purchase.name
-        params.update({f"{purchase.name}.{k}": repr(v) for k, v in purchase.params_.as_dict().items()})
-        params.update({f"gamma_gamma.{k}": repr(v) for k, v in gg.params_.as_dict().items()})
+        params[schema.PURCHASE_MODEL_PARAM] = purchase.name
+        params.update({schema.model_param(purchase.name, k): repr(v) for k, v in purchase.params_.as_dict().items()})
+        params.update({schema.model_param("gamma_gamma", k): repr(v) for k, v in gg.params_.as_dict().items()})
         # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
-        params[f"{purchase.name}.penalizer_used"] = repr(purchase.penalizer_used_)
-        params["gamma_gamma.penalizer_used"] = repr(gg.penalizer_used_)
+        params[schema.model_param(purchase.name, "penalizer_used")] = repr(purchase.penalizer_used_)
+        params[schema.model_param("gamma_gamma", "penalizer_used")] = repr(gg.penalizer_used_)
         mlflow.set_tags(
             {
                 f"crmvalue.boundary.{prefix}": model.boundary_
@@ -150,22 +150,29 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
             best_model = evaluation.best.model
             assert best_model is not None  # the winner is a candidate whose fit succeeded
             params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in best_model.params_.as_dict().items()})
-        params["quadrants.current_threshold_used"] = repr(thresholds[0])
-        params["quadrants.potential_threshold_used"] = repr(thresholds[1])
+        params[schema.threshold_param("current")] = repr(thresholds[0])
+        params[schema.threshold_param("potential")] = repr(thresholds[1])
         mlflow.log_params(params)
         metrics = dict(metrics)
-        metrics.update({f"{purchase.name}.se.{k}": float(v) for k, v in purchase.standard_errors_.items()})
-        metrics.update({f"gamma_gamma.se.{k}": float(v) for k, v in gg.standard_errors_.items()})
+        metrics.update(
+            {schema.standard_error_metric(purchase.name, k): float(v) for k, v in purchase.standard_errors_.items()}
+        )
+        metrics.update(
+            {schema.standard_error_metric("gamma_gamma", k): float(v) for k, v in gg.standard_errors_.items()}
+        )
         for model, prefix in ((purchase, purchase.name), (gg, "gamma_gamma")):
             for bound in ("lower", "upper"):
                 metrics.update(
-                    {f"{prefix}.ci95_{bound}.{k}": float(v) for k, v in model.confidence_intervals_[bound].items()}
+                    {
+                        schema.ci95_metric(prefix, bound, k): float(v)
+                        for k, v in model.confidence_intervals_[bound].items()
+                    }
                 )
         metrics.update(
             {
-                "data.transactions": float(tx.transactions),
-                "data.customers": float(len(predictions)),
-                **{f"quadrant.{q}.customers": float(n) for q, n in quadrants["customers"].items()},
+                schema.DATA_TRANSACTIONS: float(tx.transactions),
+                schema.DATA_CUSTOMERS: float(len(predictions)),
+                **{schema.quadrant_customers_metric(q): float(n) for q, n in quadrants["customers"].items()},
             }
         )
         mlflow.log_metrics(metrics)
@@ -175,23 +182,23 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         staged = tmp / out_path.name
         write_table(export, staged)
         mlflow.log_artifact(str(staged))
-        quadrants.to_csv(tmp / "quadrant_summary.csv")
-        mlflow.log_artifact(str(tmp / "quadrant_summary.csv"))
+        quadrants.to_csv(tmp / schema.QUADRANT_SUMMARY_ARTIFACT)
+        mlflow.log_artifact(str(tmp / schema.QUADRANT_SUMMARY_ARTIFACT))
         if evaluation.best is not None:
             expectations = evaluation.best.conditional_expectations
             assert expectations is not None  # the winner was scored on the holdout
-            expectations.to_csv(tmp / "holdout_conditional_expectations.csv")
-            mlflow.log_artifact(str(tmp / "holdout_conditional_expectations.csv"))
-        (tmp / "config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
-        mlflow.log_artifact(str(tmp / "config.yaml"))
+            expectations.to_csv(tmp / schema.HOLDOUT_EXPECTATIONS_ARTIFACT)
+            mlflow.log_artifact(str(tmp / schema.HOLDOUT_EXPECTATIONS_ARTIFACT))
+        (tmp / schema.CONFIG_ARTIFACT).write_text(yaml.safe_dump(resolved, sort_keys=False))
+        mlflow.log_artifact(str(tmp / schema.CONFIG_ARTIFACT))
         checkpoint()
 
         figures = {
-            "plots/quadrants.png": plots.quadrant_scatter(predictions, *thresholds),
-            "plots/p_alive_distribution.png": plots.p_alive_distribution(predictions["p_alive"]),
+            schema.PLOT_QUADRANTS: plots.quadrant_scatter(predictions, *thresholds),
+            schema.PLOT_P_ALIVE_DISTRIBUTION: plots.p_alive_distribution(predictions["p_alive"]),
         }
         if evaluation.best is not None:
-            figures["plots/calibration_vs_holdout.png"] = plots.calibration_vs_holdout(
+            figures[schema.PLOT_CALIBRATION_VS_HOLDOUT] = plots.calibration_vs_holdout(
                 evaluation.best.conditional_expectations
             )
         log_figures(figures)
@@ -224,21 +231,21 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                 files.copy(staged, out_path)
                 if cfg.registry.enabled:
                     register_models(cfg, run_id, model_uri, churn_uri, registered)
-                files.write_text(model_dir / "value_model.json", json.dumps(value_model.to_dict(), indent=2))
+                files.write_text(model_dir / schema.VALUE_MODEL_FILE, json.dumps(value_model.to_dict(), indent=2))
                 if churn_result is not None and churn_result.skipped is None:
                     churn_model = churn_result.model
                     assert churn_model is not None  # a churn stage that ran has its model
                     files.write_text(
-                        model_dir / "churn_model.txt",
+                        model_dir / schema.CHURN_BOOSTER_FILE,
                         churn_model.booster_.model_to_string(num_iteration=churn_model.best_iteration_),
                     )
                     files.write_text(
-                        model_dir / "churn_calibration.json",
+                        model_dir / schema.CHURN_CALIBRATION_FILE,
                         json.dumps(churn_model.calibration_state(), indent=2),
                     )
                     if churn_result.categories:
                         files.write_text(
-                            model_dir / "attribute_categories.json", json.dumps(churn_result.categories, indent=2)
+                            model_dir / schema.ATTRIBUTE_CATEGORIES_FILE, json.dumps(churn_result.categories, indent=2)
                         )
                 checkpoint()  # a signal held back during the commit stops the run here, and the commit is undone
             except BaseException:
@@ -294,5 +301,9 @@ def log_final_metrics(started: float) -> None:
 
     peak = peak_rss_mb()
     mlflow.log_metrics(
-        {"time.track_s": time.perf_counter() - started, "memory.track_peak_mb": peak, "memory.peak_mb": peak}
+        {
+            schema.stage_time_metric("track"): time.perf_counter() - started,
+            "memory.track_peak_mb": peak,
+            "memory.peak_mb": peak,
+        }
     )
