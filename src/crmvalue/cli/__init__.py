@@ -63,7 +63,3 @@ def main() -> None:
         _interrupted()
     if isinstance(code, int) and code:
         sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()
