@@ -199,7 +199,7 @@ def test_predict_on_new_data_scores_without_refitting(store, tmp_path, cdnow_sam
     assert len(store["client"].search_model_versions("name = 'delivery-value'")) == 2
 
 
-def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
+def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample, crmvalue_main):
     renamed = tmp_path / "renamed.csv"
     cdnow_sample.rename(columns={"amount": "revenue"}).to_csv(renamed, index=False)
     early = tmp_path / "early.csv"
@@ -229,9 +229,9 @@ def test_predict_refuses_drifted_data(store, tmp_path, cdnow_sample):
         for word in words:
             assert word in message, (name, message)
         assert not out.exists()
-    # through the command: one line, exit 2, no traceback, nothing written
+    # through the command's entry point (in process): one line, exit 2, no traceback, nothing written
     out = tmp_path / "cli.csv"
-    done = _cli(
+    done = crmvalue_main(
         "predict",
         "--model",
         v1,
@@ -444,11 +444,11 @@ def test_credentials_never_leak(store, database, tmp_path):
             assert PASSWORD not in repr(run.data.params) and PASSWORD not in repr(run.data.tags)
 
 
-def test_table_names_are_identifiers(store, database):
+def test_table_names_are_identifiers(store, database, crmvalue_main):
     for bad in ("scores; DROP TABLE x", "1scores", "scores-2", "a" * 49, "public.scores"):
         with pytest.raises(CrmvalueError, match="--table"):
             ex.export_run(store["first"].run_id, database, bad, tracking_uri=store["uri"])
-    done = _cli("export", "--to", database, "--table", "x;--", env={"MLFLOW_TRACKING_URI": store["uri"]})
+    done = crmvalue_main("export", "--to", database, "--table", "x;--", env={"MLFLOW_TRACKING_URI": store["uri"]})
     assert done.returncode == 2 and done.stderr.count("\n") == 1
 
 

@@ -12,7 +12,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import simulated_transactions
+from conftest import simulated_transactions, synthetic_config
 
 from crmvalue import schema
 from crmvalue.config import load_config
@@ -58,25 +58,13 @@ CLI = str(Path(sys.executable).with_name("crmvalue"))
 
 
 def _config(tmp: Path, **overrides):
-    base = {
-        "name": "synthetic",
-        "tracking_uri": f"sqlite:///{tmp}/mlflow.db",
-        "out": str(tmp / "exports" / "predictions.csv"),
-        "models_dir": str(tmp / "models"),
-        "calibration_end": "2020-12-31",
-        "observation_end": "2021-12-31",
-        "time_unit": "days",
-    }
-    base.update(overrides)
-    return load_config(None, base)
+    return synthetic_config(tmp, **overrides)
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("run")
-    cfg = _config(tmp)
-    result = train(cfg, data=simulated_transactions(n_customers=400, seed=3))
-    return tmp, cfg, result
+def trained(synthetic_run):
+    """The session's shared run (conftest): 400 simulated customers, seed 3, the defaults; read only."""
+    return synthetic_run.tmp, synthetic_run.cfg, synthetic_run.result
 
 
 def _client(cfg):
@@ -115,7 +103,7 @@ def test_run_has_named_params_metrics_and_tags(trained):
     assert _client(cfg).get_experiment(run.info.experiment_id).name == "synthetic"
 
 
-def test_run_artifacts(trained):
+def test_run_artifacts(trained, tmp_path):
     tmp, cfg, result = trained
     client = _client(cfg)
     names = {a.path for a in client.list_artifacts(result.run_id)}
@@ -159,14 +147,14 @@ def test_run_artifacts(trained):
         for name in ("period_transactions", "tracking", "p_alive_matrix", "expected_purchases_matrix", "spend_fit")
     }
     # the tracking table is the calibration fit's, out of time: it ends at the observation end
-    tracking = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/tracking.csv", str(tmp / "dl")))
+    tracking = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/tracking.csv", str(tmp_path / "dl")))
     assert tracking["actual_cumulative"].iloc[-1] == tracking["actual_incremental"].sum() > 0
     assert pd.Timestamp(tracking["period_end"].iloc[-1]) == pd.Timestamp("2021-12-31")
     period = pd.read_csv(
-        client.download_artifacts(result.run_id, "diagnostics/period_transactions.csv", str(tmp / "dl"))
+        client.download_artifacts(result.run_id, "diagnostics/period_transactions.csv", str(tmp_path / "dl"))
     )
     assert period["observed"].sum() == pytest.approx(period["expected"].sum()) == result.evaluation.holdout_customers
-    local = client.download_artifacts(result.run_id, "predictions.csv", str(tmp / "dl"))
+    local = client.download_artifacts(result.run_id, "predictions.csv", str(tmp_path / "dl"))
     pd.testing.assert_frame_equal(
         pd.read_csv(local, dtype={"customer_id": str}), pd.read_csv(cfg.output_path, dtype={"customer_id": str})
     )

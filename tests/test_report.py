@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
-import subprocess
-import sys
+import sqlite3
 from pathlib import Path
 
 import matplotlib
@@ -16,14 +15,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import mlflow  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from conftest import simulated_transactions  # noqa: E402
 
-from crmvalue.config import load_config  # noqa: E402
 from crmvalue.errors import CrmvalueError  # noqa: E402
-from crmvalue.pipeline import train  # noqa: E402
 from crmvalue.report import build_report, latest_run_id, write_report  # noqa: E402
 
-CLI = str(Path(sys.executable).with_name("crmvalue"))
 SECTIONS = [
     "Value quadrants",
     "RFM segments",
@@ -48,7 +43,9 @@ ANALYSES = [
 ]
 
 
-def _handmade_run(client, tmp: Path, experiment: str, files: dict[str, Path], metrics: dict | None = None) -> str:
+def _handmade_run(
+    client, tmp: Path, experiment: str, files: dict[str, Path], metrics: dict | None = None, start_time=None
+) -> str:
     """A finished top-level run with the crmvalue tags and only the given artifacts."""
     found = client.get_experiment_by_name(experiment)
     experiment_id = (
@@ -56,7 +53,7 @@ def _handmade_run(client, tmp: Path, experiment: str, files: dict[str, Path], me
         if found
         else client.create_experiment(experiment, artifact_location=(tmp / "mlruns" / experiment).resolve().as_uri())
     )
-    run_id = client.create_run(experiment_id, tags={"crmvalue.version": "0.0.test"}).info.run_id
+    run_id = client.create_run(experiment_id, start_time, tags={"crmvalue.version": "0.0.test"}).info.run_id
     for path, local in files.items():
         folder = str(Path(path).parent)
         client.log_artifact(run_id, str(local), None if folder == "." else folder)
@@ -75,11 +72,16 @@ def _png(path: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory):
-    """A real `train` run, made after two hand-made runs and before a nested child and a failed run."""
+def store(tmp_path_factory, synthetic_run):
+    """A copy of the session's `train` run's store (conftest), with two hand-made runs older than the
+    train run and a nested child and a failed run newer than it."""
     tmp = tmp_path_factory.mktemp("report")
+    with sqlite3.connect(synthetic_run.tmp / "mlflow.db") as source, sqlite3.connect(tmp / "mlflow.db") as copy:
+        source.backup(copy)  # the artifacts stay where the shared run logged them, read only
     uri = f"sqlite:///{tmp}/mlflow.db"
     client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    result = synthetic_run.result
+    before = client.get_run(result.run_id).info.start_time - 60_000  # made a minute before the train run
     files = tmp / "files"
     (files / "analyses").mkdir(parents=True)
     pd.DataFrame(
@@ -92,7 +94,9 @@ def store(tmp_path_factory):
             "treatment": ["keep", "develop", "maintain", "serve"],
         }
     ).to_csv(files / "quadrant_summary.csv", index=False)
-    bare = _handmade_run(client, tmp, "bare", {"quadrant_summary.csv": files / "quadrant_summary.csv"})
+    bare = _handmade_run(
+        client, tmp, "bare", {"quadrant_summary.csv": files / "quadrant_summary.csv"}, start_time=before
+    )
     pd.DataFrame(
         {
             "value_decile": range(1, 11),
@@ -117,23 +121,8 @@ def store(tmp_path_factory):
             "analyses/cohort_retention.csv": files / "analyses" / "cohort_retention.csv",
         },
         {"analyses.pareto_top20_share": 0.6543},
+        start_time=before + 1,
     )
-    cfg = load_config(
-        None,
-        {
-            "name": "synthetic",
-            "tracking_uri": uri,
-            "out": str(tmp / "exports" / "predictions.csv"),
-            "models_dir": str(tmp / "models"),
-            "calibration_end": "2020-12-31",
-            "observation_end": "2021-12-31",
-            "time_unit": "days",
-            # a light churn fit: the report shows its metrics, whatever their quality
-            "churn.step_days": 120,
-            "churn.num_boost_round": 200,
-        },
-    )
-    result = train(cfg, data=simulated_transactions(n_customers=400, seed=3))
     # newer than the train run, and neither may be `latest`: a nested child and a failed run
     experiment_id = client.get_run(result.run_id).info.experiment_id
     child = client.create_run(experiment_id, tags={"mlflow.parentRunId": result.run_id, "crmvalue.version": "0.0.test"})
@@ -187,14 +176,9 @@ def test_latest_is_the_newest_finished_top_level_train_run(store):
         latest_run_id(store["uri"], "nope")
 
 
-def test_cli_writes_the_latest_run(store, tmp_path):
-    proc = subprocess.run(
-        [CLI, "report", "--tracking-uri", store["uri"], "--out", "out/report.html"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_cli_writes_the_latest_run(store, tmp_path, monkeypatch, crmvalue_main):
+    monkeypatch.chdir(tmp_path)
+    proc = crmvalue_main("report", "--tracking-uri", store["uri"], "--out", "out/report.html")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == f"wrote the report of run {store['result'].run_id} to out/report.html"
     assert "Customer value report: synthetic" in (tmp_path / "out" / "report.html").read_text(encoding="utf-8")
@@ -224,14 +208,9 @@ def test_analyses_tables_are_formatted(store):
     assert "<code>analyses/retention.csv</code>" in retention
 
 
-def test_unknown_run_id_is_one_line_exit_2_and_no_file(store, tmp_path):
-    proc = subprocess.run(
-        [CLI, "report", "--run", "0123abc", "--tracking-uri", store["uri"], "--out", "report.html"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+def test_unknown_run_id_is_one_line_exit_2_and_no_file(store, tmp_path, monkeypatch, crmvalue_main):
+    monkeypatch.chdir(tmp_path)
+    proc = crmvalue_main("report", "--run", "0123abc", "--tracking-uri", store["uri"], "--out", "report.html")
     assert proc.returncode == 2
     assert proc.stderr.splitlines() == [
         f"error: no run '0123abc' in the MLflow store at {store['uri']}; leave out --run to report the latest run"

@@ -203,11 +203,11 @@ def test_the_check_tells_a_crash_from_a_one_line_error(monkeypatch, tmp_path):
         raise CrmvalueError("first line\nsecond line")
 
     # injected where the pipeline degrades nothing: reading the data
-    monkeypatch.setattr("crmvalue.pipeline.load_customer_days", raw_error)
+    monkeypatch.setattr("crmvalue.inputs.load_customer_days", raw_error)
     crash = train_case(case, tmp_path / "raw")
     assert (crash.status, crash.stage) == ("crash", "load")
     assert crash.error == "ValueError: array must not contain infs or NaNs"
-    monkeypatch.setattr("crmvalue.pipeline.load_customer_days", two_lines)
+    monkeypatch.setattr("crmvalue.inputs.load_customer_days", two_lines)
     assert train_case(case, tmp_path / "two").status == "crash"
 
     scored = pd.DataFrame({"customer_id": ["a", "b"], "clv": [1.0, np.inf], "quadrant": ["A", "B"]})
