@@ -76,6 +76,13 @@ def run_snapshot(tmp: Path) -> dict:
     }
 
 
+def _number(value: str | None) -> float | None:
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
 @pytest.mark.slow
 def test_a_training_run_exports_and_logs_what_it_did_before_the_restructuring(tmp_path):
     reference = json.loads(GOLDEN.read_text())
@@ -83,7 +90,12 @@ def test_a_training_run_exports_and_logs_what_it_did_before_the_restructuring(tm
     assert got["columns"] == reference["columns"]
     assert got["rows"] == reference["rows"]
     assert sorted(got["params"]) == sorted(reference["params"])
-    assert got["params"] == reference["params"]
+    for name, value in reference["params"].items():
+        number = _number(value)
+        if number is None:
+            assert got["params"][name] == value, name
+        else:  # a fitted parameter: equal up to the last bits, which vary with the CPU's vector width
+            assert _number(got["params"][name]) == pytest.approx(number, rel=1e-9, abs=1e-12), name
     assert sorted(got["metrics"]) == sorted(reference["metrics"])
     for name, value in reference["metrics"].items():
         if value is not None:
