@@ -36,7 +36,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
     y_calib)`` takes the held-out folds explicitly, so it is not a drop-in for
     ``cross_val_score``. ``fit`` returns ``self``; learned state ends in ``_``: ``booster_``, ``calibrator_``, ``best_iteration_``, ``feature_names_in_``,
     ``classes_``. Training is deterministic (``deterministic=True``, ``force_row_wise=True``,
-    one ``seed``, one thread by default): the same data give the same scores on any machine.
+    one ``seed``): the same data give the same scores.
     """
 
     def __init__(
@@ -46,7 +46,7 @@ class ChurnClassifier(ClassifierMixin, BaseEstimator):
         early_stopping_rounds: int = 100,
         calibration: str = "sigmoid",
         seed: int = 0,
-        n_jobs: int = 1,
+        n_jobs: int = 2,
         categorical_features: tuple = (),
     ):
         self.params = params

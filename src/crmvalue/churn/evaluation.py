@@ -121,30 +121,9 @@ def evaluate_churn(
     data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit, penalizer: float
 ) -> ChurnEvaluation:
     """Train on cut-offs whose labels end by the calibration end; test at the calibration end."""
-    rows = evaluation_rows(data, calibration_end, observation_end, cfg, horizon_days, time_unit, penalizer)
-    model, windows = fit_churn_model(rows, cfg, list(data.categories))
-    return evaluate_fitted(data, rows, model, windows, calibration_end, horizon_days, time_unit, penalizer)
-
-
-def evaluation_rows(
-    data: ChurnData, calibration_end, observation_end, cfg, horizon_days: int, time_unit: TimeUnit, penalizer: float
-) -> pd.DataFrame:
-    """The rows :func:`evaluate_churn` trains on: cut-offs whose labels end by the calibration end."""
     check_test_window(calibration_end, observation_end, horizon_days)
-    return training_rows(data, calibration_end, cfg, horizon_days, time_unit, penalizer)
-
-
-def evaluate_fitted(
-    data: ChurnData,
-    rows: pd.DataFrame,
-    model: ChurnClassifier,
-    windows: pd.DataFrame,
-    calibration_end,
-    horizon_days: int,
-    time_unit: TimeUnit,
-    penalizer: float,
-) -> ChurnEvaluation:
-    """Test a model fitted on :func:`evaluation_rows` at the calibration end, beside the baselines."""
+    rows = training_rows(data, calibration_end, cfg, horizon_days, time_unit, penalizer)
+    model, windows = fit_churn_model(rows, cfg, list(data.categories))
     calibration = windows["role"] == "calibration"
     calib = rows.merge(windows.loc[calibration, ["cutoff", "customer_id"]], on=["cutoff", "customer_id"])
     test = feature_rows(data, calibration_end, horizon_days, time_unit, penalizer)

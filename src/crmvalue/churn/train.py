@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -12,7 +11,7 @@ import pandas as pd
 from crmvalue.churn.attributes import feature_attributes
 from crmvalue.churn.classifier import ChurnClassifier
 from crmvalue.churn.data import ChurnNotEstimable, prepare, sample_customers
-from crmvalue.churn.evaluation import ChurnEvaluation, evaluation_rows, fit_churn_model, evaluate_fitted
+from crmvalue.churn.evaluation import ChurnEvaluation, evaluate_churn, fit_churn_model
 from crmvalue.churn.features import bgnbd_params_at, feature_columns, score_in_chunks
 from crmvalue.churn.gate import BASELINE_INPUTS, LIGHTGBM, ChurnGate, churn_risk, gate_churn_model, live_probability
 from crmvalue.churn.windows import training_rows
@@ -72,19 +71,10 @@ def train_churn(
             f"{len(sample.ids):,}",
             f"{len(data.ids):,}",
         )
-    unit, penalizer = cfg.time_unit, cfg.model.penalizer
-    test_rows = evaluation_rows(sample, cal_end, obs_end, c, cfg.horizon_days, unit, penalizer)
-    rows = training_rows(sample, obs_end, c, cfg.horizon_days, unit, penalizer)
-    # the test's model (to the calibration end) and the scoring model (to the observation end) do not
-    # depend on each other: each fits on one thread, side by side (LightGBM leaves the GIL while it boosts)
-    categorical = list(data.categories)
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        tested, final = (pool.submit(fit_churn_model, r, c, categorical) for r in (test_rows, rows))
-        test_model, windows = tested.result()
-        model, _ = final.result()
-    evaluation = evaluate_fitted(sample, test_rows, test_model, windows, cal_end, cfg.horizon_days, unit, penalizer)
-    del test_rows
+    evaluation = evaluate_churn(sample, cal_end, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
     evaluation.metrics["churn.sampled_customers"] = float(len(sample.ids))
+    rows = training_rows(sample, obs_end, c, cfg.horizon_days, cfg.time_unit, cfg.model.penalizer)
+    model, _ = fit_churn_model(rows, c, list(data.categories))
     columns = feature_columns(rows)
     params = bgnbd_params_at(data, obs_end, cfg.time_unit, cfg.model.penalizer)
     # the quality gate, on the held-out cut-off: a BG/NBD baseline can be live only if it can score everyone now
