@@ -1,5 +1,6 @@
-"""Pareto/NBD purchase model (Schmittlein, Morrison and Colombo 1987). Fitted by lifetimes,
-predicted here with a hypergeometric term that stays finite for heavy buyers.
+"""Pareto/NBD purchase model (Schmittlein, Morrison and Colombo 1987). Fitted by crmvalue's own maximum-likelihood
+optimiser (:mod:`crmvalue.models.paretonbd_objective`), predicted here with a hypergeometric term that stays
+finite for heavy buyers; the discounted expected residual transactions (DERT) of Fader, Hardie and Lee (2005).
 
 References
 ----------
@@ -7,6 +8,8 @@ Schmittlein, D. C., Morrison, D. G. and Colombo, R. (1987), "Counting Your Custo
 They and What Will They Do Next?", Management Science 33 (1), 1-24.
 Fader, P. S. and Hardie, B. G. S. (2005), "A Note on Deriving the Pareto/NBD Model and Related
 Expressions", http://brucehardie.com/notes/009/.
+Fader, P. S., Hardie, B. G. S. and Lee, K. L. (2005), "RFM and CLV: Using Iso-Value Curves for Customer Base
+Analysis", Journal of Marketing Research 42 (4), 415-430.
 """
 
 from __future__ import annotations
@@ -16,10 +19,11 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.special import betaln, expit, exprel, gammaln, hyp2f1, logsumexp, xlogy
+from scipy.special import betaln, expit, exprel, gammaln, hyp2f1, hyperu, logsumexp, xlogy
 
 from crmvalue.models.base import PurchaseDraws, PurchaseModel, PurchaseParams, negative_binomial_log_pmf
-from crmvalue.models.objective import FitAttempt, NewtonObjective, newton_polish
+from crmvalue.models.objective import FitAttempt
+from crmvalue.models.paretonbd_objective import fit_pareto_nbd
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,32 @@ class ParetoNBDParams(PurchaseParams):
         t = np.asarray(t, float)
         log_q = np.log(beta / (beta + t))
         return r * beta / alpha * (-log_q * exprel((s - 1) * log_q))
+
+    def dert(self, discount, frequency, recency, T) -> np.ndarray:
+        """Discounted expected residual transactions at continuous discount rate ``discount`` per time unit
+        (Fader, Hardie and Lee 2005, eq. 2), in log space::
+
+            DERT = alpha^r beta^s delta^(s-1) Gamma(r+x+1) U(s, s; delta (beta+T))
+                   / (Gamma(r) (alpha+T)^(r+x+1) L(r, alpha, s, beta | x, t_x, T))
+
+        with ``U`` Tricomi's confluent hypergeometric function. It equals ``P(alive) (r+x)/(alpha+T)
+        int_0^inf exp(-delta t) ((beta+T)/(beta+T+t))^s dt``.
+        """
+        r, alpha, s, beta = self.r, self.alpha, self.s, self.beta
+        delta = np.asarray(discount, float)
+        x = np.asarray(frequency, float)
+        T_ = np.asarray(T, float)
+        log_dert = (
+            r * np.log(alpha)
+            + s * np.log(beta)
+            + (s - 1) * np.log(delta)
+            + gammaln(r + x + 1)
+            + np.log(hyperu(s, s, delta * (beta + T_)))
+            - gammaln(r)
+            - (r + x + 1) * np.log(alpha + T_)
+            - self.per_customer_log_likelihood(x, recency, T_)
+        )
+        return np.exp(log_dert)
 
     def per_customer_log_likelihood(self, frequency, recency, T) -> np.ndarray:
         """Note 009 eq. (18)."""
@@ -163,71 +193,17 @@ class ParetoNBDParams(PurchaseParams):
         return PurchaseDraws(window=window, n=n, limit=n)
 
 
-# lifetimes' Nelder-Mead start here (it draws a random one): 1 for every parameter, in scaled time
+# the start of every fit, in scaled time (the largest T is 1): 1 for every parameter, as lifetimes' Nelder-Mead was given
 LIFETIMES_START = np.ones(4)
 
 
-class ParetoNBDObjective(NewtonObjective):
-    """lifetimes' Pareto/NBD objective per customer (the weighted mean negative log-likelihood in scaled time,
-    the largest T being 1, plus lifetimes' penalty over the number of rows), in log-parameters
-    ``log(r, alpha, s, beta)``, with its gradient and Hessian by central differences.
-
-    The 41 points the differences need are evaluated in one batch (the parameters as column
-    vectors), so a Newton step costs little more than one evaluation. Only used for the ridge
-    fits of a boundary; the published fit stays lifetimes' Nelder-Mead.
-    """
-
-    STEP_GRADIENT = 1e-5
-    STEP_HESSIAN = 1e-4
-
-    def __init__(self, frequency, recency, T, weights, penalizer: float = 0.0):
-        x, t_x, T_, w = (np.asarray(a, float) for a in (frequency, recency, T, weights))
-        self.scale = 1.0 / T_.max()
-        self.x, self.t_x, self.T, self.w = x, t_x * self.scale, T_ * self.scale, w
-        self.W, self.n_rows, self.penalizer = w.sum(), len(w), float(penalizer)
-        g, h, eye = self.STEP_GRADIENT, self.STEP_HESSIAN, np.eye(4)
-        pairs = [(i, j) for i in range(4) for j in range(i + 1, 4)]
-        self._pairs = pairs
-        self._offsets = np.vstack(
-            [
-                np.zeros((1, 4)),
-                g * eye,
-                -g * eye,
-                h * eye,
-                -h * eye,
-                *[
-                    h * np.array([eye[i] + eye[j], eye[i] - eye[j], -eye[i] + eye[j], -eye[i] - eye[j]])
-                    for i, j in pairs
-                ],
-            ]
-        )
-
-    def values(self, thetas: np.ndarray) -> np.ndarray:
-        """The objective at each row of ``thetas``."""
-        p = np.exp(thetas)
-        params = ParetoNBDParams(*(p[:, i : i + 1] for i in range(4)))
-        ll = params.per_customer_log_likelihood(self.x, self.t_x, self.T)
-        return -(ll @ self.w) / self.W + self.penalizer * (p * p).sum(axis=1) / self.n_rows
-
-    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
-        f = self.values(theta + self._offsets)
-        g, h = self.STEP_GRADIENT, self.STEP_HESSIAN
-        gradient = (f[1:5] - f[5:9]) / (2 * g)
-        hessian = np.diag((f[9:13] - 2 * f[0] + f[13:17]) / h**2)
-        for k, (i, j) in enumerate(self._pairs):
-            pp, pm, mp, mm = f[17 + 4 * k : 21 + 4 * k]
-            hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * h * h)
-        return float(f[0]), gradient, hessian
-
-
 class ParetoNBDModel(PurchaseModel):
-    """Pareto/NBD fitted by ``lifetimes.ParetoNBDFitter`` on the compressed (x, t_x, T) matrix.
-
-    lifetimes starts its Nelder-Mead search from random values and returns without checking
-    convergence; here it starts from fixed values (reproducible fits), and the result must be an
-    interior maximum of the likelihood (the boundary rule of :class:`PurchaseModel`). A boundary fit
-    is refitted here, not by lifetimes: the same objective (:class:`ParetoNBDObjective`) plus the
-    ridge on the log-parameters, by trust-exact from the same start.
+    """Pareto/NBD fitted by crmvalue itself (:func:`crmvalue.models.paretonbd_objective.fit_pareto_nbd`:
+    trust-exact with the analytic gradient and Hessian, polished by Newton steps) on the compressed
+    (x, t_x, T) matrix, to the maximum of the likelihood (lifetimes' objective, so a user's penalizer acts as in
+    lifetimes). The estimate must be an interior maximum (the boundary rule of :class:`PurchaseModel`); a
+    boundary fit is refitted with the ridge on the log-parameters, by the same optimiser from the same start.
+    ``lifetimes.ParetoNBDFitter`` is only the twin that gets the fitted ``params_``.
     """
 
     name = ParetoNBDParams.name
@@ -241,47 +217,20 @@ class ParetoNBDModel(PurchaseModel):
 
         return ParetoNBDFitter(penalizer_coef=self.penalizer)
 
-    def _fit_lifetimes(self, fitter, rows: pd.DataFrame) -> None:
-        fitter.fit(
-            rows["frequency"],
-            rows["recency"],
-            rows["T"],
-            weights=rows["weights"],
-            initial_params=LIFETIMES_START,
-            maxiter=10_000,
-            tol=1e-8,
-        )
-
     def _fit_compressed(self, fitter, rows: pd.DataFrame, ridge: float = 0.0) -> FitAttempt:
-        if ridge == 0.0:
-            return super()._fit_compressed(fitter, rows, ridge)
-        from scipy.optimize import minimize
-
         x, t_x, T_, w = (rows[c].to_numpy(float) for c in ("frequency", "recency", "T", "weights"))
-        objective = ParetoNBDObjective(x, t_x, T_, w, self.penalizer)
-        objective.ridge = float(ridge)
-        result = minimize(
-            objective,
-            np.log(LIFETIMES_START),
-            jac=True,
-            hess=objective.hessian,
-            method="trust-exact",
-            options={"gtol": 1e-10, "maxiter": 500},
-        )
-        theta = newton_polish(objective, result.x)
-        value, gradient, hessian = objective.evaluate(theta)
-        converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
-        values = np.exp(theta)
-        values[[1, 3]] /= objective.scale
-        params = ParetoNBDParams(*map(float, values))
+        fit = fit_pareto_nbd(x, t_x, T_, w, self.penalizer, start=np.log(LIFETIMES_START), ridge=ridge)
+        fitter.params_ = pd.Series(fit.params)
+        with np.errstate(all="ignore"):
+            covariance = np.linalg.inv(fit.hessian) / fit.n_customers
         return FitAttempt(
             names=("r", "alpha", "s", "beta"),
-            values=params.as_dict(),
-            offsets=theta,
-            converged=converged,
-            log_likelihood=params.log_likelihood(x, t_x, T_, w),
-            covariance=np.linalg.inv(hessian) / objective.W,
+            values=fit.params,
+            offsets=fit.log_params,
+            converged=fit.converged,
+            log_likelihood=fit.log_likelihood,
+            covariance=covariance,
             ridge=ridge,
-            failure="" if converged else str(result.message),
-            penalty=self.penalizer * float(np.exp(2 * theta).sum()) * objective.W / objective.n_rows,
+            failure="" if fit.converged else fit.message,
+            penalty=self.penalizer * float(np.exp(2 * fit.log_params).sum()) * fit.n_customers / len(w),
         )
