@@ -181,7 +181,7 @@ def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
     from scipy.optimize import OptimizeResult
 
     import crmvalue.models.beta_geo_fit as beta_geo_fit
-    import crmvalue.models.gamma_gamma as gamma_gamma
+    import crmvalue.models.objective as objective
 
     class Failed:
         success = False
@@ -190,7 +190,7 @@ def test_convergence_failure_names_the_penalizer(sample_summary, monkeypatch):
         return OptimizeResult(x=np.asarray(x0, float), success=False, message="stopped", nfev=0)
 
     monkeypatch.setattr(fitters, "minimize", lambda *args, **kwargs: Failed())
-    for module in (beta_geo_fit, gamma_gamma):  # BG/NBD and Gamma-Gamma have their own optimisers
+    for module in (beta_geo_fit, objective):  # BG/NBD's optimiser, and the one Gamma-Gamma shares (objective.solve)
         monkeypatch.setattr(module, "minimize", stopped)
         monkeypatch.setattr(module, "newton_polish", lambda objective, theta: np.asarray(theta, float))
     s = sample_summary

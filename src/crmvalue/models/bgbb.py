@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
 
 from crmvalue.errors import CrmvalueError
@@ -28,8 +27,8 @@ from crmvalue.models.objective import (
     NewtonObjective,
     best_rung,
     describe_boundary,
-    newton_polish,
     not_interior,
+    solve,
 )
 
 NAMES = ("alpha", "beta", "gamma", "delta")
@@ -295,16 +294,10 @@ class BetaGeoBetaBinomModel:
 
     def _attempt(self, objective: BetaGeoBetaBinomObjective, ridge: float) -> FitAttempt:
         objective.ridge, objective._cache = ridge, None
-        result = minimize(
-            objective, np.zeros(4), jac=True, hess=objective.hessian, method="trust-exact", options={"gtol": 1e-9}
-        )
-        theta = newton_polish(objective, result.x)
-        value, gradient, hessian = objective.evaluate(theta)
-        converged = bool(np.isfinite(value) and np.max(np.abs(gradient)) < 1e-6)
-        try:
-            covariance = np.linalg.inv(hessian) / objective.W if np.all(np.isfinite(hessian)) else None
-        except np.linalg.LinAlgError:
-            covariance = None
+        solution = solve(objective, np.zeros(4), gtol=1e-9)
+        theta, value = solution.theta, solution.value
+        converged = bool(np.isfinite(value) and np.max(np.abs(solution.gradient)) < 1e-6)
+        covariance = solution.covariance(objective.W)
         phi = np.exp(theta)
         return FitAttempt(
             names=NAMES,
@@ -314,7 +307,7 @@ class BetaGeoBetaBinomModel:
             log_likelihood=-objective.W * (value - ridge * float(theta @ theta)),
             covariance=covariance,
             ridge=ridge,
-            failure="" if converged else str(result.message),
+            failure="" if converged else solution.message,
             penalty=objective.W * objective.penalizer * float((phi**2).sum()),
         )
 

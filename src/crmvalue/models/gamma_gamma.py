@@ -10,12 +10,10 @@ http://brucehardie.com/notes/025/.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.models.objective import (
@@ -24,8 +22,8 @@ from crmvalue.models.objective import (
     NewtonObjective,
     best_rung,
     describe_boundary,
-    newton_polish,
     not_interior,
+    solve,
 )
 
 
@@ -296,27 +294,13 @@ class GammaGammaModel:
         objective._cache = None
         start = (full.centre + START_OFFSET)[keep]
         try:
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                result = minimize(
-                    objective,
-                    start,
-                    jac=True,
-                    hess=objective.hessian,
-                    method="trust-exact",
-                    options={"gtol": 1e-10, "maxiter": 500},
-                )
-                theta = newton_polish(objective, result.x)
-                value, gradient, hessian = objective.evaluate(theta)
-                converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
-                covariance = np.zeros((3, 3))  # q held fixed: no variance
-                try:
-                    covariance[np.ix_(keep, keep)] = np.linalg.inv(hessian) / full.W
-                except np.linalg.LinAlgError:
-                    covariance[np.ix_(keep, keep)] = np.nan
-                message = str(result.message)
+            solution = solve(objective, start)
         except Exception as exc:  # noqa: BLE001 - a failure inside the optimiser is a fit that did not converge
             return FitAttempt(_NAMES, {}, np.full(3, np.nan), False, np.nan, None, ridge, type(exc).__name__)
+        theta, converged, message = solution.theta, solution.converged, solution.message
+        covariance = np.zeros((3, 3))  # q held fixed: no variance
+        block = solution.covariance(full.W)
+        covariance[np.ix_(keep, keep)] = np.nan if block is None else block
         full_theta = (
             np.array([theta[0], objective.log_q, theta[1]]) if isinstance(objective, _FixedQObjective) else theta
         )

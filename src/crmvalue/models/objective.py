@@ -4,9 +4,11 @@ log-parameters for boundary fits, and the one rule that says whether a fit is an
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import minimize
 
 # |log-parameter - centre| beyond which a point is refused without evaluating it: exp(30) ~ 1e13
 GUARD_BOX = 30.0
@@ -94,6 +96,52 @@ def newton_polish(objective: NewtonObjective, theta: np.ndarray, gtol: float = 1
             break
         theta = proposal
     return theta
+
+
+@dataclass(frozen=True)
+class Solution:
+    """Where :func:`solve` stopped: the point, the objective there, and whether it converged."""
+
+    theta: np.ndarray
+    value: float
+    gradient: np.ndarray
+    hessian: np.ndarray
+    converged: bool
+    message: str
+
+    def covariance(self, n: float) -> np.ndarray | None:
+        """The inverse Hessian over ``n`` (the number of customers): the log-parameters' covariance; None if singular."""
+        if not np.all(np.isfinite(self.hessian)):
+            return None
+        try:
+            return np.linalg.inv(self.hessian) / n
+        except np.linalg.LinAlgError:
+            return None
+
+
+def solve(
+    objective: NewtonObjective, start: np.ndarray, gtol: float = 1e-10, converged_below: float = 1e-7
+) -> Solution:
+    """``trust-exact`` from ``start`` with the objective's gradient and Hessian, then :func:`newton_polish`.
+
+    Converged: scipy says so, or the largest gradient component is below ``converged_below``, at a finite value.
+    Warnings and floating-point errors inside the optimiser are silenced (the guard refuses bad points);
+    an exception from it propagates, for the caller to count as an attempt that did not converge.
+    """
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = minimize(
+            objective,
+            np.asarray(start, float),
+            jac=True,
+            hess=objective.hessian,
+            method="trust-exact",
+            options={"gtol": gtol, "maxiter": 500},
+        )
+        theta = newton_polish(objective, result.x)
+        value, gradient, hessian = objective.evaluate(theta)
+    converged = bool((result.success or np.abs(gradient).max() < converged_below) and np.isfinite(value))
+    return Solution(theta, value, gradient, hessian, converged, str(result.message))
 
 
 # --- the boundary rule shared by every fit (purchase models and Gamma-Gamma) ---------------------------

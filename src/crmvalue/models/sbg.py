@@ -27,12 +27,10 @@ The Perils of Ignoring Heterogeneity", Marketing Science 29 (1), 85-93.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import betaln, digamma, gammaln, polygamma
 
 from crmvalue.errors import CrmvalueError
@@ -42,8 +40,8 @@ from crmvalue.models.objective import (
     NewtonObjective,
     best_rung,
     describe_boundary,
-    newton_polish,
     not_interior,
+    solve,
 )
 
 _NAMES = ("alpha", "beta")
@@ -332,24 +330,12 @@ def _attempt(objective: ShiftedBetaGeometricObjective, ridge: float) -> FitAttem
     objective.ridge = ridge
     objective._cache = None
     try:
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            result = minimize(
-                objective,
-                np.zeros(2),  # the centre, alpha = beta = 1
-                jac=True,
-                hess=objective.hessian,
-                method="trust-exact",
-                options={"gtol": 1e-10, "maxiter": 500},
-            )
-            theta = newton_polish(objective, result.x)
-            value, gradient, hessian = objective.evaluate(theta)
-            converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
-            try:
-                covariance = np.linalg.inv(hessian) / objective.W
-            except np.linalg.LinAlgError:
-                covariance = np.full((2, 2), np.nan)
-            log_likelihood = -objective._evaluate(theta)[0] * objective.W
+        solution = solve(objective, np.zeros(2))  # from the centre, alpha = beta = 1
+        theta, converged, result_message = solution.theta, solution.converged, solution.message
+        covariance = solution.covariance(objective.W)
+        if covariance is None:
+            covariance = np.full((2, 2), np.nan)
+        log_likelihood = -objective._evaluate(theta)[0] * objective.W
     except Exception as exc:  # noqa: BLE001 - a failure inside the optimiser is a fit that did not converge
         return FitAttempt(_NAMES, {}, np.full(2, np.nan), False, np.nan, None, ridge, type(exc).__name__)
     return FitAttempt(
@@ -360,5 +346,5 @@ def _attempt(objective: ShiftedBetaGeometricObjective, ridge: float) -> FitAttem
         log_likelihood=float(log_likelihood),
         covariance=covariance,
         ridge=ridge,
-        failure="" if converged else str(result.message),
+        failure="" if converged else result_message,
     )
