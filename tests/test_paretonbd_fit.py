@@ -12,7 +12,8 @@ from scipy.integrate import quad
 
 from crmvalue.features import compress_rfm
 from crmvalue.models import ParetoNBDModel, ParetoNBDParams
-from crmvalue.models.paretonbd_objective import ParetoNBDObjective, fit_pareto_nbd, row_terms
+from crmvalue.models.paretonbd_integral import row_terms
+from crmvalue.models.paretonbd_objective import ParetoNBDObjective, fit_pareto_nbd
 
 # Fader, Hardie and Lee (2005), CDNOW 1/10 sample, 39 weeks of calibration
 PUBLISHED = {"r": 0.553, "alpha": 10.578, "s": 0.606, "beta": 11.669}
@@ -158,3 +159,56 @@ def test_dert_tends_to_all_expected_purchases_without_discounting():
     x, t_x, T = HEAVY[0][:7], HEAVY[1][:7], HEAVY[2][:7]
     np.testing.assert_allclose(params.dert(1e-9, x, t_x, T), params.expected_purchases(1e12, x, t_x, T), rtol=1e-6)
     assert np.all(np.diff(params.dert(np.array([0.001, 0.01, 0.1]), 3.0, 30.0, 39.0)) < 0)
+
+
+def _simulated_rows(n, seed=3):
+    T = np.random.default_rng(seed).uniform(20.0, 78.0, n)
+    s = ParetoNBDParams(0.55, 10.6, 0.61, 11.7).simulate_summary(T, seed=seed)
+    return s["frequency"].to_numpy(), s["recency"].to_numpy(), s["T"].to_numpy(), np.ones(n)
+
+
+FIT_POINTS = [np.zeros(4), np.log([0.55, 0.136, 0.6, 0.15]), np.log([2.0, 0.3, 0.3, 500.0]), np.log([0.1, 5, 3, 0.05])]
+
+
+@pytest.mark.parametrize("theta", FIT_POINTS)
+def test_chunked_evaluation_equals_one_chunk(theta):
+    args = _simulated_rows(3000)
+    one = ParetoNBDObjective(*args, chunk=10**9)._evaluate(theta)
+    chunked = ParetoNBDObjective(*args, chunk=7)._evaluate(theta)
+    assert chunked[0] == pytest.approx(one[0], rel=1e-12, abs=1e-12)
+    np.testing.assert_allclose(chunked[1], one[1], rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(chunked[2], one[2], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("theta", FIT_POINTS)
+def test_cumulative_integrals_equal_the_node_rule_to_1e_10(theta):
+    """Frequencies shared by many rows are integrated as differences of one cumulative sum (4-point Gauss-Legendre
+    between neighbouring t_x and T): the objective, gradient and Hessian equal those of the 161-node rule per row."""
+    args = _simulated_rows(5000)
+    nodes = ParetoNBDObjective(*args, dense=10**9)
+    assert not nodes.groups
+    cumulative = ParetoNBDObjective(*args, dense=16)
+    assert sum(len(g.rows) for g in cumulative.groups) > 4500
+    a, b = nodes._evaluate(theta), cumulative._evaluate(theta)
+    assert b[0] == pytest.approx(a[0], rel=1e-10)
+    np.testing.assert_allclose(b[1], a[1], rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(b[2], a[2], rtol=1e-10, atol=1e-10 * np.abs(a[2]).max())
+    with np.errstate(all="ignore"):
+        reference = ParetoNBDParams(*np.exp(theta)).per_customer_log_likelihood(
+            cumulative.x, cumulative.t_x, cumulative.T
+        )  # the hyp2f1 closed form, in the objective's scaled time
+    assert -cumulative.values(theta[None])[0] * cumulative.W == pytest.approx(float(reference.sum()), rel=1e-11)
+
+
+def test_a_large_fit_starts_from_a_subsample_and_ends_at_the_same_optimum(monkeypatch):
+    import crmvalue.models.paretonbd_objective as objective_module
+
+    args = _simulated_rows(20_000)
+    direct = fit_pareto_nbd(*args)
+    monkeypatch.setattr(objective_module, "WARM_START_ROWS", 10_000)
+    monkeypatch.setattr(objective_module, "SUBSAMPLE", 2_000)
+    warm = fit_pareto_nbd(*args)
+    assert direct.converged and warm.converged and warm.n_evaluations < direct.n_evaluations
+    for name, value in direct.params.items():
+        assert warm.params[name] == pytest.approx(value, rel=1e-9), name
+    assert warm.log_likelihood == pytest.approx(direct.log_likelihood, rel=1e-12)
