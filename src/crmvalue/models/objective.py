@@ -108,6 +108,7 @@ class Solution:
     hessian: np.ndarray
     converged: bool
     message: str
+    n_evaluations: int = 0
 
     def covariance(self, n: float) -> np.ndarray | None:
         """The inverse Hessian over ``n`` (the number of customers): the log-parameters' covariance; None if singular."""
@@ -141,7 +142,7 @@ def solve(
         theta = newton_polish(objective, result.x)
         value, gradient, hessian = objective.evaluate(theta)
     converged = bool((result.success or np.abs(gradient).max() < converged_below) and np.isfinite(value))
-    return Solution(theta, value, gradient, hessian, converged, str(result.message))
+    return Solution(theta, value, gradient, hessian, converged, str(result.message), int(result.nfev))
 
 
 # --- the boundary rule shared by every fit (purchase models and Gamma-Gamma) ---------------------------

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from crmvalue.models.objective import NewtonObjective, newton_polish
+from crmvalue.models.objective import NewtonObjective, solve
 from crmvalue.models.paretonbd_integral import (
     CHUNK,
     DENSE,
@@ -187,30 +187,22 @@ def fit_pareto_nbd(
     with np.errstate(all="ignore"):
         if objective.n_rows > WARM_START_ROWS:
             x0 = _subsample_start(objective, x0)
-        result = minimize(
-            objective,
-            x0,
-            jac=True,
-            hess=objective.hessian,
-            method="trust-exact",
-            options={"gtol": 1e-10, "maxiter": 500},
-        )
-        theta = newton_polish(objective, result.x)
-        value, gradient, hessian = objective.evaluate(theta)
+    solution = solve(objective, x0)
+    theta, value, gradient, hessian = solution.theta, solution.value, solution.gradient, solution.hessian
+    with np.errstate(all="ignore"):
         values = np.exp(theta)
         # the value without penalty and ridge is minus the mean log-likelihood (scaled time); in the data's time unit
         # each purchase's rate density gains a factor 1/(largest T)
         mean_ll = -(value - objective.penalizer / objective.n_rows * (values @ values) - ridge * (theta @ theta))
         log_likelihood = mean_ll * objective.W + np.log(objective.scale) * float(objective.w @ objective.x)
         values[[1, 3]] /= objective.scale
-    converged = bool((result.success or np.abs(gradient).max() < 1e-7) and np.isfinite(value))
     return ParetoNBDFit(
         params=dict(zip(("r", "alpha", "s", "beta"), map(float, values))),
-        converged=converged,
-        message=str(result.message),
+        converged=solution.converged,
+        message=solution.message,
         hessian=hessian,
         gradient=gradient,
-        n_evaluations=int(result.nfev),
+        n_evaluations=solution.n_evaluations,
         log_params=theta,
         n_customers=float(objective.W),
         log_likelihood=log_likelihood,
