@@ -25,9 +25,7 @@ from crmvalue.models.objective import (
     RIDGE_LADDER,
     FitAttempt,
     NewtonObjective,
-    best_rung,
-    describe_boundary,
-    not_interior,
+    fit_with_ridges,
     solve,
 )
 
@@ -266,17 +264,17 @@ class BetaGeoBetaBinomModel:
         objective = BetaGeoBetaBinomObjective(rows[:, 0], rows[:, 1], rows[:, 2], totals, self.penalizer)
         self.n_customers_ = float(totals.sum())
         self.boundary_, self.warning_, self.penalizer_used_ = None, None, 0.0
-        attempts = [self._attempt(objective, 0.0)]
-        accepted = attempts[0] if not_interior(attempts[0]) is None else None
+        accepted, reason = fit_with_ridges(
+            lambda ridge: self._attempt(objective, ridge),
+            self.n_customers_,
+            {("alpha", "beta"): "purchase", ("gamma", "delta"): "dropout"},
+        )
         if accepted is None:
-            attempts += [self._attempt(objective, ridge) for ridge in RIDGE_LADDER]
-            accepted = best_rung([a for a in attempts[1:] if not_interior(a) is None], self.n_customers_)
-            reason = describe_boundary(attempts, {("alpha", "beta"): "purchase", ("gamma", "delta"): "dropout"})
-            if accepted is None:
-                raise CrmvalueError(
-                    f"BG/BB did not converge (penalizer={self.penalizer}): {reason}, and no ridge up to "
-                    f"{RIDGE_LADDER[-1]:g} on the log-parameters gives an interior optimum; set a larger penalizer"
-                )
+            raise CrmvalueError(
+                f"BG/BB did not converge (penalizer={self.penalizer}): {reason}, and no ridge up to "
+                f"{RIDGE_LADDER[-1]:g} on the log-parameters gives an interior optimum; set a larger penalizer"
+            )
+        if reason is not None:
             self.boundary_ = reason
             self.warning_ = (
                 f"BG/BB: boundary estimate ({reason}); refitted with a ridge of {accepted.ridge:g} on the "

@@ -5,6 +5,7 @@ log-parameters for boundary fits, and the one rule that says whether a fit is an
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -289,3 +290,17 @@ def describe_boundary(attempts: list[FitAttempt], pairs: dict[tuple[str, str], s
     if not parts:
         return not_interior(attempts[0]) or "the optimum is at the boundary"
     return "; ".join(parts)
+
+
+def fit_with_ridges(
+    attempt: Callable[[float], FitAttempt], n: float, pairs: dict[tuple[str, str], str]
+) -> tuple[FitAttempt | None, str | None]:
+    """The boundary rule around one model's ``attempt(ridge)``: the unpenalised fit and no reason when its
+    optimum is interior; otherwise the ridge fit the data support most (``best_rung``; None when no rung is
+    interior) and why the unpenalised one is a boundary (``describe_boundary``)."""
+    first = attempt(0.0)
+    if not_interior(first) is None:
+        return first, None
+    attempts = [first, *(attempt(ridge) for ridge in RIDGE_LADDER)]
+    accepted = best_rung([a for a in attempts[1:] if not_interior(a) is None], n)
+    return accepted, describe_boundary(attempts, pairs)

@@ -35,12 +35,9 @@ from scipy.special import betaln, digamma, gammaln, polygamma
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.models.objective import (
-    RIDGE_LADDER,
     FitAttempt,
     NewtonObjective,
-    best_rung,
-    describe_boundary,
-    not_interior,
+    fit_with_ridges,
     solve,
 )
 
@@ -287,17 +284,14 @@ class ShiftedBetaGeometricModel:
         (censored, ``T > duration``).
         """
         objective = ShiftedBetaGeometricObjective(*checked_durations(durations, churned, weights))
-        attempts = [_attempt(objective, 0.0)]
-        accepted: FitAttempt | None = attempts[0] if not_interior(attempts[0]) is None else None
-        self.boundary_: str | None = None
+        accepted, reason = fit_with_ridges(
+            lambda ridge: _attempt(objective, ridge), objective.W, {("alpha", "beta"): "churn"}
+        )
+        self.boundary_: str | None = reason
         self.warning_: str | None = None
         if accepted is None:
-            attempts += [_attempt(objective, ridge) for ridge in RIDGE_LADDER]
-            accepted = best_rung([a for a in attempts[1:] if not_interior(a) is None], objective.W)
-            reason = describe_boundary(attempts, {("alpha", "beta"): "churn"})
-            if accepted is None:
-                raise CrmvalueError(f"sBG did not converge: {reason}, and no ridge gives an interior optimum")
-            self.boundary_ = reason
+            raise CrmvalueError(f"sBG did not converge: {reason}, and no ridge gives an interior optimum")
+        if reason is not None:
             self.warning_ = (
                 f"sBG: boundary estimate ({reason}); refitted with a ridge of {accepted.ridge:g} on the "
                 "log-parameters around alpha = beta = 1"
