@@ -126,6 +126,11 @@ def test_gamma_gamma_penalizer_flag_reaches_the_config(store):
     assert float(run.data.params["config.model.penalizer"]) == 0.0
 
 
+def _default_signals() -> None:
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def _signalled(
     store, args: list[str], stage: str, signum: int | None, run_open: bool = False, act=None
 ) -> subprocess.CompletedProcess:
@@ -139,6 +144,9 @@ def _signalled(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # a runner started in the background (``cmd &`` in a script) passes SIGINT on as ignored, and the
+        # command rightly keeps an ignored signal ignored (as under nohup): the test wants a terminal's defaults
+        preexec_fn=_default_signals,
     )
     seen = []
     try:
