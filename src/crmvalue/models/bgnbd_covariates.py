@@ -35,13 +35,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import minimize
 from scipy.special import digamma, gammaln, zeta
 
 from crmvalue.errors import CrmvalueError
+from crmvalue.features import checked_weights
 from crmvalue.models.beta_geo_fit import fit_beta_geo
 from crmvalue.models.bgnbd import BetaGeoParams, expected_purchases, p_alive, simulate_beta_geo_summary
-from crmvalue.models.objective import NewtonObjective, newton_polish
+from crmvalue.models.objective import NewtonObjective, solve
 
 BASE_NAMES = ("r", "alpha", "a", "b")
 
@@ -232,9 +232,7 @@ class BetaGeoCovariateModel:
             raise CrmvalueError(f"{self.label}: no customers to fit")
         zp, names_p = _covariates(z_purchase, n, "purchase", fitting=True)
         zd, names_d = _covariates(z_dropout, n, "dropout", fitting=True)
-        w = np.ones(n) if weights is None else np.asarray(weights, float).reshape(-1)
-        if w.shape != (n,) or not np.isfinite(w).all() or (w < 0).any():
-            raise CrmvalueError(f"weights: need {n} finite counts >= 0")
+        w = np.ones(n) if weights is None else checked_weights(np.asarray(weights).reshape(-1), n).astype(float)
         if compress:
             rows, w = compress_rows(x, t_x, T_, zp, zd, w)
         else:
@@ -249,14 +247,11 @@ class BetaGeoCovariateModel:
         with np.errstate(all="ignore"):
             start = fit_beta_geo(rows[:, 0], rows[:, 1], rows[:, 2], w, self.penalizer).log_params
             x0 = np.concatenate([start, np.zeros(kp + zd.shape[1])])
-            result = minimize(
-                objective, x0, jac=True, hess=objective.hessian, method="trust-exact", options={"gtol": 1e-10}
-            )
-            theta = newton_polish(objective, result.x)
-            value, gradient, hessian = objective.evaluate(theta)
+        solution = solve(objective, x0)
+        theta, value, gradient, hessian = solution.theta, solution.value, solution.gradient, solution.hessian
         if not (np.isfinite(value) and np.max(np.abs(gradient)) < 1e-7):
             raise CrmvalueError(
-                f"{self.label} did not converge (penalizer={self.penalizer}): {result.message}; "
+                f"{self.label} did not converge (penalizer={self.penalizer}): {solution.message}; "
                 "set a larger penalizer or drop covariates"
             )
         try:
@@ -279,7 +274,7 @@ class BetaGeoCovariateModel:
         self.standard_errors_ = pd.Series(se, index=index)
         self.n_customers_ = float(w.sum())
         self.n_patterns_ = len(w)
-        self.n_evaluations_ = int(result.nfev)
+        self.n_evaluations_ = solution.n_evaluations
         return self
 
     @property
