@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crmvalue.analyses import CpmConfig, CrmValueConfig, RfmConfig
+from crmvalue.decisions import DecisionsConfig
 from crmvalue.errors import CrmvalueError
 from crmvalue.models import registry
 
@@ -257,6 +258,7 @@ class ExperimentConfig(_Strict):
     intervals: IntervalConfig = IntervalConfig()
     churn: ChurnConfig = ChurnConfig()
     analyses: AnalysesConfig = AnalysesConfig()
+    decisions: DecisionsConfig = DecisionsConfig()
     registry: RegistryConfig = RegistryConfig()
     quality: QualityConfig = QualityConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")
