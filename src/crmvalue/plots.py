@@ -9,6 +9,7 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import FixedFormatter, FixedLocator, FuncFormatter, NullFormatter
 
 from crmvalue import schema
 
@@ -25,32 +26,76 @@ def _axes(ax, figsize: tuple[float, float]):
 
 
 SCATTER_POINTS = 50_000  # per quadrant: more points add ink and seconds, not information
+NO_CURRENT_STRIP = (0.25, 0.08)  # the strip of customers without current value: from/to this share of the
+# log axis's span left of its lowest decade
 
 
 def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_threshold: float, ax=None):
-    fig, ax, own = _axes(ax, (7, 5.5))
-    for quadrant, colour in QUADRANT_COLOURS.items():
-        part = scores[scores["quadrant"] == quadrant]
-        shown = part.sample(SCATTER_POINTS, random_state=0) if len(part) > SCATTER_POINTS else part
-        ax.scatter(
-            shown["current_value"],
-            shown["potential_value"],
-            s=4,
-            alpha=0.4,
-            color=colour,
-            label=f"{quadrant} ({len(part):,})",
+    """Potential value (CLV) against current value, a dot per customer, at most SCATTER_POINTS per quadrant.
+
+    Current value is on a log scale; the customers without any (0, or net returns: all low current) are
+    spread by a seeded uniform jitter over a strip, labelled "none", left of the scale. Potential value is
+    on a symlog scale from 0 when none is negative. The largest quadrant is drawn first, the smallest last.
+    """
+    fig, ax, own = _axes(ax, (8.5, 5.5))
+    current = scores["current_value"].to_numpy(dtype=float)
+    buying = current > 0
+    ends = np.log10(np.concatenate([current[buying], [current_threshold] if current_threshold > 0 else []]))
+    lo, hi = (np.floor(ends.min()), np.ceil(ends.max())) if ends.size else (0.0, 1.0)
+    hi = max(hi, lo + 1)
+    strip = lo - np.array(NO_CURRENT_STRIP) * (hi - lo)  # log10 of the strip's left and right edge
+    jitter = np.random.default_rng(0).uniform(strip[0], strip[1], size=len(current))
+    x = np.where(buying, current, 10**jitter)
+    y = scores["potential_value"].to_numpy(dtype=float)
+    quadrant = scores["quadrant"].to_numpy()
+    counts = {q: int((quadrant == q).sum()) for q in QUADRANT_COLOURS}
+    rng = np.random.default_rng(0)
+    handles = {}
+    for layer, q in enumerate(sorted(counts, key=lambda k: -counts[k])):
+        rows = np.flatnonzero(quadrant == q)
+        if rows.size > SCATTER_POINTS:
+            rows = np.sort(rng.choice(rows, SCATTER_POINTS, replace=False))
+        label = f"{q} ({counts[q]:,})"
+        handles[q] = ax.scatter(
+            x[rows], y[rows], s=4, alpha=0.4, color=QUADRANT_COLOURS[q], label=label, zorder=2 + layer
         )
-    ax.axvline(current_threshold, color="black", lw=0.8, ls="--")
-    ax.axhline(potential_threshold, color="black", lw=0.8, ls="--")
-    ax.set_xscale("symlog", linthresh=1.0)
+    ax.axvspan(10 ** strip[0], 10 ** strip[1], color="0.93", zorder=1)
+    # with a cut of 0, any current value is high: the line falls between the strip and the scale
+    cut = current_threshold if current_threshold > 0 else 10 ** ((strip[1] + lo) / 2)
+    line = ax.axvline(cut, color="black", lw=0.8, ls="--", zorder=10)
+    ax.axhline(potential_threshold, color="black", lw=0.8, ls="--", zorder=10)
+    ax.set_xscale("log")
+    ax.set_xlim(10 ** (strip[0] - 0.02 * (hi - lo)), 10**hi)
+    decades = np.arange(lo, hi + 1)
+    ax.xaxis.set_major_locator(FixedLocator([10 ** strip.mean(), *10**decades]))
+    ax.xaxis.set_major_formatter(FixedFormatter(["none", *(_money_tick(10**d) for d in decades)]))
+    ax.xaxis.set_minor_locator(FixedLocator((np.arange(2, 10) * 10 ** decades[:-1, None]).ravel()))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_yscale("symlog", linthresh=1.0)
-    ax.set_xlabel("current value (revenue in trailing window)")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: _money_tick(v)))
+    if len(y) and y.min() >= 0:
+        ax.set_ylim(bottom=0)
+    ax.set_xlabel("current value: revenue in the trailing window (log scale; none: no revenue)")
     ax.set_ylabel("potential value (CLV)")
     ax.set_title("Value quadrants")
-    ax.legend(title="quadrant", markerscale=4, loc="upper left")  # "best" searches every point
+    line.set_label(f"cuts: current {_money_tick(current_threshold)}, potential {_money_tick(potential_threshold)}")
+    ax.legend(
+        handles=[handles[q] for q in QUADRANT_COLOURS if q in handles] + [line],
+        title="quadrant (customers)",
+        markerscale=4,
+        loc="upper left",  # beside the axes: every corner of the plot is a quadrant
+        bbox_to_anchor=(1.01, 1.0),
+    )
     if own:
         fig.tight_layout()
     return fig
+
+
+def _money_tick(value: float) -> str:
+    """$1, $10, $1k, $10k, $12.50: short money for the axis and the legend (the $ escaped from mathtext)."""
+    if abs(value) >= 1000 and value % 1000 == 0:
+        return f"\\${value / 1000:,.0f}k"
+    return f"\\${value:,.0f}" if value == round(value) else f"\\${value:,.2f}"
 
 
 def calibration_vs_holdout(table: pd.DataFrame, ax=None):
