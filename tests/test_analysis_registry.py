@@ -18,11 +18,12 @@ from crmvalue.customer_days import customer_days
 from crmvalue.features import rfm_summary
 
 OBS_END = "1998-03-31"
-ANALYSIS_MODULES = ("rfm", "cpm", "deciles", "crm_score", "retention", "market_segments")
+ANALYSIS_MODULES = ("rfm", "cpm", "deciles", "crm_score", "retention", "revenue_cost", "market_segments")
 # what a column of each kind may hold in the frame run_analyses returns
 KIND_CHECKS = {
     "integer": pd.api.types.is_integer_dtype,
     "number": pd.api.types.is_float_dtype,
+    "money": pd.api.types.is_float_dtype,
     "text": pd.api.types.is_string_dtype,
 }
 
@@ -66,6 +67,7 @@ def test_declared_names_are_unique_and_grouped_by_their_analysis():
         "value_decile",
         "crm_value",
         "crm_grade",
+        "revenue_cost_value",
     ]
     for analysis in ANALYSES:
         assert {column.group for column in analysis.columns} <= {analysis.name}

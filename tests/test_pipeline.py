@@ -41,6 +41,9 @@ EXPORT = [
     "quadrant",
     "churn_probability",
     "churn_risk",
+    "value_at_risk",
+    "retention_priority",
+    "next_action",
     "run_id",
     "rfm_r",
     "rfm_f",
@@ -52,6 +55,7 @@ EXPORT = [
     "value_decile",
     "crm_value",
     "crm_grade",
+    "revenue_cost_value",
 ]
 
 CLI = str(Path(sys.executable).with_name("crmvalue"))

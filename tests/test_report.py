@@ -297,3 +297,71 @@ def test_quality_flags_and_a_skipped_churn_stage_are_said_first(tmp_path):
     )
     client.log_metric(run_id, "quality.value_red_flag", 0.0)
     assert "Red flag" not in build_report(run_id, uri)
+
+
+@pytest.mark.parametrize(
+    "params, sentence",
+    [
+        (
+            {"config.quadrants.rule": "top_share", "config.quadrants.potential_top_share": "0.2"},
+            "High current value means above 45.50, the median current value of the customers with any; "
+            "high potential value means above 120.25: the top 20% of customers by potential value.",
+        ),
+        (  # a run from before quadrants.rule: the quantile on each axis
+            {"config.quadrants.quantile": "0.5"},
+            "High current value means above 45.50 (the median); high potential value means above 120.25 (the median).",
+        ),
+        (
+            {
+                "config.quadrants.rule": "top_share",
+                "config.quadrants.current_threshold": "45.5",
+                "config.quadrants.potential_threshold": "",
+            },
+            "High current value means above 45.50 (set in the config); high potential value means above 120.25: "
+            "the top 20% of customers by potential value.",
+        ),
+    ],
+)
+def test_quadrant_table_shows_the_medians_and_the_rule_of_the_run(tmp_path, params, sentence):
+    """Each quadrant's median current and potential value in the table; the cuts said by the run's rule."""
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    pd.DataFrame(
+        {
+            "quadrant": ["A", "B", "C", "D"],
+            "customers": [10, 20, 30, 40],
+            "share": [0.1, 0.2, 0.3, 0.4],
+            "median_current_value": [150.0, 0.0, 80.25, 0.0],
+            "median_potential_value": [400.5, 210.0, 35.0, 6.07],
+            "current_value_total": [1500.0, 0.0, 2400.0, 10.0],
+            "potential_value_total": [4000.0, 4200.0, 1050.0, 250.0],
+            "treatment": ["keep", "develop", "maintain", "serve"],
+        }
+    ).to_csv(tmp_path / "quadrant_summary.csv", index=False)
+    run_id = _handmade_run(client, tmp_path, "rules", {"quadrant_summary.csv": tmp_path / "quadrant_summary.csv"})
+    for key, value in {
+        **params,
+        "quadrants.current_threshold_used": "45.5",
+        "quadrants.potential_threshold_used": "120.25",
+    }.items():
+        client.log_param(run_id, key, value)
+    page = build_report(run_id, uri)
+    section = page[page.index('id="quadrants"') : page.index('id="actions"')]
+    assert sentence in section
+    headers = re.findall(r"<th(?: [^>]*)?>(.*?)</th>", section)
+    assert headers[:7] == [
+        "Quadrant",
+        "Potential, current",
+        "Treatment",
+        "Customers",
+        "Share of customers",
+        "Median current value",
+        "Median potential value",
+    ]
+    rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", section)[1:]]
+    assert [row[5:7] for row in rows] == [
+        ["150.00", "400.50"],
+        ["0.00", "210.00"],
+        ["80.25", "35.00"],
+        ["0.00", "6.07"],
+    ]

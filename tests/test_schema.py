@@ -32,7 +32,8 @@ BASE = [
     "potential_value",
     "quadrant",
 ]
-CHURN = ["churn_probability", "churn_risk"]
+# the decisions (value at risk, priority, next action) come exactly with the churn columns
+CHURN = ["churn_probability", "churn_risk", "value_at_risk", "retention_priority", "next_action"]
 ANALYSES = [
     "rfm_r",
     "rfm_f",
@@ -44,6 +45,7 @@ ANALYSES = [
     "value_decile",
     "crm_value",
     "crm_grade",
+    "revenue_cost_value",
 ]
 INTERVALS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
 # the database tables as crmvalue 0.x created them (README, "Database export"): order and SQL types
@@ -58,6 +60,9 @@ TABLE = {
     "quadrant": "VARCHAR(1)",
     "churn_probability": "DOUBLE",
     "churn_risk": "VARCHAR(8)",
+    "value_at_risk": "DOUBLE",
+    "retention_priority": "INTEGER",
+    "next_action": "VARCHAR(32)",
     "rfm_r": "SMALLINT",
     "rfm_f": "SMALLINT",
     "rfm_m": "SMALLINT",
@@ -68,6 +73,7 @@ TABLE = {
     "value_decile": "SMALLINT",
     "crm_value": "DOUBLE",
     "crm_grade": "VARCHAR(8)",
+    "revenue_cost_value": "DOUBLE",
     **dict.fromkeys(INTERVALS, "DOUBLE"),
     "run_id": "VARCHAR(32)",
     "model_version": "INTEGER",
@@ -121,7 +127,12 @@ def test_an_undeclared_column_is_an_error_naming_it():
 
 
 @pytest.mark.parametrize(
-    "group, present, missing", [("analyses", ANALYSES[:-1], "crm_grade"), ("churn", CHURN[:1], "churn_risk")]
+    "group, present, missing",
+    [
+        ("analyses", ANALYSES[:-1], "revenue_cost_value"),
+        ("churn", CHURN[:1], "churn_risk"),
+        ("decisions", CHURN[:4], "next_action"),
+    ],
 )
 def test_part_of_a_group_is_an_error_not_a_silent_drop(group, present, missing):
     with pytest.raises(schema.UndeclaredColumnError, match=f"'{missing}' is missing: the {group} columns"):
@@ -138,6 +149,7 @@ def test_kinds_give_the_export_sets():
         "rfm_m",
         "cpm_group",
         "value_decile",
+        "retention_priority",
         "model_version",
     }
     assert ex.DATE_COLUMNS == {"first_purchase", "last_purchase", "as_of_date"}
@@ -145,13 +157,23 @@ def test_kinds_give_the_export_sets():
         "customer_id",
         "quadrant",
         "churn_risk",
+        "next_action",
         "rfm_score",
         "rfm_segment",
         "cpm_label",
         "crm_grade",
         "run_id",
     }
-    money = {"monetary_value", "current_value", "expected_avg_value", "clv", "potential_value", "revenue"}
+    money = {
+        "monetary_value",
+        "current_value",
+        "expected_avg_value",
+        "clv",
+        "potential_value",
+        "revenue",
+        "value_at_risk",
+        "revenue_cost_value",
+    }
     assert ex.MONEY == money | {"clv_lower", "clv_upper"}
     # the predictions file has no export metadata
     assert set(io.INTEGER_COLUMNS) == ex.INTEGER_COLUMNS - {"model_version"}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from crmvalue.analyses import CpmConfig, CrmValueConfig, RfmConfig
+from crmvalue.analyses import CpmConfig, CrmValueConfig, RevenueCostConfig, RfmConfig
 from crmvalue.decisions import DecisionsConfig
 from crmvalue.errors import CrmvalueError
 from crmvalue.models import registry
@@ -129,8 +129,19 @@ class ClvConfig(_Strict):
 
 class QuadrantConfig(_Strict):
     current_window_days: int = Field(365, gt=0, description="current value = revenue in this trailing window")
-    quantile: float = Field(0.5, gt=0, lt=1, description="high/low split quantile on each axis")
-    current_threshold: float | None = Field(None, description="absolute split for current value; overrides quantile")
+    rule: Literal["top_share", "quantile"] = Field(
+        "top_share",
+        description="top_share: high potential = the top potential_top_share of customers by potential value, high "
+        "current = above the median current value of the customers with any current value; quantile: the quantile "
+        "on each axis (the rule before issue 18)",
+    )
+    potential_top_share: float = Field(
+        0.2, gt=0, lt=1, description="rule top_share: the share of customers with the highest potential value"
+    )
+    quantile: float = Field(0.5, gt=0, lt=1, description="rule quantile: the high/low split quantile on each axis")
+    current_threshold: float | None = Field(
+        None, description="absolute split for current value; overrides the rule on this axis"
+    )
     potential_threshold: float | None = Field(None, description="absolute split for potential value (CLV)")
 
 
@@ -200,11 +211,14 @@ class QualityConfig(_Strict):
 class AnalysesConfig(_Strict):
     """The CRM analyses of the source documents (crmvalue.analyses)."""
 
-    enabled: bool = Field(True, description="RFM scores, CPM groups, deciles, CRM value, retention, segments")
+    enabled: bool = Field(
+        True, description="RFM scores, CPM groups, deciles, CRM value, retention, revenue-cost method, segments"
+    )
     rfm: RfmConfig = RfmConfig()
     cpm: CpmConfig = CpmConfig()
     crm_value: CrmValueConfig = CrmValueConfig()
     retention_period: Literal["M", "Q"] = Field("M", description="months or quarters for retention and cohorts")
+    revenue_cost: RevenueCostConfig = RevenueCostConfig()
     interactions: Path | None = Field(None, description="optional interactions table: customer id, timestamp, channel")
     interactions_id_col: str = "customer_id"
     interactions_date_col: str = "date"

@@ -5,14 +5,17 @@ treat each value quadrant in its own way. Three per-customer columns say that in
 
 - ``value_at_risk = churn_probability x clv``: the part of the customer's forecast value that
   their churn risk puts in doubt (the expected loss if nothing is done). ``clv`` is the discounted
-  value the live value model forecasts; ``churn_probability`` is the LightGBM churn model's
-  probability of no purchase over the horizon.
+  value the live value model forecasts; ``churn_probability`` is the live churn score's
+  probability of no purchase over the horizon (the LightGBM model, or the baseline the churn
+  quality gate chose).
 - ``retention_priority``: 1 for the customer to contact first. Customers are ranked by value at
   risk, highest first; ties go to the higher ``clv``, then to the smaller ``customer_id`` (as
   text), so the order is total and the same on every run.
 - ``next_action``: a short label from a matrix of value quadrant x churn risk
-  (:data:`DEFAULT_ACTIONS`, set in the config's ``decisions.actions``).
+  (:data:`DEFAULT_ACTIONS`, set in the config's ``decisions.actions``). The risks are the labels
+  of ``churn_risk`` (:func:`crmvalue.churn.churn_risk`): high, medium, low.
 
+The three columns are written exactly when the churn columns are (``crmvalue.schema.DECISIONS``).
 Everything is vectorised; nothing here loops over customers.
 """
 
@@ -20,9 +23,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from crmvalue.errors import CrmvalueError
+from crmvalue.schema import NEXT_ACTION_LENGTH
 
 RISK_LEVELS = ("high", "medium", "low")
 QUADRANT_LABELS = ("A", "B", "C", "D")
@@ -64,13 +68,18 @@ class DecisionsConfig(BaseModel):
                     raise ValueError(f"quadrant {quadrant}: unknown churn risk {risk!r}; use {', '.join(RISK_LEVELS)}")
                 if not isinstance(action, str) or not action.strip():
                     raise ValueError(f"quadrant {quadrant}, risk {risk}: the action must be a non-empty text")
+                if len(action.strip()) > NEXT_ACTION_LENGTH:
+                    raise ValueError(
+                        f"quadrant {quadrant}, risk {risk}: the action {action.strip()!r} is longer than "
+                        f"{NEXT_ACTION_LENGTH} characters (the next_action column's width)"
+                    )
                 merged[quadrant][risk] = action.strip()
         return merged
 
 
-def value_at_risk(churn_probability, clv) -> np.ndarray:
+def value_at_risk(churn_probability, clv, customer_id=None) -> np.ndarray:
     """``churn_probability x clv``, per customer; a one-line error for a probability outside [0, 1]
-    or a value that is not finite."""
+    or a value that is not finite, naming the customer when ``customer_id`` is given (else the row)."""
     p = np.asarray(churn_probability, dtype=np.float64)
     value = np.asarray(clv, dtype=np.float64)
     if p.shape != value.shape:
@@ -78,12 +87,20 @@ def value_at_risk(churn_probability, clv) -> np.ndarray:
     bad = ~np.isfinite(p) | (p < 0) | (p > 1)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise CrmvalueError(f"value at risk: churn_probability {p[row]!r} in row {row} is not in [0, 1]")
+        raise CrmvalueError(
+            f"value at risk: churn_probability {float(p[row])!r} of {_who(customer_id, row)} is not in [0, 1]"
+        )
     bad = ~np.isfinite(value)
     if bad.any():
         row = int(np.flatnonzero(bad)[0])
-        raise CrmvalueError(f"value at risk: clv {value[row]!r} in row {row} is not finite")
+        raise CrmvalueError(f"value at risk: clv {float(value[row])!r} of {_who(customer_id, row)} is not finite")
     return p * value
+
+
+def _who(customer_id, row: int) -> str:
+    if customer_id is None:
+        return f"row {row}"
+    return f"customer {str(np.asarray(customer_id, dtype=object)[row])!r}"
 
 
 def retention_priority(value_at_risk, clv, customer_id) -> np.ndarray:
@@ -92,6 +109,12 @@ def retention_priority(value_at_risk, clv, customer_id) -> np.ndarray:
     risk = np.asarray(value_at_risk, dtype=np.float64)
     value = np.asarray(clv, dtype=np.float64)
     ids = np.asarray(pd.Series(customer_id).astype(str).to_numpy(), dtype=str)
+    if not risk.shape == value.shape == ids.shape:
+        raise CrmvalueError(
+            f"retention priority: {risk.size} values at risk, {value.size} CLVs and {ids.size} customer ids"
+        )
+    if np.isnan(risk).any() or np.isnan(value).any():
+        raise CrmvalueError("retention priority: a value at risk or CLV is missing (NaN)")
     # np.lexsort sorts by the last key first
     order = np.lexsort((ids, -value, -risk))
     priority = np.empty(len(order), dtype=np.int64)
@@ -101,8 +124,11 @@ def retention_priority(value_at_risk, clv, customer_id) -> np.ndarray:
 
 def next_action(quadrant, churn_risk, actions: dict[str, dict[str, str]] | None = None) -> np.ndarray:
     """The matrix's label for each (quadrant, churn risk) pair; a one-line error names the first
-    pair the matrix does not know."""
-    matrix = DecisionsConfig(actions=actions or {}).actions
+    pair the matrix does not know. ``actions`` may be partial: it overrides the default cells it names."""
+    try:
+        matrix = DecisionsConfig(actions=actions or {}).actions
+    except ValidationError as exc:
+        raise CrmvalueError(f"decisions.actions: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     q = pd.Series(quadrant).astype(str).to_numpy()
     r = pd.Series(churn_risk).astype(str).to_numpy()
     keys = pd.Series(q, dtype=object) + "|" + pd.Series(r, dtype=object)
@@ -121,7 +147,10 @@ def next_action(quadrant, churn_risk, actions: dict[str, dict[str, str]] | None 
 def decision_columns(predictions: pd.DataFrame, actions: dict[str, dict[str, str]] | None = None) -> pd.DataFrame:
     """``value_at_risk``, ``retention_priority`` and ``next_action`` for a predictions frame with
     ``customer_id``, ``clv``, ``quadrant``, ``churn_probability`` and ``churn_risk``; same index."""
-    risk = value_at_risk(predictions["churn_probability"], predictions["clv"])
+    missing = [c for c in ("customer_id", "clv", "quadrant", "churn_probability", "churn_risk") if c not in predictions]
+    if missing:
+        raise CrmvalueError(f"decisions: the predictions have no column {missing[0]!r}")
+    risk = value_at_risk(predictions["churn_probability"], predictions["clv"], predictions["customer_id"])
     return pd.DataFrame(
         {
             "value_at_risk": risk,

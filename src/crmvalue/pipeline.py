@@ -210,6 +210,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         intervals=intervals if cfg.intervals.enabled else None,
         churn=churn,
         analyses=AnalysesInputs(cfg, loaded.attributes, loaded.interactions) if cfg.analyses.enabled else None,
+        actions=cfg.decisions.actions,
     )
     scored = score(frame, obs_end, features, scorers, progress)
 
@@ -227,6 +228,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         churn_result = ChurnResult.skip(loaded.churn_skipped)
     if scored.analyses is not None:
         metrics[schema.PARETO_TOP20_SHARE] = scored.analyses.pareto_top20_share
+        metrics.update(scored.analyses.metrics)
 
     with progress.stage("diagnose", "computing the fit diagnostics"):
         # before MLflow is touched, so a failure here leaves no half-logged run

@@ -9,6 +9,8 @@ new data are scored exactly as the run scored its own:
   :func:`predict` map a file with other names onto them), time unit, horizon, CLV and churn settings;
 - the value model itself, loaded as the registered MLflow pyfunc;
 - the quadrant thresholds the run used (params ``quadrants.*_threshold_used``);
+- the run's next-action matrix (``decisions.actions`` of its config), so ``next_action`` is the
+  run's even after the default matrix changes;
 - the run's churn model (LightGBM booster, calibration, the BG/NBD parameters of its
   features and the attribute categories, ``churn/churn_scoring.json``), when it has one.
 
@@ -231,6 +233,7 @@ def _scored(
         text=f"scoring {len(features.summary):,} customers with {ref.uri}",
         churn=churn,
         analyses=AnalysesInputs(cfg, attributes, interaction_rows) if cfg.analyses.enabled else None,
+        actions=cfg.decisions.actions,  # the run's matrix, as logged in its config.yaml
     )
     scored = score(frame, obs_end, features, scorers, progress)  # as train: the same function
     predictions, quadrants = scored.predictions, scored.quadrants

@@ -8,8 +8,8 @@ column is an error, never silently dropped.
 Two orders come from the one declaration:
 
 - the file order (:func:`output_columns`, the predictions file of ``crmvalue train`` and
-  ``crmvalue predict``): id, purchase history, value columns, churn, ``run_id``, the CRM
-  analyses, then the intervals;
+  ``crmvalue predict``): id, purchase history, value columns, churn and the decisions drawn
+  from it, ``run_id``, the CRM analyses, then the intervals;
 - the table order (:func:`table_columns`, ``crmvalue export``'s database tables): the same
   columns with ``run_id`` moved after the intervals, then the export's own metadata.
 
@@ -77,6 +77,21 @@ CHURN = (
     Column("churn_probability", "churn", "number", "DOUBLE", "probability of no purchase over the horizon"),
     Column("churn_risk", "churn", "text", "VARCHAR(8)", "'high', 'medium' or 'low'"),
 )
+# after churn, exactly when the churn columns are there: what to do about the risk (crmvalue.decisions)
+NEXT_ACTION_LENGTH = 32  # the longest action label the matrix may hold
+DECISIONS = (
+    Column("value_at_risk", "decisions", "money", "DOUBLE", "churn_probability x clv: the forecast value at risk"),
+    Column(
+        "retention_priority", "decisions", "integer", "INTEGER", "1 = contact first: by value at risk, clv, customer_id"
+    ),
+    Column(
+        "next_action",
+        "decisions",
+        "text",
+        f"VARCHAR({NEXT_ACTION_LENGTH})",
+        "the action for the customer's quadrant and churn risk",
+    ),
+)
 RUN_ID = Column("run_id", "run", "text", "VARCHAR(32)", "the MLflow run that scored the customer")
 # last, when the run computed uncertainty intervals
 INTERVALS = (
@@ -102,7 +117,7 @@ def analysis_columns() -> tuple[Column, ...]:
 
 def declared_columns() -> tuple[Column, ...]:
     """Every column a predictions file may hold, in table order."""
-    return (ID, *HISTORY, *VALUE, *CHURN, *analysis_columns(), *INTERVALS, RUN_ID)
+    return (ID, *HISTORY, *VALUE, *CHURN, *DECISIONS, *analysis_columns(), *INTERVALS, RUN_ID)
 
 
 def table_schema() -> tuple[Column, ...]:
@@ -145,7 +160,7 @@ def check_declared(predictions: pd.DataFrame) -> None:
                 f"predictions column {name!r} is not declared in crmvalue.schema (nor by an analysis); "
                 "declare it with its group, kind and SQL type to export it"
             )
-    for group, columns in (("churn", CHURN), ("analyses", analysis_columns())):
+    for group, columns in (("churn", CHURN), ("decisions", DECISIONS), ("analyses", analysis_columns())):
         present = [c.name for c in columns if c.name in predictions.columns]
         if present and len(present) < len(columns):
             missing = next(c.name for c in columns if c.name not in predictions.columns)
@@ -153,18 +168,25 @@ def check_declared(predictions: pd.DataFrame) -> None:
                 f"predictions column {missing!r} is missing: the {group} columns are written all together "
                 f"({', '.join(names(columns))}) and the frame has only {', '.join(present)}"
             )
+    churn, decisions = (CHURN[0].name in predictions.columns), (DECISIONS[0].name in predictions.columns)
+    if churn != decisions:
+        have, lack = ("churn", "decisions") if churn else ("decisions", "churn")
+        raise UndeclaredColumnError(
+            f"the predictions have the {have} columns but not the {lack} columns: the decisions "
+            f"({', '.join(names(DECISIONS))}) are written exactly when the churn columns are"
+        )
 
 
 def output_columns(predictions: pd.DataFrame) -> list[str]:
     """The predictions file's columns, in order, for ``predictions``: the id and the purchase
-    history, the value columns, churn after quadrant (when the run has it), ``run_id``, the CRM
-    analyses (when the run has them) and the intervals it has. ``predictions`` is checked by
-    :func:`check_declared` first."""
+    history, the value columns, churn after quadrant and the decisions after churn (when the run
+    has churn), ``run_id``, the CRM analyses (when the run has them) and the intervals it has.
+    ``predictions`` is checked by :func:`check_declared` first."""
     check_declared(predictions)
     present = set(predictions.columns)
     columns = [ID, *HISTORY, *VALUE]
     if all(c.name in present for c in CHURN):
-        columns += CHURN
+        columns += [*CHURN, *DECISIONS]  # check_declared: the decisions come with churn
     columns.append(RUN_ID)
     analyses = analysis_columns()
     if all(c.name in present for c in analyses):
@@ -211,6 +233,7 @@ PLOT_CPM_GROUPS = "plots/cpm_groups.png"
 PLOT_DECILES = "plots/deciles.png"
 PLOT_RETENTION = "plots/retention.png"
 PLOT_COHORT_RETENTION = "plots/cohort_retention.png"
+PLOT_REVENUE_COST = "plots/revenue_cost.png"
 
 
 def analysis_table(name: str) -> str:
@@ -241,6 +264,7 @@ PURCHASE_MODEL_PARAM = "purchase_model"
 DATA_TRANSACTIONS = "data.transactions"
 DATA_CUSTOMERS = "data.customers"
 PARETO_TOP20_SHARE = "analyses.pareto_top20_share"
+REVENUE_COST_SPEARMAN = "analyses.revenue_cost.spearman_clv"  # rank correlation of revenue_cost_value with clv
 HOLDOUT_TOTAL_ERROR = "quality.holdout_total_error"
 VALUE_RED_FLAG = "quality.value_red_flag"
 NAIVE_BASELINE = "naive_rate"

@@ -6,7 +6,9 @@ its own. The stages, each timed by :class:`~crmvalue.progress.Progress`:
 
 - ``score``: the value model's scores (P(alive), expected purchases, CLV), current and
   potential value, the value quadrant, optional intervals, the purchase-history columns;
-- ``churn``: the churn probability and risk band (trained then scored, or scored);
+- ``churn``: the churn probability and risk band (trained then scored, or scored), and the
+  decisions drawn from them (:mod:`crmvalue.decisions`: value at risk, retention priority, next
+  action from the run's action matrix);
 - ``analyses``: the CRM analyses, which rank customers against each other, so they are run
   on the scored population.
 """
@@ -23,6 +25,7 @@ import pandas as pd
 from crmvalue import schema
 from crmvalue.analyses import purchase_history, run_analyses
 from crmvalue.customer_days import CustomerDays
+from crmvalue.decisions import decision_columns
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import TimeUnit, WindowReport, revenue_in_window, rfm_summary_with_report
 from crmvalue.models import PREDICTION_COLUMNS
@@ -83,6 +86,9 @@ class Scorers:
     intervals: Callable[[pd.DataFrame], pd.DataFrame] | None = None  # RFM summary -> INTERVAL_COLUMNS
     churn: ChurnStage | None = None
     analyses: AnalysesInputs | None = None
+    # the run's next-action matrix (config decisions.actions), quadrant -> churn risk -> action;
+    # None: the default matrix. Used when there are churn scores.
+    actions: dict[str, dict[str, str]] | None = None
 
 
 @dataclass
@@ -97,7 +103,8 @@ def score(
     days: CustomerDays, obs_end: pd.Timestamp, features: CustomerFeatures, scorers: Scorers, progress: Progress
 ) -> Scored:
     """The output frame of every customer in ``features``: value scores, quadrants, the purchase
-    history, churn and the CRM analyses, in the stages ``score``, ``churn`` and ``analyses``."""
+    history, churn and the decisions drawn from it, the CRM analyses, in the stages ``score``,
+    ``churn`` and ``analyses``."""
     with progress.stage("score", scorers.text):
         summary = features.summary
         predictions = pd.concat([summary, scorers.value(summary)], axis=1)
@@ -113,6 +120,8 @@ def score(
                 rule.quantile,
                 rule.current_threshold,
                 rule.potential_threshold,
+                rule=rule.rule,
+                potential_top_share=rule.potential_top_share,
             )
         predictions["quadrant"] = value_quadrant(
             predictions["current_value"], predictions["potential_value"], *thresholds
@@ -133,6 +142,8 @@ def score(
                 predictions[column] = scored[column].reindex(predictions["customer_id"]).to_numpy()
             if predictions["churn_probability"].isna().any():
                 raise CrmvalueError("churn: some scored customers have no churn probability; please report this")
+            decisions = decision_columns(predictions, scorers.actions)
+            predictions = predictions.assign(**{c: decisions[c] for c in schema.names(schema.DECISIONS)})
 
     analyses = None
     if scorers.analyses is not None:

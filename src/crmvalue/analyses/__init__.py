@@ -1,5 +1,6 @@
 """CRM analyses from the source documents: RFM scores, CPM groups, deciles, the CRM value score,
-retention and cohorts, and market segments (``../shared/docs/domain.md``, sections 1-4).
+retention and cohorts, the retention revenue-cost method, and market segments
+(``../shared/docs/domain.md``, sections 1-4).
 
 Every function takes pandas objects and returns a new one, indexed by ``customer_id`` where the
 result is per customer; transactions may be canonical rows or their netted
@@ -15,7 +16,7 @@ call in :func:`run_analyses`.
 
 from __future__ import annotations
 
-from crmvalue.analyses import cpm, crm_score, deciles, market_segments, retention, rfm
+from crmvalue.analyses import cpm, crm_score, deciles, market_segments, retention, revenue_cost, rfm
 from crmvalue.analyses.common import Analysis
 from crmvalue.analyses.cpm import CPM_LABELS, CpmConfig, cpm_groups, cpm_table, cpm_thresholds
 from crmvalue.analyses.crm_score import (
@@ -42,6 +43,18 @@ from crmvalue.analyses.retention import (
     customer_periods,
     retention_table,
 )
+from crmvalue.analyses.revenue_cost import (
+    PLOT_REVENUE_COST,
+    SPEARMAN_METRIC,
+    RevenueCost,
+    RevenueCostConfig,
+    clv_comparison,
+    forward_value,
+    revenue_cost_method,
+    spearman,
+    year_of_data,
+)
+from crmvalue.analyses.revenue_cost_chart import revenue_cost_chart
 from crmvalue.analyses.rfm import (
     DEFAULT_RFM_SEGMENTS,
     RfmConfig,
@@ -68,6 +81,7 @@ ANALYSES: tuple[Analysis, ...] = (
     deciles.ANALYSIS,
     crm_score.ANALYSIS,
     retention.ANALYSIS,
+    revenue_cost.ANALYSIS,
     market_segments.ANALYSIS,
 )
 ANALYSIS_COLUMNS_DECLARED: tuple[Column, ...] = tuple(column for analysis in ANALYSES for column in analysis.columns)
@@ -83,14 +97,19 @@ __all__ = [
     "MEASURE_COLUMNS",
     "MISSING_SEGMENT",
     "PERIODS_PER_YEAR",
+    "PLOT_REVENUE_COST",
+    "SPEARMAN_METRIC",
     "AnalysesResult",
     "Analysis",
     "CpmConfig",
     "CrmComponent",
     "CrmValueConfig",
     "CustomerPeriods",
+    "RevenueCost",
+    "RevenueCostConfig",
     "RfmConfig",
     "RfmSegmentRule",
+    "clv_comparison",
     "cohort_retention",
     "cpm_groups",
     "cpm_table",
@@ -101,6 +120,7 @@ __all__ = [
     "customer_periods",
     "customer_rfm",
     "decile_table",
+    "forward_value",
     "interaction_score",
     "load_interactions",
     "log_analyses",
@@ -112,6 +132,8 @@ __all__ = [
     "purchase_score",
     "quintile_scores",
     "retention_table",
+    "revenue_cost_chart",
+    "revenue_cost_method",
     "rfm_scores",
     "rfm_segment_lookup",
     "rfm_segment_table",
@@ -119,5 +141,7 @@ __all__ = [
     "satisfaction_score",
     "segment_columns",
     "segment_table",
+    "spearman",
     "value_deciles",
+    "year_of_data",
 ]

@@ -9,10 +9,11 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from crmvalue.analyses.cpm import cpm_groups, cpm_table
@@ -21,6 +22,14 @@ from crmvalue.analyses.deciles import decile_table, pareto_share, value_deciles
 from crmvalue.analyses.market_segments import segment_table
 from crmvalue.analyses.measures import purchase_history
 from crmvalue.analyses.retention import cohort_retention, customer_periods, retention_table
+from crmvalue.analyses.revenue_cost import (
+    PLOT_REVENUE_COST,
+    SPEARMAN_METRIC,
+    clv_comparison,
+    revenue_cost_method,
+    spearman,
+)
+from crmvalue.analyses.revenue_cost_chart import revenue_cost_chart
 from crmvalue.analyses.rfm import customer_rfm, rfm_segment_table
 from crmvalue.errors import CrmvalueError
 from crmvalue.schema import (
@@ -46,6 +55,7 @@ class AnalysesResult:
     figures: dict[str, Callable[[], Any]]  # artifact path -> matplotlib figure maker (called when logging)
     pareto_top20_share: float
     cpm_thresholds: dict[str, float]
+    metrics: dict[str, float] = field(default_factory=dict)  # run metrics, e.g. the revenue-cost Spearman with clv
 
 
 def run_analyses(
@@ -77,12 +87,15 @@ def run_analyses(
         satisfaction = attributes[a.crm_value.satisfaction_column]
     components = crm_components(measures, interactions, satisfaction, a.crm_value, obs_end)
     crm = crm_value_score(components, a.crm_value.weights, (a.crm_value.high_from, a.crm_value.medium_from))
+    method = revenue_cost_method(frame, obs_end, a.revenue_cost)
+    value = method.value.reindex(scored.index, fill_value=0.0)
     columns = pd.concat(
         [
             rfm[["rfm_r", "rfm_f", "rfm_m", "rfm_score", "rfm_segment"]],
             cpm[["cpm_group", "cpm_label"]],
             deciles.rename("value_decile"),
             crm[["crm_value", "crm_grade"]],
+            value,
         ],
         axis=1,
     )
@@ -96,6 +109,8 @@ def run_analyses(
         "retention": retention_table(periods, a.retention_period),
         "cohort_retention": cohort_retention(periods, a.retention_period),
         "crm_components": components.describe().T,
+        "revenue_cost": method.table,
+        "revenue_cost_vs_clv": clv_comparison(scored["clv"], value, method.active),
     }
     if attributes is not None:
         for column in segment_columns(a.segment_columns, attributes):
@@ -107,9 +122,16 @@ def run_analyses(
         PLOT_DECILES: lambda: plots.decile_chart(tables["deciles"]),
         PLOT_RETENTION: lambda: plots.retention_chart(tables["retention"]),
         PLOT_COHORT_RETENTION: lambda: plots.cohort_heatmap(tables["cohort_retention"]),
+        PLOT_REVENUE_COST: lambda: revenue_cost_chart(tables["revenue_cost"]),
     }
+    rho = spearman(scored["clv"], value)
     return AnalysesResult(
-        columns, tables, figures, pareto_share(measures["total_sales"]), cpm.attrs.get("thresholds", {})
+        columns,
+        tables,
+        figures,
+        pareto_share(measures["total_sales"]),
+        cpm.attrs.get("thresholds", {}),
+        {SPEARMAN_METRIC: rho} if np.isfinite(rho) else {},
     )
 
 

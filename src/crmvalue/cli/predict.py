@@ -118,15 +118,19 @@ def predict(
         allow_future_dates=True if allow_future_dates else None,
     )
     version = f" version {result.model.version}" if result.model.version is not None else ""
-    q = result.predictions["quadrant"].value_counts().sort_index()
-    typer.echo(
-        "\n".join(
-            [
-                f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
-                f"trained in run {result.model.run_id})",
-                f"customers       {len(result.predictions):,} as of {result.observation_end.date()}",
-                "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
-                f"scores          {result.output_path}",
-            ]
+    p = result.predictions
+    q = p["quadrant"].value_counts().sort_index()
+    lines = [
+        f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
+        f"trained in run {result.model.run_id})",
+        f"customers       {len(p):,} as of {result.observation_end.date()}",
+        "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
+    ]
+    if "retention_priority" in p:  # the run has churn scores, so a call list
+        first = p.loc[p["retention_priority"].idxmin()]
+        lines.append(
+            f"call first      customer {first['customer_id']}: value at risk {first['value_at_risk']:,.2f} "
+            f"of {p['value_at_risk'].sum():,.2f} in all, next action {first['next_action']!r} (retention_priority 1)"
         )
-    )
+    lines.append(f"scores          {result.output_path}")
+    typer.echo("\n".join(lines))

@@ -24,6 +24,9 @@ LABELS = {
     "value_decile": "Decile",
     "average_frequency": "Orders per customer",
     "mean_clv": "Mean CLV",
+    "customer_id": "Customer",
+    "clv": "CLV",
+    "retention_priority": "Priority",
 }
 
 

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import atomic_write
+from crmvalue.report.call_list import actions_section, call_first
 from crmvalue.report.format import escape
 from crmvalue.report.models import models_section
+from crmvalue.report.revenue_cost import revenue_cost_section
 from crmvalue.report.run import ReportRun
 from crmvalue.report.sections import (
     cpm_section,
@@ -65,15 +67,17 @@ def render_report(record: TrainedRunRecord) -> str:
         r = ReportRun(record, art)
         sections = [
             quadrants_section(r),
+            actions_section(r),
             rfm_section(r),
             cpm_section(r),
             deciles_section(r),
             retention_section(r),
+            revenue_cost_section(r),
             segments_section(r),
             models_section(r),
             diagnostics_section(r),
         ]
-        head = header(r) + headline(r)
+        head = header(r) + call_first(r) + headline(r)  # the first screen: whom to call first, and why
     nav = "<nav>" + "".join(f'<a href="#{a}">{escape(t)}</a>' for a, t, _ in sections) + "</nav>"
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'

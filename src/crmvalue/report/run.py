@@ -12,6 +12,16 @@ from crmvalue import schema
 from crmvalue.report.format import figure, html_table, missing_note
 from crmvalue.tracking.reader import RunArtifacts, TrainedRunRecord
 
+# the predictions file's columns the report reads: the quadrants, churn and the call list
+SCORE_COLUMNS = (
+    "customer_id",
+    "clv",
+    "quadrant",
+    "churn_probability",
+    "churn_risk",
+    *schema.names(schema.DECISIONS),
+)
+
 
 class ReportRun:
     """What the sections need of a run: its names, params, metrics and files."""
@@ -27,16 +37,16 @@ class ReportRun:
         self.scores = self._scores()
 
     def _scores(self) -> pd.DataFrame | None:
-        """Quadrant and churn risk per customer, from the predictions file the run logged."""
+        """The per-customer columns the report reads (:data:`SCORE_COLUMNS` the run has), from the
+        predictions file the run logged."""
         name = Path(self.params.get(schema.config_param("out")) or schema.DEFAULT_PREDICTIONS_ARTIFACT).name
         if name not in self.art.paths:
             return None
         try:
-            return (
-                self.art.table(name, columns=["quadrant", "churn_risk"])
-                if name.endswith((".parquet", ".pq"))
-                else self.art.table(name, usecols=lambda c: c in ("quadrant", "churn_risk"))
-            )
+            if name.endswith((".parquet", ".pq")):
+                frame = self.art.table(name)
+                return None if frame is None else frame[[c for c in SCORE_COLUMNS if c in frame]]
+            return self.art.table(name, usecols=lambda c: c in SCORE_COLUMNS, dtype={"customer_id": str})
         except (ValueError, KeyError):
             return None
 

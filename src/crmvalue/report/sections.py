@@ -23,6 +23,15 @@ from crmvalue.report.models import CHURN_SCORERS
 from crmvalue.report.run import ReportRun, churn_scorer, table_and_chart
 
 QUADRANT_AXES = {"A": "high, high", "B": "high, low", "C": "low, high", "D": "low, low"}
+# the quadrant table's leading columns; the medians (segments.quadrant_summary) are absent in older runs
+QUADRANT_TABLE_ORDER = [
+    "potential, current",
+    "treatment",
+    "customers",
+    "share",
+    "median_current_value",
+    "median_potential_value",
+]
 
 
 def header(r: ReportRun) -> str:
@@ -117,6 +126,14 @@ def headline(r: ReportRun) -> str:
         scorer = churn_scorer(r)
         by = "" if scorer in (None, "lightgbm") else f"; scored by the {CHURN_SCORERS.get(scorer, scorer)}"
         cards.append(("High churn risk", fmt_count(high), f"may buy nothing in the next {r.horizon} days{at}{by}"))
+    if r.scores is not None and "value_at_risk" in r.scores:
+        cards.append(
+            (
+                "Value at risk",
+                fmt_money(float(r.scores["value_at_risk"].sum())),
+                "churn probability × CLV, summed over all customers",
+            )
+        )
     body = "".join(
         f'<div class="card"><div class="label">{escape(label)}</div><div class="value">{escape(value)}</div>'
         f'<div class="note">{escape(note)}</div></div>'
@@ -139,8 +156,8 @@ def quadrants_section(r: ReportRun) -> tuple[str, str, str]:
         total = float(table["potential_value_total"].sum())
         table["potential_value_share"] = table["potential_value_total"] / total if total else float("nan")
         table.insert(0, "potential, current", [QUADRANT_AXES.get(str(k), "") for k in table.index])
-        # the treatment beside the quadrant: it is what the manager acts on
-        first = ["potential, current", "treatment"]
+        # the treatment beside the quadrant (it is what the manager acts on), then the typical customer's values
+        first = [c for c in QUADRANT_TABLE_ORDER if c in table.columns]
         table = table[first + [c for c in table.columns if c not in first]]
         parts.append(
             html_table(table.reset_index().rename(columns={"potential_value_share": "share of potential value"}))
@@ -159,20 +176,37 @@ def quadrants_section(r: ReportRun) -> tuple[str, str, str]:
 
 
 def quadrant_cuts(r: ReportRun) -> str:
-    """Where high turns to low on each axis, in words."""
+    """Where high turns to low on each axis, in words, by the rule the run's config params name
+    (``quadrants.rule``: ``top_share``, or ``quantile`` for runs from before the rule existed);
+    an absolute threshold set in the config is said as such."""
     used = r.record.quadrant_thresholds
     if used is None:
         return ""
-    quantile = float(r.params.get(schema.config_param("quadrants.quantile")) or 0.5)
-    rule = "the median" if quantile == 0.5 else f"the {quantile:.0%} quantile"
-    how = [
-        "set in the config" if r.params.get(schema.config_param(f"quadrants.{axis}_threshold")) else rule
-        for axis in ("current", "potential")
-    ]
-    current = (
-        f"any revenue in that window ({how[0]} is 0)" if used[0] == 0 else f"above {fmt_money(used[0])} ({how[0]})"
-    )
-    return f" High current value means {current}; high potential value means above {fmt_money(used[1])} ({how[1]})."
+
+    def param(key: str) -> str | None:
+        return r.params.get(schema.config_param(f"quadrants.{key}")) or None
+
+    rule = param("rule") or "quantile"
+    quantile = float(param("quantile") or 0.5)
+    at_quantile = "the median" if quantile == 0.5 else f"the {quantile:.0%} quantile"
+    if param("current_threshold"):
+        current = f"above {fmt_money(used[0])} (set in the config)"
+    elif rule == "top_share" and used[0] == 0:
+        current = "any revenue in that window (and no customer has any)"
+    elif rule == "top_share":
+        current = f"above {fmt_money(used[0])}, the median current value of the customers with any"
+    elif used[0] == 0:
+        current = f"any revenue in that window ({at_quantile} is 0)"
+    else:
+        current = f"above {fmt_money(used[0])} ({at_quantile})"
+    if param("potential_threshold"):
+        potential = f"above {fmt_money(used[1])} (set in the config)"
+    elif rule == "top_share":
+        share = float(param("potential_top_share") or 0.2)
+        potential = f"above {fmt_money(used[1])}: the top {share:.0%} of customers by potential value"
+    else:
+        potential = f"above {fmt_money(used[1])} ({at_quantile})"
+    return f" High current value means {current}; high potential value means {potential}."
 
 
 def rfm_section(r: ReportRun):
@@ -297,6 +331,7 @@ SECTION_PLOTS = {
     schema.PLOT_DECILES,
     schema.PLOT_RETENTION,
     schema.PLOT_COHORT_RETENTION,
+    schema.PLOT_REVENUE_COST,
 }
 
 
