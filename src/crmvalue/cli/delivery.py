@@ -89,15 +89,25 @@ class BulkFormat(str, Enum):
 
 @app.command()
 def export(
-    run: str = typer.Option("latest", "--run", help="run id, or 'latest': the newest finished train or predict run"),
+    run: str | None = typer.Option(
+        None, "--run", help="run id, or 'latest': the newest finished train or predict run (default latest)"
+    ),
+    plan: str | None = typer.Option(
+        None,
+        "--plan",
+        help="deliver a plan of `crmvalue plan` instead of scores: its run id, or 'latest' (table retention_plan)",
+    ),
     to: str | None = typer.Option(
         None,
         "--to",
         help="database URL (SQLAlchemy), e.g. postgresql+psycopg://user@host:5432/crm; "
         "default $CRMVALUE_EXPORT_URL, else sqlite:///crm.db",
     ),
-    table: str = typer.Option(
-        "customer_scores", "--table", help="table of current scores; history goes to <table>_history"
+    table: str | None = typer.Option(
+        None,
+        "--table",
+        help="table of current scores (default customer_scores; with --plan, retention_plan); "
+        "history goes to <table>_history",
     ),
     fmt: BulkFormat | None = typer.Option(
         None, "--format", help="write a bulk-upsert CSV for this CRM instead of a table"
@@ -110,9 +120,19 @@ def export(
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
-    """Deliver a run's per-customer scores to the CRM: a database table (atomic swap + history) or a bulk-upsert CSV."""
+    """Deliver a run's per-customer scores, or a plan, to the CRM: a database table (atomic swap + history) or a bulk-upsert CSV."""
     from crmvalue import export as ex
 
+    echo = None if quiet else ex.stderr_echo
+    if plan is not None:
+        if run is not None:
+            raise CrmvalueError("give --run (scores) or --plan (a plan of crmvalue plan), not both")
+        if fmt is not None or out is not None or mapping is not None:
+            raise CrmvalueError("a plan goes to a database table (--to); --format, --out and --mapping are for scores")
+        result = ex.export_plan(plan, to, table or ex.PLAN_TABLE, experiment, tracking_uri, echo=echo)
+        _report_export(result, "plan run")
+        return
+    run = run or "latest"
     if fmt is not None:
         if out is None:
             raise CrmvalueError("--format needs --out, the CSV file to write")
@@ -123,14 +143,18 @@ def export(
         return
     if out is not None or mapping is not None:
         raise CrmvalueError("--out and --mapping go with --format salesforce|hubspot")
-    result = ex.export_run(run, to, table, experiment, tracking_uri, echo=None if quiet else ex.stderr_echo)
+    result = ex.export_run(run, to, table or ex.DEFAULT_TABLE, experiment, tracking_uri, echo=echo)
+    _report_export(result, "run")
+
+
+def _report_export(result, what: str) -> None:
     if result.changed:
         typer.echo(
-            f"exported {result.rows:,} customers of run {result.run_id} to {result.table} at {result.target} "
+            f"exported {result.rows:,} customers of {what} {result.run_id} to {result.table} at {result.target} "
             f"(history: {result.table}_history)"
         )
     else:
-        typer.echo(f"run {result.run_id} is already the current {result.table} at {result.target}: nothing changed")
+        typer.echo(f"{what} {result.run_id} is already the current {result.table} at {result.target}: nothing changed")
 
 
 @app.command()

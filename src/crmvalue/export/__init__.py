@@ -19,6 +19,10 @@ twice. Table names are checked as identifiers; every value is a bound parameter.
 Credentials come only from the URL or the environment (``PGPASSWORD``, ``~/.pgpass``); the
 URL is shown with its password masked and is never logged to MLflow.
 
+A plan of ``crmvalue plan`` (``--plan ID|latest``) goes the same way to ``<table>`` (default
+``retention_plan``) and ``<table>_history``: its contact list, with ``run_id`` (the plan run),
+``source_run_id``, ``as_of_date`` and ``planned_at`` (:mod:`crmvalue.export.plan`).
+
 Files (``--format salesforce|hubspot --out FILE``): a UTF-8 CSV for the tools' bulk upsert,
 keyed on an external-id column, with field names from a mapping (built-in, or ``--mapping``
 YAML) and numbers as those tools parse them: ``.`` decimals, no thousands separators, no
@@ -36,11 +40,14 @@ from crmvalue.export.database import (
     check_identifier,
     column_lists,
     display_url,
+    export_plan,
     export_run,
     stderr_echo,
+    write_rows,
     write_scores,
 )
 from crmvalue.export.files import DEFAULT_MAPPINGS, FIELD, bulk_file, export_file, load_mapping
+from crmvalue.export.plan import PLAN_TABLE, PLAN_TYPES, RunPlan, load_run_plan
 from crmvalue.export.scores import (
     COLUMN_TYPES,
     COLUMNS,
@@ -66,19 +73,25 @@ __all__ = [
     "IDENTIFIER",
     "INTEGER_COLUMNS",
     "MONEY",
+    "PLAN_TABLE",
+    "PLAN_TYPES",
     "TEXT_COLUMNS",
     "URL_ENV",
     "ExportResult",
+    "RunPlan",
     "RunScores",
     "bulk_file",
     "check_identifier",
     "column_lists",
     "display_url",
     "export_file",
+    "export_plan",
     "export_run",
     "load_mapping",
+    "load_run_plan",
     "load_run_scores",
     "sql_type",
     "stderr_echo",
+    "write_rows",
     "write_scores",
 ]

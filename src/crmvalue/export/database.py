@@ -13,15 +13,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from sqlalchemy import Date, DateTime, Integer, String
+from sqlalchemy.types import TypeEngine
 
 from crmvalue import schema
 from crmvalue.errors import CrmvalueError, first_line
+from crmvalue.export.plan import PLAN_TABLE, PLAN_TYPES, load_run_plan
 from crmvalue.export.scores import (
     COLUMN_TYPES,
-    COLUMNS,
-    DATE_COLUMNS,
-    INTEGER_COLUMNS,
-    TEXT_COLUMNS,
     ExportResult,
     RunScores,
     dates,
@@ -55,6 +54,27 @@ def export_run(
     return result
 
 
+def export_plan(
+    run: str,
+    to: str | None = None,
+    table: str = PLAN_TABLE,
+    experiment: str | None = None,
+    tracking_uri: str | None = None,
+    echo: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a plan run of ``crmvalue plan`` (an id, or ``latest``) to ``<table>`` (default
+    ``retention_plan``, swapped in atomically) and ``<table>_history``, as :func:`export_run` does scores."""
+    import os
+
+    to = to or os.environ.get(URL_ENV) or DEFAULT_URL
+    check_identifier(table, "--table")
+    shown = display_url(to)
+    plan = load_run_plan(run, experiment, tracking_uri)
+    result = write_rows(plan.rows(), plan.run_id, to, table, PLAN_TYPES, echo)
+    _tag_run(plan.run_id, schema.export_tag(table), shown, tracking_uri)
+    return result
+
+
 def check_identifier(name: str, option: str) -> str:
     if not IDENTIFIER.match(name):
         raise CrmvalueError(
@@ -79,38 +99,52 @@ def display_url(url: str) -> str:
 def write_scores(
     scores: RunScores, url: str, table: str = DEFAULT_TABLE, echo: Callable[[str], None] | None = None
 ) -> ExportResult:
+    """Swap a run's scores into ``<table>`` and append them to ``<table>_history`` (:data:`COLUMNS`)."""
+    return write_rows(scores.rows(), scores.run_id, url, table, COLUMN_TYPES, echo)
+
+
+def write_rows(
+    rows: pd.DataFrame,
+    run_id: str,
+    url: str,
+    table: str,
+    types: dict[str, TypeEngine],
+    echo: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """The one transaction of every export: ``rows`` (columns ``types``, in order, keyed on
+    ``customer_id``, each with ``run_id``) staged, swapped in as ``<table>`` and appended to
+    ``<table>_history``. Nothing changes when run ``run_id`` is already current and in the history."""
     from sqlalchemy import func, select
     from sqlalchemy.exc import SQLAlchemyError
 
     check_identifier(table, "--table")
     shown = display_url(url)
     echo = echo or (lambda line: None)
-    rows = scores.rows()
-    _check_rows(rows, scores.run_id)
+    _check_rows(rows, run_id)
     engine = _engine(url, shown)
     try:
         with engine.connect() as conn, conn.begin():
             dialect = conn.dialect.name
             if dialect == "postgresql":  # one export at a time per table; readers are not blocked
                 conn.execute(select(func.pg_advisory_xact_lock(_lock_key(table))))
-            current, history, staging = _tables(table)
+            current, history, staging = _tables(table, types)
             history.create(conn, checkfirst=True)
             _add_missing_columns(conn, history)
             n = len(rows)
-            if _is_current(conn, current, scores.run_id, n) and _in_history(conn, history, scores.run_id):
-                return ExportResult(scores.run_id, shown, table, n, changed=False)
+            if _is_current(conn, current, run_id, n) and _in_history(conn, history, run_id):
+                return ExportResult(run_id, shown, table, n, changed=False)
             staging.drop(conn, checkfirst=True)
             staging.create(conn)
-            _insert(conn, staging, rows, echo)
+            _insert(conn, staging, rows, types, echo)
             _swap(conn, current, staging, table)
-            if not _in_history(conn, history, scores.run_id):
+            if not _in_history(conn, history, run_id):
                 names = [c.name for c in current.columns]
                 conn.execute(history.insert().from_select(names, select(*[current.c[c] for c in names])))
     except SQLAlchemyError as exc:
         raise CrmvalueError(f"export to {shown} failed: {_db_reason(exc, url)}") from None
     finally:
         engine.dispose()
-    return ExportResult(scores.run_id, shown, table, len(rows), changed=True)
+    return ExportResult(run_id, shown, table, len(rows), changed=True)
 
 
 def _engine(url: str, shown: str):
@@ -142,14 +176,13 @@ def _engine(url: str, shown: str):
     return engine
 
 
-def _tables(table: str):
+def _tables(table: str, types: dict[str, TypeEngine]):
     from sqlalchemy import Column, Index, MetaData, PrimaryKeyConstraint, Table
 
-    types = COLUMN_TYPES
     metadata = MetaData()
 
     def make(name: str, key: list[str]):
-        columns = [Column(c, types[c], nullable=c not in key) for c in COLUMNS]
+        columns = [Column(c, t, nullable=c not in key) for c, t in types.items()]
         return Table(name, metadata, *columns, PrimaryKeyConstraint(*key, name=f"{name}_pkey"))
 
     current = make(table, ["customer_id"])
@@ -207,13 +240,13 @@ def _lock_key(table: str) -> int:
 def _check_rows(rows: pd.DataFrame, run_id: str) -> None:
     ids = rows["customer_id"]
     if ids.isna().any() or (ids.astype(str) == "").any():
-        raise CrmvalueError(f"run {run_id}: a predictions row has no customer_id; nothing exported")
+        raise CrmvalueError(f"run {run_id}: a row has no customer_id; nothing exported")
     duplicated = ids.duplicated()
     if duplicated.any():
         raise CrmvalueError(f"run {run_id}: customer_id {ids[duplicated].iloc[0]!r} appears twice; nothing exported")
 
 
-def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> None:
+def _insert(conn, staging, rows: pd.DataFrame, types: dict[str, TypeEngine], echo: Callable[[str], None]) -> None:
     """Bulk-load the staging table in chunks, inside the caller's transaction.
 
     PostgreSQL: ``COPY ... FROM STDIN`` through psycopg (values sent as data, never as SQL);
@@ -221,12 +254,12 @@ def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> N
     ORM inserts: a few seconds for a million customers.
     """
     n = len(rows)
-    lists = column_lists(rows)
+    lists = column_lists(rows, types)
     if conn.dialect.name == "sqlite":
         # SQLite keeps dates and times as text: SQLAlchemy's own format, so they read back as dates
         for i, column in enumerate(rows.columns):
-            convert = COLUMN_TYPES[column].dialect_impl(conn.dialect).bind_processor(conn.dialect)
-            if (column in DATE_COLUMNS or column == "scored_at") and convert is not None:
+            convert = types[column].dialect_impl(conn.dialect).bind_processor(conn.dialect)
+            if isinstance(types[column], Date | DateTime) and convert is not None:
                 lists[i] = [None if v is None else convert(v) for v in lists[i]]
     values = list(zip(*lists))
     if conn.dialect.name == "postgresql":
@@ -248,21 +281,22 @@ def _insert(conn, staging, rows: pd.DataFrame, echo: Callable[[str], None]) -> N
         echo(f"staged {min(start + CHUNK_ROWS, n):,} of {n:,} rows")
 
 
-def column_lists(rows: pd.DataFrame) -> list[list]:
-    """Each column as a list of plain Python values, None where missing."""
+def column_lists(rows: pd.DataFrame, types: dict[str, TypeEngine] = COLUMN_TYPES) -> list[list]:
+    """Each column as a list of plain Python values, None where missing; ``types`` (default the
+    scores tables') say which columns are dates, whole numbers and text."""
     lists = []
     for column in rows.columns:
-        values = rows[column]
-        if column in ("as_of_date", "scored_at"):
+        values, kind = rows[column], types[column]
+        if column == "as_of_date" or isinstance(kind, DateTime):  # the export's own metadata: Python values
             lists.append(values.tolist())
             continue
-        if column in DATE_COLUMNS:  # the run's purchase dates: text in a CSV, datetimes in a Parquet file
+        if isinstance(kind, Date):  # the run's purchase dates: text in a CSV, datetimes in a Parquet file
             lists.append(dates(values))
             continue
         missing = values.isna().to_numpy()
-        if column in INTEGER_COLUMNS:
+        if isinstance(kind, Integer):
             out = values.fillna(0).to_numpy(dtype=np.int64).tolist()
-        elif column in TEXT_COLUMNS:
+        elif isinstance(kind, String):
             out = values.astype(object).where(~missing, None).map(lambda v: v if v is None else str(v)).tolist()
         else:
             out = values.to_numpy(dtype=float, na_value=np.nan).tolist()

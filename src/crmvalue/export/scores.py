@@ -77,6 +77,9 @@ def load_run_scores(run: str, experiment: str | None = None, tracking_uri: str |
     from crmvalue.tracking.reader import read_run
 
     record = read_run(run, experiment, tracking_uri, kinds=("train", "predict"))
+    if record.kind not in ("train", "predict"):  # a plan of crmvalue plan has its own table
+        how = f"export it with --plan {record.run_id}" if record.kind == "plan" else "export a train or predict run"
+        raise CrmvalueError(f"run {record.run_id} is a {record.kind} run, not scores: {how}")
     frame = record.predictions()
     as_of = record.as_of_date
     if as_of is None:
