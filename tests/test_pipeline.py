@@ -36,6 +36,7 @@ EXPORT = [
     "p_alive",
     "expected_purchases",
     "expected_avg_value",
+    "expected_revenue",
     "clv",
     "potential_value",
     "quadrant",
@@ -247,6 +248,18 @@ def test_export_schema(trained):
     assert np.isfinite(numeric).all()
     assert ((export["p_alive"] >= 0) & (export["p_alive"] <= 1)).all()
     assert (export["potential_value"] == export["clv"]).all()
+    # the horizon's revenue, undiscounted: the expected purchases times the expected spend (the file rounds money to cents)
+    raw = result.predictions
+    np.testing.assert_allclose(
+        raw["expected_revenue"], raw["expected_purchases"] * raw["expected_avg_value"], rtol=1e-12
+    )
+    rounding = 0.005 * (1 + export["expected_purchases"])  # both money columns are rounded to cents in the file
+    assert (
+        (export["expected_revenue"] - export["expected_purchases"] * export["expected_avg_value"])
+        .abs()
+        .le(rounding)
+        .all()
+    )
     assert not list(cfg.output_path.parent.glob("*.tmp"))
     assert (Path(cfg.models_dir) / cfg.name / "value_model.json").is_file()
 
@@ -266,7 +279,7 @@ def test_pyfunc_reloads_in_a_fresh_process(trained, tmp_path):
     )
     subprocess.run([sys.executable, "-c", script], check=True, cwd=tmp_path)
     reloaded = pd.read_csv(tmp_path / "output.csv")
-    assert list(reloaded.columns) == ["p_alive", "expected_purchases", "expected_avg_value", "clv"]
+    assert list(reloaded.columns) == ["p_alive", "expected_purchases", "expected_avg_value", "expected_revenue", "clv"]
     np.testing.assert_allclose(reloaded.to_numpy(), export[list(reloaded.columns)].to_numpy(), rtol=1e-12)
     written = pd.read_csv(cfg.output_path, dtype={"customer_id": str})
     np.testing.assert_allclose(written["clv"], reloaded["clv"].round(2), rtol=0, atol=1e-9)  # the file: cents

@@ -68,6 +68,7 @@ VALUE = (
     Column("p_alive", "value", "number", "DOUBLE", "probability the customer is still active"),
     Column("expected_purchases", "value", "number", "DOUBLE", "expected purchases over the horizon"),
     Column("expected_avg_value", "value", "money", "DOUBLE", "expected value per purchase (Gamma-Gamma)"),
+    Column("expected_revenue", "value", "money", "DOUBLE", "expected revenue over the horizon, undiscounted"),
     Column("clv", "value", "money", "DOUBLE", "discounted customer lifetime value"),
     Column("potential_value", "value", "money", "DOUBLE", "the quadrants' potential value (the CLV)"),
     Column("quadrant", "value", "text", "VARCHAR(1)", "value quadrant A-D"),

@@ -193,7 +193,7 @@ def fit_value_model(
 
 
 def score_customers(customers: DataFrame, model_uri: str, *, env_manager: str = "local") -> DataFrame:
-    """``customers`` with ``p_alive, expected_purchases, expected_avg_value, clv`` from the logged value model.
+    """``customers`` with ``p_alive, expected_purchases, expected_avg_value, expected_revenue, clv`` from the logged value model.
 
     ``model_uri`` is the pyfunc logged by :func:`crmvalue.tracking.log_value_model` (e.g. the
     ``model_uri`` of a training run or ``models:/<name>@<alias>``); it is applied with

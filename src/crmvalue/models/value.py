@@ -18,7 +18,7 @@ from crmvalue.models.gamma_gamma import SpendParams, expected_average_value, spe
 
 # lifetimes' month in each time unit (utils._customer_lifetime_value: 30 days, 4.345 weeks)
 MONTH_LENGTH = {"days": 30.0, "weeks": 4.345}
-PREDICTION_COLUMNS = ["p_alive", "expected_purchases", "expected_avg_value", "clv"]
+PREDICTION_COLUMNS = ["p_alive", "expected_purchases", "expected_avg_value", "expected_revenue", "clv"]
 _CHUNK = 1_000_000  # customers per block in the CLV grid, to bound memory at any scale
 
 
@@ -131,11 +131,14 @@ class ValueModel:
         discounted = discounted_purchases(
             self.purchase, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit
         )
+        purchases = self.purchase.expected_purchases(self.horizon, ux, ut, uT)[inverse]
         return pd.DataFrame(
             {
                 "p_alive": self.purchase.p_alive(ux, ut, uT)[inverse],
-                "expected_purchases": self.purchase.expected_purchases(self.horizon, ux, ut, uT)[inverse],
+                "expected_purchases": purchases,
                 "expected_avg_value": spend,
+                # undiscounted revenue over the horizon: E[purchases] x E[spend] (Gamma-Gamma is independent of them)
+                "expected_revenue": purchases * spend,
                 "clv": spend * discounted[inverse],
             },
             index=summary.index,
