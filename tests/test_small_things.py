@@ -20,7 +20,7 @@ from conftest import random_transactions
 import crmvalue
 
 CLI = shutil.which("crmvalue") or str(Path(sys.executable).with_name("crmvalue"))
-COMMANDS = ["", "train", "simulate", "report", "export", "promote", "predict", "plan"]
+COMMANDS = ["", "train", "backtest", "simulate", "report", "export", "promote", "predict", "plan"]
 
 
 def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

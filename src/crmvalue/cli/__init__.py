@@ -1,4 +1,4 @@
-"""The ``crmvalue`` command: a thin Typer layer over the package (train, predict, simulate,
+"""The ``crmvalue`` command: a thin Typer layer over the package (train, backtest, predict, simulate,
 report, plan, export, promote), one module per group of commands."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import sys
 
 import typer
 
-from crmvalue.cli import delivery, plan, predict, train  # noqa: F401  (each registers its commands on the app)
+from crmvalue.cli import backtest, delivery, plan, predict, train  # noqa: F401  (each registers its commands on the app)
 from crmvalue.cli.app import app
 from crmvalue.errors import CrmvalueError
 

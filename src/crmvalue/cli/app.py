@@ -7,7 +7,7 @@ from enum import Enum
 import typer
 from typer.core import TyperGroup
 
-COMMAND_ORDER = ("train", "simulate", "report", "plan", "export", "promote", "predict")
+COMMAND_ORDER = ("train", "backtest", "simulate", "report", "plan", "export", "promote", "predict")
 
 
 class _Group(TyperGroup):

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.io import atomic_write
+from crmvalue.report.backtest import backtest_section
 from crmvalue.report.call_list import actions_section, call_first
 from crmvalue.report.format import escape
 from crmvalue.report.models import models_section
@@ -75,6 +76,7 @@ def render_report(record: TrainedRunRecord) -> str:
             revenue_cost_section(r),
             segments_section(r),
             models_section(r),
+            backtest_section(r),
             diagnostics_section(r),
         ]
         head = header(r) + call_first(r) + headline(r)  # the first screen: whom to call first, and why
