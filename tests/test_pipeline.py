@@ -133,12 +133,22 @@ def test_run_artifacts(trained, tmp_path):
             "cpm_groups",
             "deciles",
             "retention",
-            "cohort_retention",  # the CRM analyses
+            "cohort_retention",
+            "revenue_cost",  # the CRM analyses
         )
     }
     assert {a.path for a in client.list_artifacts(result.run_id, "analyses")} == {
         f"analyses/{name}.csv"
-        for name in ("rfm_segments", "cpm_groups", "deciles", "retention", "cohort_retention", "crm_components")
+        for name in (
+            "rfm_segments",
+            "cpm_groups",
+            "deciles",
+            "retention",
+            "cohort_retention",
+            "revenue_cost",
+            "revenue_cost_vs_clv",
+            "crm_components",
+        )
     }
     assert {a.path for a in client.list_artifacts(result.run_id, "churn")} == {
         "churn/churn_calibration.json",
@@ -311,7 +321,7 @@ def test_parquet_export_and_churn_turned_off(tmp_path):
     result = train(cfg, data=simulated_transactions(n_customers=200, seed=7))
     frame = pd.read_parquet(tmp_path / "scores.parquet")
     assert (
-        list(frame.columns) == schema.names((schema.ID, *schema.HISTORY, *schema.VALUE, schema.RUN_ID)) + EXPORT[-10:]
+        list(frame.columns) == schema.names((schema.ID, *schema.HISTORY, *schema.VALUE, schema.RUN_ID)) + EXPORT[-11:]
     )  # no churn columns
     assert (frame["run_id"] == result.run_id).all()
     assert result.churn is None and not any(k.startswith("churn.") for k in result.metrics)
@@ -377,9 +387,17 @@ def test_intervals_are_appended_to_the_export(tmp_path):
         "expected_purchases_upper",
         "clv_lower",
         "clv_upper",
+        "purchases_lower",
+        "purchases_upper",
+        "revenue_lower",
+        "revenue_upper",
     ]
     assert (export["expected_purchases_lower"] <= export["expected_purchases"] + 1e-12).all()
     assert (export["clv"] <= export["clv_upper"] + 1e-12).all()
+    # then what the customer will do, not the expectation: whole purchases, and revenue
+    assert export["purchases_upper"].dtype == np.int64
+    assert (export["purchases_lower"] <= export["purchases_upper"]).all()
+    assert (export["revenue_lower"] <= export["revenue_upper"]).all()
 
 
 def test_tracking_uri_precedence(monkeypatch):

@@ -48,7 +48,17 @@ ANALYSES = [
     "crm_grade",
     "revenue_cost_value",
 ]
-INTERVALS = ["expected_purchases_lower", "expected_purchases_upper", "clv_lower", "clv_upper"]
+# the expectation's bounds, then the predictive bounds of the outcome (crmvalue.models.predictive)
+INTERVALS = [
+    "expected_purchases_lower",
+    "expected_purchases_upper",
+    "clv_lower",
+    "clv_upper",
+    "purchases_lower",
+    "purchases_upper",
+    "revenue_lower",
+    "revenue_upper",
+]
 # the database tables as crmvalue 0.x created them (README, "Database export"): order and SQL types
 TABLE = {
     **dict.fromkeys(BASE, "DOUBLE"),
@@ -76,6 +86,8 @@ TABLE = {
     "crm_grade": "VARCHAR(8)",
     "revenue_cost_value": "DOUBLE",
     **dict.fromkeys(INTERVALS, "DOUBLE"),
+    "purchases_lower": "INTEGER",  # whole purchases
+    "purchases_upper": "INTEGER",
     "run_id": "VARCHAR(32)",
     "model_version": "INTEGER",
     "as_of_date": "DATE",
@@ -89,7 +101,13 @@ def frame_with(columns: list[str]) -> pd.DataFrame:
 
 @pytest.mark.parametrize(
     "churn, analyses, intervals",
-    list(itertools.product([False, True], [False, True], [(), ("clv_lower", "clv_upper"), tuple(INTERVALS)])),
+    list(
+        itertools.product(
+            [False, True],
+            [False, True],
+            [(), ("clv_lower", "clv_upper"), ("revenue_upper", "purchases_lower"), tuple(INTERVALS)],
+        )
+    ),
 )
 @pytest.mark.parametrize("run_id", [False, True])
 def test_file_order_is_the_pipelines(churn, analyses, intervals, run_id):
@@ -151,6 +169,8 @@ def test_kinds_give_the_export_sets():
         "cpm_group",
         "value_decile",
         "retention_priority",
+        "purchases_lower",
+        "purchases_upper",
         "model_version",
     }
     assert ex.DATE_COLUMNS == {"first_purchase", "last_purchase", "as_of_date"}
@@ -176,7 +196,7 @@ def test_kinds_give_the_export_sets():
         "value_at_risk",
         "revenue_cost_value",
     }
-    assert ex.MONEY == money | {"clv_lower", "clv_upper"}
+    assert ex.MONEY == money | {"clv_lower", "clv_upper", "revenue_lower", "revenue_upper"}
     # the predictions file has no export metadata
     assert set(io.INTEGER_COLUMNS) == ex.INTEGER_COLUMNS - {"model_version"}
     assert set(io.DATE_COLUMNS) == {"first_purchase", "last_purchase"}
@@ -193,11 +213,13 @@ def test_file_formats_follow_the_declared_kinds(tmp_path):
             "clv_upper": [1.005001],
             "p_alive": [0.123456789],  # number: full precision
             "first_purchase": pd.to_datetime(["1997-01-05"]),  # date: ISO day
+            "purchases_upper": np.array([2], dtype=np.int64),  # a predictive bound: whole purchases
+            "revenue_upper": [80.456],  # and money
         }
     )
     io.write_table(frame, tmp_path / "p.csv")
     text = (tmp_path / "p.csv").read_text().splitlines()[1]
-    assert text == "007,3,5,12.35,1.01,0.123456789,1997-01-05"
+    assert text == "007,3,5,12.35,1.01,0.123456789,1997-01-05,2,80.46"
     io.write_table(frame, tmp_path / "p.parquet")
     back = pd.read_parquet(tmp_path / "p.parquet")
     assert back["orders"].dtype == np.int64 and back["revenue"].iloc[0] == 12.3456

@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from crmvalue.analyses import CpmConfig, CrmValueConfig, RevenueCostConfig, RfmConfig
+from crmvalue.backtest.config import BacktestConfig
 from crmvalue.decisions import DecisionsConfig
 from crmvalue.errors import CrmvalueError
 from crmvalue.models import registry
@@ -120,6 +121,12 @@ class ModelConfig(_Strict):
     )
     penalizer: float = Field(0.0, ge=0, description="L2 penalty for BG/NBD; raise it if the fit does not converge")
     gamma_gamma_penalizer: float = Field(0.0, ge=0)
+    value_model: Literal["btyd", "gbm", "auto"] = Field(
+        "btyd",
+        description="the model behind expected_revenue and the quadrants' potential value: btyd (the purchase model "
+        "x Gamma-Gamma), gbm (the boosted model of next-horizon revenue, crmvalue.valuegbm) or auto (gbm when a "
+        "backtest up to the calibration end has it better on 2 of revenue RMSE, normalized Gini and decile MAPE)",
+    )
 
 
 class ClvConfig(_Strict):
@@ -273,6 +280,7 @@ class ExperimentConfig(_Strict):
     churn: ChurnConfig = ChurnConfig()
     analyses: AnalysesConfig = AnalysesConfig()
     decisions: DecisionsConfig = DecisionsConfig()
+    backtest: BacktestConfig = BacktestConfig()
     registry: RegistryConfig = RegistryConfig()
     quality: QualityConfig = QualityConfig()
     out: Path | None = Field(None, description="predictions file; default exports/<name>/predictions.csv")

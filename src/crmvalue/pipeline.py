@@ -5,7 +5,9 @@ The order matters for honesty and for clean failures:
 1. load and validate the data, build every feature, fit every model: any bad input or
    convergence problem stops here, before MLflow or the output path is touched;
 2. evaluate out of time: fit on the calibration period only, score the holdout;
-3. refit on the whole history up to the observation end; that fit is what gets exported;
+3. refit on the whole history up to the observation end; that fit is what gets exported, with the
+   live value model of ``model.value_model`` (:mod:`crmvalue.value_choice`: btyd, gbm, or auto by a
+   backtest up to the calibration end);
 4. log the run, then move the predictions file into place in one rename.
 """
 
@@ -38,11 +40,12 @@ from crmvalue.models import (
     PurchaseModel,
     ValueModel,
 )
-from crmvalue.models.uncertainty import bootstrap_intervals
+from crmvalue.models.predictive import export_intervals
 from crmvalue.progress import Progress
 from crmvalue.quality import value_gate
 from crmvalue.schema import output_columns
 from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
+from crmvalue.value_choice import ValueChoice, choose_value_model
 
 if TYPE_CHECKING:
     from crmvalue.churn import ChurnResult
@@ -76,6 +79,7 @@ class TrainResult:
     timings: dict[str, float] = field(default_factory=dict)
     churn: ChurnResult | None = None
     registered: dict[str, int] = field(default_factory=dict)  # registered model name -> new version
+    value_choice: ValueChoice | None = None  # the live value model (model.value_model) and why
 
 
 @dataclass
@@ -98,6 +102,7 @@ class TrainedRun:
     progress: Progress
     churn: ChurnResult | None = None
     analyses: AnalysesResult | None = None
+    value_choice: ValueChoice | None = None  # the live value model (model.value_model), why, its boosted model
 
 
 def check_outputs(cfg: ExperimentConfig, store: bool = True) -> None:
@@ -148,6 +153,7 @@ def train(
         timings=dict(progress.timings),
         churn=run.churn,
         registered=registered,
+        value_choice=run.value_choice,
     )
 
 
@@ -180,6 +186,9 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
             f"final.{purchase.name}.log_likelihood": purchase.log_likelihood_,
         }
     )
+    # btyd, gbm or auto: the model behind expected_revenue and the potential value (crmvalue.value_choice)
+    choice = choose_value_model(cfg, frame, evaluation, cal_end, obs_end, progress)
+    metrics.update(choice.metrics)
     simulation = cfg.data.simulation
     if loaded.simulated and simulation.model == purchase.name and cfg.time_unit == simulation.time_unit:
         # the truth is known: how far the final fit landed from it
@@ -193,15 +202,18 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         churn = TrainingChurn(cfg, cal_end, loaded.attributes)
 
     def intervals(summary: pd.DataFrame) -> pd.DataFrame:
+        # the expectation's and the outcome's bounds, as crmvalue predict recomputes them from the saved model
         i = cfg.intervals
         spend_covariance = gg.log_param_covariance_
         assert spend_covariance is not None  # a successful spend fit is interior: it has a covariance
-        return bootstrap_intervals(
+        return export_intervals(
             value_model, summary, purchase.log_param_covariance_, spend_covariance, i.draws, i.level, i.seed
         )
 
     scoring = f"scoring {len(features.summary):,} customers" + (
-        f" with {cfg.intervals.draws} bootstrap draws" if cfg.intervals.enabled else ""
+        f" with {cfg.intervals.draws} parameter draws for the expectation and predictive intervals"
+        if cfg.intervals.enabled
+        else ""
     )
     scorers = Scorers(
         value=value_model.predict,
@@ -211,6 +223,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         churn=churn,
         analyses=AnalysesInputs(cfg, loaded.attributes, loaded.interactions) if cfg.analyses.enabled else None,
         actions=cfg.decisions.actions,
+        revenue=choice.revenue(value_model),
     )
     scored = score(frame, obs_end, features, scorers, progress)
 
@@ -263,6 +276,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         progress,
         churn_result,
         scored.analyses,
+        choice,
     )
 
 

@@ -11,8 +11,12 @@ new data are scored exactly as the run scored its own:
 - the quadrant thresholds the run used (params ``quadrants.*_threshold_used``);
 - the run's next-action matrix (``decisions.actions`` of its config), so ``next_action`` is the
   run's even after the default matrix changes;
+- with ``intervals.enabled`` in its config, the interval columns at its ``intervals`` settings, from the
+  parameter covariances saved with the value model (a model saved without them: no intervals, a warning);
 - the run's churn model (LightGBM booster, calibration, the BG/NBD parameters of its
-  features and the attribute categories, ``churn/churn_scoring.json``), when it has one.
+  features and the attribute categories, ``churn/churn_scoring.json``), when it has one;
+- the run's boosted value model (``value_gbm/``) when it was live (tag ``value_model.live``: gbm), for
+  ``expected_revenue`` and ``potential_value``; a run without the tag scores with BTYD, as before.
 
 Features are built by the functions ``crmvalue train`` uses. The CRM analyses (RFM quintiles,
 CPM groups, deciles, CRM value) rank customers against each other, so they are recomputed on
@@ -26,7 +30,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -37,12 +41,17 @@ from crmvalue.customer_days import CustomerDays, customer_days
 from crmvalue.data import BUNDLED, Transactions, load_transactions
 from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError, deferred_warnings
+from crmvalue.models.predictive import saved_intervals
 from crmvalue.progress import Progress
 from crmvalue.registry import ModelRef, resolve
 from crmvalue.schema import CHURN_SCORING_ARTIFACT, output_columns
 from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
 from crmvalue.tracking.predict_writer import log_predict_run
 from crmvalue.tracking.session import TrackingSession
+from crmvalue.value_choice import live_revenue
+
+if TYPE_CHECKING:
+    from crmvalue.valuegbm import GbmValueModel
 
 log = logging.getLogger("crmvalue")
 
@@ -68,6 +77,7 @@ class _TrainedRun:
     data_first_date: pd.Timestamp | None
     churn_state: ChurnScorer | None
     churn_model_uri: str | None
+    value_gbm: GbmValueModel | None = None  # the run's boosted value model, when it was live (value_model.live)
 
 
 def predict(
@@ -227,13 +237,21 @@ def _scored(
     if booster is not None and cfg.churn.enabled:
         assert trained.churn_state is not None  # the booster is loaded only for a run with churn state
         churn = LoadedChurn(trained.churn_state, booster, attributes)
+    intervals = None
+    if cfg.intervals.enabled:  # as the run computed them, from the covariances saved with its value model
+        i = cfg.intervals
+        intervals = saved_intervals(value_model, i.draws, i.level, i.seed)
+        if intervals is None:  # a model saved before they were
+            log.warning("run %s saved no parameter covariances with its value model: no intervals", trained.run_id)
     scorers = Scorers(
         value=value_model.predict,
         thresholds=trained.thresholds,
-        text=f"scoring {len(features.summary):,} customers with {ref.uri}",
+        text=f"scoring {len(features.summary):,} customers with {ref.uri}" + (" and intervals" if intervals else ""),
+        intervals=intervals,
         churn=churn,
         analyses=AnalysesInputs(cfg, attributes, interaction_rows) if cfg.analyses.enabled else None,
         actions=cfg.decisions.actions,  # the run's matrix, as logged in its config.yaml
+        revenue=live_revenue(trained.value_gbm, value_model),  # a live boosted model: its revenue, potential value
     )
     scored = score(frame, obs_end, features, scorers, progress)  # as train: the same function
     predictions, quadrants = scored.predictions, scored.quadrants
@@ -309,6 +327,7 @@ def _trained_run(ref: ModelRef, tracking_uri: str) -> _TrainedRun:
         record.data_first_date,
         churn_state,
         record.churn_model_uri if churn_state is not None else None,
+        record.value_gbm(),
     )
 
 

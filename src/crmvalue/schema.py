@@ -70,7 +70,13 @@ VALUE = (
     Column("expected_avg_value", "value", "money", "DOUBLE", "expected value per purchase (Gamma-Gamma)"),
     Column("expected_revenue", "value", "money", "DOUBLE", "expected revenue over the horizon, undiscounted"),
     Column("clv", "value", "money", "DOUBLE", "discounted customer lifetime value"),
-    Column("potential_value", "value", "money", "DOUBLE", "the quadrants' potential value (the CLV)"),
+    Column(
+        "potential_value",
+        "value",
+        "money",
+        "DOUBLE",
+        "the quadrants' potential value (the CLV; with a live boosted value model, CLV x its revenue / BTYD's)",
+    ),
     Column("quadrant", "value", "text", "VARCHAR(1)", "value quadrant A-D"),
 )
 # after quadrant, when the churn model ran
@@ -94,12 +100,18 @@ DECISIONS = (
     ),
 )
 RUN_ID = Column("run_id", "run", "text", "VARCHAR(32)", "the MLflow run that scored the customer")
-# last, when the run computed uncertainty intervals
+# last, when the run computed intervals (config intervals.enabled), at intervals.level: first the bounds of
+# the expectation (parameter uncertainty only), then the predictive bounds of what the customer will do over
+# the horizon (the model's process noise too: crmvalue.models.predictive)
 INTERVALS = (
     Column("expected_purchases_lower", "intervals", "number", "DOUBLE", "lower bound of expected purchases"),
     Column("expected_purchases_upper", "intervals", "number", "DOUBLE", "upper bound of expected purchases"),
     Column("clv_lower", "intervals", "money", "DOUBLE", "lower bound of the CLV"),
     Column("clv_upper", "intervals", "money", "DOUBLE", "upper bound of the CLV"),
+    Column("purchases_lower", "intervals", "integer", "INTEGER", "lower bound of the purchases over the horizon"),
+    Column("purchases_upper", "intervals", "integer", "INTEGER", "upper bound of the purchases over the horizon"),
+    Column("revenue_lower", "intervals", "money", "DOUBLE", "lower bound of the revenue over the horizon"),
+    Column("revenue_upper", "intervals", "money", "DOUBLE", "upper bound of the revenue over the horizon"),
 )
 # the database tables' own columns, after the scores (not in the predictions file)
 EXPORT_METADATA = (

@@ -4,8 +4,9 @@
 :func:`customer_features` and :func:`score`, so a model scores new data exactly as it scored
 its own. The stages, each timed by :class:`~crmvalue.progress.Progress`:
 
-- ``score``: the value model's scores (P(alive), expected purchases, CLV), current and
-  potential value, the value quadrant, optional intervals, the purchase-history columns;
+- ``score``: the value model's scores (P(alive), expected purchases, expected revenue, CLV), current
+  and potential value (with a live boosted value model, its revenue and the CLV it corrects:
+  :mod:`crmvalue.value_choice`), the value quadrant, optional intervals, the purchase-history columns;
 - ``churn``: the churn probability and risk band (trained then scored, or scored), and the
   decisions drawn from them (:mod:`crmvalue.decisions`: value at risk, retention priority, next
   action from the run's action matrix);
@@ -89,6 +90,9 @@ class Scorers:
     # the run's next-action matrix (config decisions.actions), quadrant -> churn risk -> action;
     # None: the default matrix. Used when there are churn scores.
     actions: dict[str, dict[str, str]] | None = None
+    # a live boosted value model (crmvalue.value_choice.BoostedRevenue): predictions with BTYD's scores, the
+    # customer-days and the scoring date -> the same with its expected_revenue and potential_value; None: BTYD
+    revenue: Callable[[pd.DataFrame, CustomerDays, pd.Timestamp], pd.DataFrame] | None = None
 
 
 @dataclass
@@ -110,6 +114,8 @@ def score(
         predictions = pd.concat([summary, scorers.value(summary)], axis=1)
         predictions["current_value"] = features.current
         predictions["potential_value"] = predictions["clv"]
+        if scorers.revenue is not None:  # the boosted model is live: its revenue, and the CLV it corrects
+            predictions = scorers.revenue(predictions, days, obs_end)
         if isinstance(scorers.thresholds, tuple):
             thresholds = scorers.thresholds
         else:

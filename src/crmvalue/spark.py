@@ -198,7 +198,9 @@ def score_customers(customers: DataFrame, model_uri: str, *, env_manager: str = 
     ``model_uri`` is the pyfunc logged by :func:`crmvalue.tracking.log_value_model` (e.g. the
     ``model_uri`` of a training run or ``models:/<name>@<alias>``); it is applied with
     ``mlflow.pyfunc.spark_udf`` to ``frequency, recency, T, monetary_value``, all other columns
-    are kept. The executors must be able to import ``crmvalue``: install it on the cluster
+    are kept. The UDF is the BTYD value model: for a run whose live value model was the boosted
+    one (``model.value_model: gbm``), its ``expected_revenue`` is BTYD's, not the run's export.
+    The executors must be able to import ``crmvalue``: install it on the cluster
     with ``env_manager="local"`` (the default), or let MLflow build the logged environment
     with ``"virtualenv"`` or ``"uv"``.
     """

@@ -7,11 +7,12 @@ instead of unpickling live objects.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
+from crmvalue.errors import CrmvalueError
 from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS, TimeUnit
 from crmvalue.models.base import PurchaseParams
 from crmvalue.models.gamma_gamma import SpendParams, expected_average_value, spend_params_from_dict
@@ -104,6 +105,11 @@ class ValueModel:
 
     ``gamma_gamma`` is a ``GammaGammaParams``, or a ``MeanSpendParams`` when there were too few repeat
     buyers to fit it (saved as ``{"mean_spend": ...}``; files with ``p, q, v`` load as before).
+
+    ``purchase_log_covariance`` and ``spend_log_covariance`` are the fits' asymptotic covariances of the
+    log-parameters, in the order of ``as_dict()``: what the interval columns draw parameters from, so
+    ``crmvalue predict`` computes them as the training run did. None when unknown (a model saved before
+    they were saved loads with None: it scores as before, without intervals).
     """
 
     purchase: PurchaseParams
@@ -112,6 +118,16 @@ class ValueModel:
     horizon_days: int
     clv_months: int
     discount_rate: float
+    purchase_log_covariance: tuple[tuple[float, ...], ...] | None = None
+    spend_log_covariance: tuple[tuple[float, ...], ...] | None = None
+
+    def with_covariances(self, purchase_log_covariance, spend_log_covariance) -> ValueModel:
+        """This model carrying the fits' log-parameter covariances (square arrays; None leaves one unknown)."""
+        return replace(
+            self,
+            purchase_log_covariance=_square(purchase_log_covariance, self.purchase.as_dict(), "purchase"),
+            spend_log_covariance=_square(spend_log_covariance, self.gamma_gamma.as_dict(), "spend"),
+        )
 
     @property
     def horizon(self) -> float:
@@ -145,7 +161,7 @@ class ValueModel:
         )
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "purchase_model": self.purchase.name,
             "purchase_params": self.purchase.as_dict(),
             "gamma_gamma": self.gamma_gamma.as_dict(),
@@ -154,10 +170,14 @@ class ValueModel:
             "clv_months": self.clv_months,
             "discount_rate": self.discount_rate,
         }
+        for key in ("purchase_log_covariance", "spend_log_covariance"):
+            if getattr(self, key) is not None:  # JSON keeps every float exactly: predict draws what train drew
+                data[key] = [list(row) for row in getattr(self, key)]
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> ValueModel:
-        return cls(
+        model = cls(
             purchase=_purchase_params(data["purchase_model"], data["purchase_params"]),
             gamma_gamma=spend_params_from_dict(data["gamma_gamma"]),
             time_unit=data["time_unit"],
@@ -165,6 +185,20 @@ class ValueModel:
             clv_months=int(data["clv_months"]),
             discount_rate=float(data["discount_rate"]),
         )
+        return model.with_covariances(data.get("purchase_log_covariance"), data.get("spend_log_covariance"))
+
+
+def _square(covariance, params: dict, what: str) -> tuple[tuple[float, ...], ...] | None:
+    """``covariance`` as a tuple of rows of floats, checked to be ``len(params)`` square; None stays None."""
+    if covariance is None:
+        return None
+    matrix = np.asarray(covariance, dtype=float)
+    if matrix.shape != (len(params), len(params)):
+        raise CrmvalueError(
+            f"{what}_log_covariance has shape {matrix.shape}; the {what} parameters "
+            f"{', '.join(params)} need ({len(params)}, {len(params)})"
+        )
+    return tuple(tuple(float(v) for v in row) for row in matrix)
 
 
 def _purchase_params(name: str, values: dict) -> PurchaseParams:

@@ -15,12 +15,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from crmvalue import schema
 from crmvalue.errors import CrmvalueError
+
+if TYPE_CHECKING:
+    from crmvalue.valuegbm import GbmValueModel
 
 LATEST = "latest"
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -90,6 +93,14 @@ class TrainedRunRecord:
         return self.tags.get(schema.CHURN_TAG, "").startswith("skipped")
 
     @property
+    def value_model_live(self) -> str:
+        """The model behind the run's ``expected_revenue`` and ``potential_value``: ``btyd`` or ``gbm`` (the tag
+        ``value_model.live``; runs logged before it: ``btyd``)."""
+        from crmvalue.value_choice import LIVE_TAG
+
+        return self.tags.get(LIVE_TAG, "btyd")
+
+    @property
     def value_model_uri(self) -> str:
         return f"runs:/{self.run_id}/{schema.VALUE_MODEL_NAME}"
 
@@ -132,6 +143,23 @@ class TrainedRunRecord:
         with tempfile.TemporaryDirectory() as tmp:
             local = self.download(schema.CHURN_SCORING_ARTIFACT, Path(tmp))
             return None if local is None else json.loads(local.read_text())
+
+    def value_gbm(self) -> GbmValueModel | None:
+        """The run's live boosted value model (``value_gbm/``), None when BTYD was live; a run that says the
+        boosted model was live but has no folder is a one-line :class:`CrmvalueError`."""
+        from crmvalue.value_choice import GBM_FOLDER
+        from crmvalue.valuegbm import GbmValueModel
+
+        if self.value_model_live != "gbm":
+            return None
+        with tempfile.TemporaryDirectory() as tmp:
+            local = self.download(GBM_FOLDER, Path(tmp))
+            if local is None:
+                raise CrmvalueError(
+                    f"run {self.run_id} scored with its boosted value model but has no {GBM_FOLDER}/ artifact "
+                    "to load it from"
+                )
+            return GbmValueModel.load(local)
 
     def predictions_artifact(self) -> str:
         """The name of the run's predictions file: the tag, or for runs logged before the tag the

@@ -24,6 +24,7 @@ from crmvalue.progress import peak_rss_mb
 from crmvalue.quality import quality_tags
 from crmvalue.schema import output_columns
 from crmvalue.tracking.artifacts import log_candidates, log_churn, log_figures, log_tables
+from crmvalue.value_choice import GBM_FOLDER
 
 if TYPE_CHECKING:
     from crmvalue.config import ExperimentConfig
@@ -75,6 +76,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
     cfg, tx, evaluation, diagnostics = run.cfg, run.tx, run.evaluation, run.diagnostics
     predictions, quadrants, metrics, value_model = run.predictions, run.quadrants, run.metrics, run.value_model
     purchase, gg, thresholds = run.purchase, run.gamma_gamma, run.thresholds
+    # saved with the fits' covariances: crmvalue predict recomputes the interval columns from them
+    value_model = value_model.with_covariances(purchase.log_param_covariance_, gg.log_param_covariance_)
     cal_end, obs_end, progress = run.calibration_end, run.observation_end, run.progress
     churn_result, analyses = run.churn, run.analyses
     import mlflow
@@ -121,6 +124,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         )
         mlflow.set_tag("crmvalue.selection", evaluation.reason)
         mlflow.set_tag("crmvalue.evaluation", "ran" if evaluation.skipped is None else f"skipped: {evaluation.skipped}")
+        if run.value_choice is not None:  # value_model.live and value_model.reason
+            mlflow.set_tags(run.value_choice.tags())
         mlflow.set_tags(
             quality_tags(cfg, metrics, churn_result)
         )  # the quality gates' verdicts: churn stage, value model
@@ -215,6 +220,7 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
             log_analyses(analyses, tmp)
             checkpoint()
         model_uri = log_value_model(value_model, predictions)
+        gbm_files = log_value_gbm(run, tmp)
         checkpoint()
         churn_uri = log_churn(churn_result, tmp, cfg) if churn_result is not None else None
         mlflow.log_metrics(progress.metrics())
@@ -232,6 +238,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                 if cfg.registry.enabled:
                     register_models(cfg, run_id, model_uri, churn_uri, registered)
                 files.write_text(model_dir / schema.VALUE_MODEL_FILE, json.dumps(value_model.to_dict(), indent=2))
+                for path in gbm_files:  # the live boosted value model, beside the BTYD one
+                    files.copy(path, model_dir / GBM_FOLDER / path.name)
                 if churn_result is not None and churn_result.skipped is None:
                     churn_model = churn_result.model
                     assert churn_model is not None  # a churn stage that ran has its model
@@ -254,6 +262,19 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                 raise
             files.commit()
     return run_id, model_uri, registered
+
+
+def log_value_gbm(run: TrainedRun, tmp: Path) -> list[Path]:
+    """A live boosted value model saved as the run's ``value_gbm/`` artifacts (what ``crmvalue predict`` loads);
+    returns its files, for ``models/<name>/value_gbm/``. None live: no files."""
+    import mlflow
+
+    gbm = None if run.value_choice is None else run.value_choice.gbm
+    if gbm is None:
+        return []
+    folder = gbm.save(tmp / GBM_FOLDER)
+    mlflow.log_artifacts(str(folder), GBM_FOLDER)
+    return sorted(folder.iterdir())
 
 
 def register_models(
