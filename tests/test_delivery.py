@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 
 import mlflow
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from databases import fresh_postgres_database, read_table
 
 from crmvalue import export as ex
 from crmvalue.config import load_config
@@ -65,29 +65,10 @@ def predicted(store):
     return result, out
 
 
-def _postgres_admin_url() -> str:
-    url = os.environ.get("CRMVALUE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CRMVALUE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(
-                "CRMVALUE_REQUIRE_POSTGRES=1 but CRMVALUE_TEST_POSTGRES_URL is not set (run under .ci/with-postgres)"
-            )
-        pytest.skip("no PostgreSQL server: set CRMVALUE_TEST_POSTGRES_URL or run `make test` with PostgreSQL installed")
-    return url
-
-
 @pytest.fixture(scope="module")
 def postgres_database():
     """A database of our own on the test server, dropped at the end."""
-    admin_url = sa.engine.make_url(_postgres_admin_url())
-    name = f"crmvalue_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -103,15 +84,6 @@ def database(request, tmp_path):
         conn.exec_driver_sql("CREATE SCHEMA public")
     engine.dispose()
     yield url
-
-
-def _read(url: str, table: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql_table(table, conn)
-    finally:
-        engine.dispose()
 
 
 def _tables(url: str) -> set[str]:
@@ -258,7 +230,7 @@ def test_export_writes_the_documented_schema(store, database):
     first = store["first"]
     result = ex.export_run(first.run_id, database, tracking_uri=store["uri"])
     assert result.changed and result.rows == 2357
-    table = _read(database, "customer_scores")
+    table = read_table(database, "customer_scores")
     assert list(table.columns) == ex.COLUMNS
     engine = sa.create_engine(database)
     inspector = sa.inspect(engine)
@@ -286,7 +258,7 @@ def test_export_writes_the_documented_schema(store, database):
 
 def test_a_run_without_churn_leaves_those_columns_empty(store, database):
     ex.export_run(store["second"].run_id, database, tracking_uri=store["uri"])
-    table = _read(database, "customer_scores")
+    table = read_table(database, "customer_scores")
     assert table["churn_probability"].isna().all() and table["churn_risk"].isna().all()
     assert (table["model_version"] == 2).all()
     # ids keep their leading zeros through the Parquet artifact
@@ -296,15 +268,15 @@ def test_a_run_without_churn_leaves_those_columns_empty(store, database):
 def test_export_is_idempotent_and_keeps_every_run_in_the_history(store, predicted, database):
     first, predict_run = store["first"].run_id, predicted[0].run_id
     assert ex.export_run(first, database, tracking_uri=store["uri"]).changed
-    snapshot = _read(database, "customer_scores"), _read(database, "customer_scores_history")
+    snapshot = read_table(database, "customer_scores"), read_table(database, "customer_scores_history")
     again = ex.export_run(first, database, tracking_uri=store["uri"])
     assert not again.changed
-    pd.testing.assert_frame_equal(_read(database, "customer_scores"), snapshot[0])
-    pd.testing.assert_frame_equal(_read(database, "customer_scores_history"), snapshot[1])
+    pd.testing.assert_frame_equal(read_table(database, "customer_scores"), snapshot[0])
+    pd.testing.assert_frame_equal(read_table(database, "customer_scores_history"), snapshot[1])
 
     assert ex.export_run(predict_run, database, tracking_uri=store["uri"]).changed
-    assert (_read(database, "customer_scores")["run_id"] == predict_run).all()
-    history = _read(database, "customer_scores_history")
+    assert (read_table(database, "customer_scores")["run_id"] == predict_run).all()
+    history = read_table(database, "customer_scores_history")
     assert history.groupby("run_id").size().to_dict() == {first: 2357, predict_run: 2357}
     # last month's scores beside this month's, per customer
     pair = history.pivot(index="customer_id", columns="run_id", values="clv")
@@ -312,8 +284,8 @@ def test_export_is_idempotent_and_keeps_every_run_in_the_history(store, predicte
 
     # going back to an older run makes it current again; the history does not grow
     assert ex.export_run(first, database, tracking_uri=store["uri"]).changed
-    assert (_read(database, "customer_scores")["run_id"] == first).all()
-    assert len(_read(database, "customer_scores_history")) == 2 * 2357
+    assert (read_table(database, "customer_scores")["run_id"] == first).all()
+    assert len(read_table(database, "customer_scores_history")) == 2 * 2357
     assert "customer_scores__staging" not in _tables(database)
 
 
@@ -348,7 +320,7 @@ def big_run(store):
 def test_killed_exporter_leaves_the_old_table_intact(store, big_run, database):
     first = store["first"].run_id
     ex.export_run(first, database, tracking_uri=store["uri"])
-    before = _read(database, "customer_scores")
+    before = read_table(database, "customer_scores")
     child = subprocess.Popen(
         [CLI, "export", "--run", big_run],
         stderr=subprocess.PIPE,
@@ -366,9 +338,9 @@ def test_killed_exporter_leaves_the_old_table_intact(store, big_run, database):
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL, "the exporter finished before it could be killed"
     assert staged and f"of {BIG:,} rows" in staged[-1]
-    after = _read(database, "customer_scores")
+    after = read_table(database, "customer_scores")
     pd.testing.assert_frame_equal(after, before)
-    assert set(_read(database, "customer_scores_history")["run_id"]) == {first}
+    assert set(read_table(database, "customer_scores_history")["run_id"]) == {first}
     assert "customer_scores__staging" not in _tables(database)
     # and the next export goes through
     assert ex.export_run(big_run, database, tracking_uri=store["uri"]).rows == BIG
@@ -427,7 +399,7 @@ def test_credentials_never_leak(store, database, tmp_path):
         done = _cli("export", "--run", store["first"].run_id, "--to", target, env=env)
         assert done.returncode == 0, done.stderr
         assert "***" in done.stdout
-        history = _read(database, "customer_scores_history")
+        history = read_table(database, "customer_scores_history")
         assert not history.astype(str).apply(lambda c: c.str.contains(PASSWORD)).any().any()
     else:  # SQLite has no credentials: a URL carrying one is refused, without echoing it
         target = wrong = f"sqlite://crm_writer:{PASSWORD}@/{tmp_path}/crm.db"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
+from databases import fresh_postgres_database, read_table
 
 from crmvalue import export as ex
 from crmvalue.errors import CrmvalueError
@@ -434,29 +434,10 @@ def test_an_output_folder_that_cannot_be_written_is_refused(store, tmp_path, crm
 # ------------------------------------------------------------------------------------------
 
 
-def _postgres_admin_url() -> str:
-    url = os.environ.get("CRMVALUE_TEST_POSTGRES_URL")
-    if not url:
-        if os.environ.get("CRMVALUE_REQUIRE_POSTGRES") == "1":
-            pytest.fail(
-                "CRMVALUE_REQUIRE_POSTGRES=1 but CRMVALUE_TEST_POSTGRES_URL is not set (run under .ci/with-postgres)"
-            )
-        pytest.skip("no PostgreSQL server: set CRMVALUE_TEST_POSTGRES_URL or run `make test` with PostgreSQL installed")
-    return url
-
-
 @pytest.fixture(scope="module")
 def postgres_database():
     """A database of our own on the test server, dropped at the end."""
-    admin_url = sa.engine.make_url(_postgres_admin_url())
-    name = f"crmvalue_test_{uuid.uuid4().hex[:12]}"
-    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield admin_url.set(database=name).render_as_string(hide_password=False)
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    admin.dispose()
+    yield from fresh_postgres_database()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -467,20 +448,11 @@ def database(request, tmp_path):
     yield request.getfixturevalue("postgres_database")
 
 
-def _read(url: str, table: str) -> pd.DataFrame:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return pd.read_sql_table(table, conn)
-    finally:
-        engine.dispose()
-
-
 def test_export_delivers_the_plan_to_a_table(store, planned, database):
     table = f"plan_{uuid.uuid4().hex[:8]}"  # PostgreSQL's database is the module's: a table of this test's own
     result = ex.export_plan(planned["run_id"], database, table, tracking_uri=store["uri"])
     assert result.changed and result.rows == planned["summary"]["customers_chosen"]
-    rows = _read(database, table)
+    rows = read_table(database, table)
     assert list(rows.columns) == list(ex.PLAN_TYPES)
     plan = pd.read_csv(planned["out"], dtype={"customer_id": str})
     rows = rows.sort_values("retention_priority").reset_index(drop=True)
@@ -495,7 +467,7 @@ def test_export_delivers_the_plan_to_a_table(store, planned, database):
     finally:
         engine.dispose()
     again = ex.export_plan(planned["run_id"], database, table, tracking_uri=store["uri"])
-    assert not again.changed and len(_read(database, f"{table}_history")) == len(plan)
+    assert not again.changed and len(read_table(database, f"{table}_history")) == len(plan)
     # a plan is not scores, nor scores a plan
     with pytest.raises(CrmvalueError, match=f"is a plan run, not scores: export it with --plan {planned['run_id']}"):
         ex.export_run(planned["run_id"], database, tracking_uri=store["uri"])
@@ -508,7 +480,9 @@ def test_the_export_command_takes_a_plan(store, planned, tmp_path, crmvalue_main
     done = crmvalue_main("export", "--plan", "latest", "--to", url, "--tracking-uri", store["uri"], "-q")
     assert done.returncode == 0, done.stderr
     latest = plan_runs(store)[0].info.run_id  # newest first
-    assert done.stdout.startswith(f"exported {len(_read(url, 'retention_plan')):,} customers of plan run {latest} ")
+    assert done.stdout.startswith(
+        f"exported {len(read_table(url, 'retention_plan')):,} customers of plan run {latest} "
+    )
     both = crmvalue_main("export", "--plan", "latest", "--run", "latest", "--to", url, "--tracking-uri", store["uri"])
     assert (
         both.returncode == 2
