@@ -8,18 +8,6 @@ import typer
 
 from crmvalue.cli.app import app
 
-SHOWN_METRICS = (
-    "revenue.rmse",
-    "revenue.gini",
-    "revenue.decile_mape",
-    "revenue.total_ratio",
-    "revenue.spearman",
-    "revenue.mae",
-    "purchases.rmse",
-    "purchases.mae",
-    "purchases.total_ratio",
-)
-
 
 @app.command()
 def backtest(
@@ -123,9 +111,11 @@ def backtest(
 
 def summary_text(result, run_id: str, experiment: str) -> str:
     """The table the command prints: mean ± std over the cut-offs, a row per metric, a column per model."""
+    from crmvalue.backtest.run import HEADLINE_METRICS
+
     summary = result.summary()
-    shown = [m for m in SHOWN_METRICS if m in set(summary["metric"])]
-    extra = [m for m in result.metric_names if m not in SHOWN_METRICS]
+    shown = [m for m in HEADLINE_METRICS if m in set(summary["metric"])]
+    extra = [m for m in result.metric_names if m not in HEADLINE_METRICS]
     cells = {
         (row.model, row.metric): f"{row.mean:,.3f}" + ("" if row.std != row.std else f" ± {row.std:,.3f}")
         for row in summary.itertuples(index=False)
