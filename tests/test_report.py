@@ -158,6 +158,17 @@ def test_quadrant_table_shows_the_runs_numbers(page, store):
     assert f'<td class="num">{quadrants.loc["A", "potential_value_total"] / total:.1%}</td>' in section
 
 
+def test_headline_shows_the_horizon_revenue_of_the_live_value_model(page, store):
+    from crmvalue.report.format import fmt_money
+
+    # the report reads the logged predictions file, whose money columns are rounded to cents
+    total = float(pd.read_csv(store["result"].output_path)["expected_revenue"].sum())
+    assert total == pytest.approx(float(store["result"].predictions["expected_revenue"].sum()), abs=0.005 * 400)
+    head = page[: page.index('id="quadrants"')]
+    assert f'Expected revenue, next 90 days</div><div class="value">{fmt_money(total)}' in head.replace("\n", "")
+    assert "undiscounted, from BTYD x Gamma-Gamma" in head
+
+
 def test_report_is_self_contained(page, store):
     client, run_id = store["client"], store["result"].run_id
     plots = [a.path for a in client.list_artifacts(run_id, "plots")]

@@ -16,6 +16,7 @@ from crmvalue.tracking.reader import RunArtifacts, TrainedRunRecord
 SCORE_COLUMNS = (
     "customer_id",
     "clv",
+    "expected_revenue",
     "quadrant",
     "churn_probability",
     "churn_risk",

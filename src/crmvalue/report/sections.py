@@ -103,6 +103,15 @@ def headline(r: ReportRun) -> str:
                     f"{float(a['share']):.0%} of customers{held}",
                 )
             )
+    if r.scores is not None and "expected_revenue" in r.scores:
+        live = "the boosted value model" if r.record.value_model_live == "gbm" else "BTYD x Gamma-Gamma"
+        cards.append(
+            (
+                f"Expected revenue, next {r.horizon} days",
+                fmt_money(float(r.scores["expected_revenue"].sum())),
+                f"undiscounted, from {live}",
+            )
+        )
     pareto = r.metric(schema.PARETO_TOP20_SHARE)
     if pareto is not None:
         cards.append(("Revenue from the top 20%", fmt_pct(pareto, 0), "of revenue comes from a fifth of the customers"))
