@@ -166,7 +166,8 @@ def test_one_year_of_data_measures_no_retention(caplog):
     rows = method.table.loc["overall"]
     assert rows["status"].tolist() == ["measured", "projected", "projected", "projected"]
     assert rows["revenue"].iloc[1:].isna().all()
-    assert method.value.isna().all()  # everyone bought in the last year: no value without a retention rate
+    # everyone bought in the last year, but without a retention rate nothing is projected: 0, finite in the export
+    assert (method.value == 0).all()
     assert "no retention is measured" in caplog.text
 
 

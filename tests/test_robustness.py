@@ -146,11 +146,13 @@ def output_problems(predictions: pd.DataFrame, written: Path, expected: set[str]
     return problems + numeric_problems(exported, "the file's") + row_problems(exported, expected, "the file")
 
 
-def train_case(case: LogCase, tmp: Path) -> Outcome:
-    """Train on a case's log with churn and analyses at their defaults; classify how it ended."""
+def train_case(case: LogCase, tmp: Path, overrides: dict | None = None) -> Outcome:
+    """Train on a case's log with churn and analyses at their defaults (and ``overrides``); classify how it ended."""
     out = tmp / "out" / "predictions.csv"
     cfg = load_config(
-        None, {"name": case.name.replace("+", "_")[:100], "out": str(out), "models_dir": str(tmp / "models")}
+        None,
+        {"name": case.name.replace("+", "_")[:100], "out": str(out), "models_dir": str(tmp / "models")}
+        | (overrides or {}),
     )
     progress = StageRecorder()
     try:
@@ -191,6 +193,25 @@ def check(outcome: Outcome, case: LogCase) -> None:
 def test_training_on_a_generated_log_completes_or_stops_in_one_line(name, tmp_path):
     case = make_case(name)
     check(train_case(case, tmp_path), case)
+
+
+# the options of the value and decision issues, on every tenth shape: the value model chosen by a
+# backtest on the training period (auto), both kinds of intervals, the old quadrant rule and a
+# partial action matrix; a shape must end the same way as with the defaults
+NEW_OPTIONS = {
+    "model.value_model": "auto",
+    "intervals.enabled": True,
+    "intervals.draws": 20,
+    "quadrants.rule": "quantile",
+    "decisions.actions": {"D": {"high": "archive"}},
+}
+
+
+@pytest.mark.robustness
+@pytest.mark.parametrize("name", list(CASES)[::10])
+def test_the_value_and_decision_options_on_a_generated_log_complete_or_stop_in_one_line(name, tmp_path):
+    case = make_case(name)
+    check(train_case(case, tmp_path, NEW_OPTIONS), case)
 
 
 def test_the_check_tells_a_crash_from_a_one_line_error(monkeypatch, tmp_path):

@@ -29,7 +29,8 @@ customers. Cohorts under ``min_cohort_customers`` are not listed (they are in ``
 projected retention rate (``retention_projection``: ``last``, the last measured year's; ``mean``, the
 mean of the measured years' 1..), with the last measured year's orders per customer and order value.
 A cohort acquired in the last year of the data has no retention of its own: its later years take the
-overall table's rates of those years. Without a second year in the data nothing is projected (NaN).
+overall table's rates of those years. Without a second year in the data nothing is projected: the
+table's later years are NaN and every customer's ``revenue_cost_value`` is 0.
 
 **Per customer**, ``revenue_cost_value``: for a customer who bought in the last year of the data (at
 age a, the years since acquisition), the discounted profit of the next N years, the years a+1..a+N of
@@ -257,8 +258,8 @@ def revenue_cost_method(
     )
     if width == 1:
         log.warning(
-            "revenue-cost method: the data hold one year up to the observation end, so no retention is measured "
-            "and the later years and the customer values are left empty"
+            "revenue-cost method: the data hold one year up to the observation end, so no retention is measured: "
+            "the later years are left empty and every revenue_cost_value is 0 (nothing is projected)"
         )
     overall = _extended(overall_rates, width - 1, horizon, cfg.retention_projection)
     acquired = count[:, 0]
@@ -287,7 +288,9 @@ def revenue_cost_method(
     value_of = np.array([forward_value(*cohort_rates.get(c, overall), c, cfg) for c in range(width)])
     active = period[starts + per_customer - 1] == 0
     ids = pd.Index(bought.ids[customer[starts]], name="customer_id")
-    value = np.where(active, value_of[acquired_in], 0.0)
+    # no projection (one year of data, or a cohort whose rates are undefined): nothing is forecast, 0,
+    # so that the export stays finite
+    value = np.where(active, np.nan_to_num(value_of[acquired_in], nan=0.0), 0.0)
     return RevenueCost(
         table,
         pd.Series(value, index=ids, name="revenue_cost_value"),

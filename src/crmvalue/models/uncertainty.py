@@ -9,6 +9,8 @@ parameter uncertainty is covered, not the Poisson noise of the purchases themsel
 
 from __future__ import annotations
 
+import logging
+import warnings
 from dataclasses import replace
 
 import numpy as np
@@ -17,6 +19,8 @@ import pandas as pd
 from crmvalue.features import SUMMARY_COLUMNS
 from crmvalue.models.gamma_gamma import SpendParams, expected_average_value
 from crmvalue.models.value import ValueModel, discounted_purchases, unique_patterns
+
+log = logging.getLogger("crmvalue")
 
 _CELLS = 20_000_000  # draws x customers x months evaluated at once, to bound memory
 
@@ -57,12 +61,32 @@ def bootstrap_intervals(
         per_pattern[1][:, s] = discounted_purchases(
             purchase, ux[s], ut[s], uT[s], model.clv_months, model.discount_rate, model.time_unit
         )
-    out[:, 0:2] = np.quantile(per_pattern[0], tails, axis=0).T[inverse]
-    customers_per_block = max(1, _CELLS // draws)
-    for start in range(0, len(x), customers_per_block):
-        s = slice(start, start + customers_per_block)
-        clv = expected_average_value(spend, x[s], m[s]) * per_pattern[1][:, inverse[s]]  # (draws, n)
-        out[s, 2:4] = np.quantile(clv, tails, axis=0).T
+    # a draw far out in a wide (near-boundary) covariance can leave the model's functions without a finite
+    # value (2F1 at extreme a, b): such draws are left out of the quantiles, and a customer with no finite
+    # draw at all gets the point estimate as both bounds
+    bad = ~np.isfinite(per_pattern)
+    if bad.any():
+        per_pattern[bad] = np.nan
+        log.warning(
+            "intervals: %d of %d parameter draws give no finite forecast for some customers (a wide, near-boundary "
+            "covariance); they are left out of those customers' bounds",
+            int(bad.any(axis=(0, 2)).sum()),
+            draws,
+        )
+    point = model.predict(summary)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: filled with the point estimate below
+        out[:, 0:2] = np.nanquantile(per_pattern[0], tails, axis=0).T[inverse]
+        customers_per_block = max(1, _CELLS // draws)
+        for start in range(0, len(x), customers_per_block):
+            s = slice(start, start + customers_per_block)
+            clv = expected_average_value(spend, x[s], m[s]) * per_pattern[1][:, inverse[s]]  # (draws, n)
+            clv[~np.isfinite(clv)] = np.nan
+            out[s, 2:4] = np.nanquantile(clv, tails, axis=0).T
+    for columns, estimate in (((0, 1), "expected_purchases"), ((2, 3), "clv")):
+        for c in columns:
+            missing = np.isnan(out[:, c])
+            out[missing, c] = point[estimate].to_numpy(float)[missing]
     return pd.DataFrame(
         out,
         index=summary.index,
