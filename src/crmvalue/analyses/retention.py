@@ -1,5 +1,5 @@
-"""Retention and cohorts (seed 003, retention revenue-cost method): per calendar month or quarter,
-active, new and retained customers, and the cohort matrix."""
+"""Retention and cohorts: per calendar month or quarter, active, new and retained customers, and the
+cohort matrix (the retention part of seed 003; its revenue-cost method is :mod:`.revenue_cost`)."""
 
 from __future__ import annotations
 
