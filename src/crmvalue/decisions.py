@@ -27,9 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from crmvalue.errors import CrmvalueError
 from crmvalue.schema import NEXT_ACTION_LENGTH
+from crmvalue.segments import QUADRANTS
 
 RISK_LEVELS = ("high", "medium", "low")
-QUADRANT_LABELS = ("A", "B", "C", "D")
+QUADRANT_LABELS = QUADRANTS
 
 # seed 003's treatment of each quadrant (../shared/docs/domain.md, section 2), split by churn risk:
 # a valuable customer at high risk is saved first, a low-value one at high risk is let go

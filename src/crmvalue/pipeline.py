@@ -40,7 +40,7 @@ from crmvalue.models import (
     PurchaseModel,
     ValueModel,
 )
-from crmvalue.models.predictive import export_intervals
+from crmvalue.models.predictive import saved_intervals
 from crmvalue.progress import Progress
 from crmvalue.quality import value_gate
 from crmvalue.schema import output_columns
@@ -204,11 +204,9 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
     def intervals(summary: pd.DataFrame) -> pd.DataFrame:
         # the expectation's and the outcome's bounds, as crmvalue predict recomputes them from the saved model
         i = cfg.intervals
-        spend_covariance = gg.log_param_covariance_
-        assert spend_covariance is not None  # a successful spend fit is interior: it has a covariance
-        return export_intervals(
-            value_model, summary, purchase.log_param_covariance_, spend_covariance, i.draws, i.level, i.seed
-        )
+        scorer = saved_intervals(value_model, i.draws, i.level, i.seed)
+        assert scorer is not None  # a successful spend fit is interior: it has a covariance
+        return scorer(summary)
 
     scoring = f"scoring {len(features.summary):,} customers" + (
         f" with {cfg.intervals.draws} parameter draws for the expectation and predictive intervals"
@@ -392,7 +390,9 @@ def fit_stage(
                 gg.frequency_spend_correlation_,
                 SPEND_CORRELATION_WARNING,
             )
+        # with the fits' covariances: the export's intervals come from them, and crmvalue predict
+        # recomputes the same intervals from the saved model
         value_model = ValueModel(
             purchase.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate
-        )
+        ).with_covariances(purchase.log_param_covariance_, gg.log_param_covariance_)
     return purchase, gg, value_model

@@ -80,7 +80,7 @@ def quadrant_scatter(scores: pd.DataFrame, current_threshold: float, potential_t
     ax.set_title("Value quadrants")
     line.set_label(f"cuts: current {_money_tick(current_threshold)}, potential {_money_tick(potential_threshold)}")
     ax.legend(
-        handles=[handles[q] for q in QUADRANT_COLOURS if q in handles] + [line],
+        handles=[handles[q] for q in QUADRANT_COLOURS] + [line],
         title="quadrant (customers)",
         markerscale=4,
         loc="upper left",  # beside the axes: every corner of the plot is a quadrant

@@ -151,12 +151,7 @@ class BtydCandidate:
     def fit_predict(self, days: CustomerDays, cutoff: pd.Timestamp, horizon_days: int) -> pd.DataFrame:
         fitted, summary = self.fit(days, cutoff, horizon_days)
         scores = fitted.value.predict(summary)
-        revenue = (
-            scores["expected_revenue"]
-            if "expected_revenue" in scores.columns
-            else scores["expected_purchases"] * scores["expected_avg_value"]
-        )
-        out = pd.DataFrame({"expected_purchases": scores["expected_purchases"], "expected_revenue": revenue})
+        out = scores[["expected_purchases", "expected_revenue"]].copy()
         if self.intervals is not None:
             intervals = self.intervals(fitted, summary)
             out = out.join(intervals[[c for c in INTERVAL_COLUMNS if c in intervals.columns]])

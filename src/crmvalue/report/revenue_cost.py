@@ -7,25 +7,14 @@ from __future__ import annotations
 import pandas as pd
 
 from crmvalue import schema
-from crmvalue.analyses.revenue_cost import OVERALL, PLOT_REVENUE_COST, SPEARMAN_METRIC
+from crmvalue.analyses.revenue_cost import OVERALL, PLOT_REVENUE_COST, SPEARMAN_METRIC, TABLE_COLUMNS
 from crmvalue.report.format import figure, fmt_count, fmt_money, fmt_pct, html_table, missing_note, section
 from crmvalue.report.run import ReportRun
 
 TABLE = schema.analysis_table("revenue_cost")
 COMPARISON = schema.analysis_table("revenue_cost_vs_clv")
-SHOWN = [
-    "year",
-    "status",
-    "customers",
-    "retention_rate",
-    "orders_per_customer_per_year",
-    "average_order_value",
-    "revenue",
-    "costs",
-    "profit",
-    "discounted_profit",
-    "cumulative_npv_per_acquired_customer",
-]
+# the method's table without its three cost parts (their sum, costs, is shown)
+SHOWN = ["year", *(c for c in TABLE_COLUMNS if c not in ("cost_of_goods", "cost_to_serve", "acquisition_cost"))]
 
 
 def _setting(r: ReportRun, key: str, default: str) -> str:

@@ -76,8 +76,6 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
     cfg, tx, evaluation, diagnostics = run.cfg, run.tx, run.evaluation, run.diagnostics
     predictions, quadrants, metrics, value_model = run.predictions, run.quadrants, run.metrics, run.value_model
     purchase, gg, thresholds = run.purchase, run.gamma_gamma, run.thresholds
-    # saved with the fits' covariances: crmvalue predict recomputes the interval columns from them
-    value_model = value_model.with_covariances(purchase.log_param_covariance_, gg.log_param_covariance_)
     cal_end, obs_end, progress = run.calibration_end, run.observation_end, run.progress
     churn_result, analyses = run.churn, run.analyses
     import mlflow
