@@ -71,7 +71,8 @@ def node_chunk(r, alpha, s, beta, x, t_x, T):
     v = -log_w / k[col]  # log((alpha+tau)/(alpha+t_x)) >= 0
     log_a = np.log(a_t)[col] + v
     direct = np.log((beta + t_x)[col] + a_t[col] * np.expm1(np.minimum(v, 600.0)))
-    log_b = np.where(v < 600.0, direct, log_a + np.log1p((beta - alpha) * np.exp(-log_a)))
+    # alpha, beta: scalars, or one per row (the covariate model's alpha_i, beta_i)
+    log_b = np.where(v < 600.0, direct, log_a + np.log1p(np.reshape(beta - alpha, (-1, 1)) * np.exp(-log_a)))
     log_mass = _LOG_WEIGHT + log_Y[col] + q * (log_a - log_b)
     log_sum = logsumexp(log_mass, axis=1)
     log_I = np.where(empty, -np.inf, -k * np.log(a_t) - np.log(k) + log_sum + 0.0)
