@@ -360,8 +360,8 @@ def test_crmvalue_models_name_their_family(sample_summary):
 
     split = sample_summary
     expected = {"bgnbd": "bg_nbd", "mbgnbd": "mbg_nbd", "paretonbd": "pareto_nbd"}
-    for name, cls in PURCHASE_MODELS.items():
-        model = cls().fit(split["frequency"], split["recency"], split["T"])
+    for name in expected:  # the continuous-time models (bgbb's family is checked in test_bgbb_pipeline)
+        model = PURCHASE_MODELS[name]().fit(split["frequency"], split["recency"], split["T"])
         assert diag.model_family(model) == diag.model_family(model.params_) == expected[name]
         # and so each gets its own P(X(t) = n): the MBG/NBD's differs from the BG/NBD's at n = 0
         table = diag.period_transactions(model, split)

@@ -88,6 +88,8 @@ TABLE = {
     **dict.fromkeys(INTERVALS, "DOUBLE"),
     "purchases_lower": "INTEGER",  # whole purchases
     "purchases_upper": "INTEGER",
+    "dert": "DOUBLE",  # issue 16: Pareto/NBD's discounted expected residual transactions
+    "history": "VARCHAR(8)",  # issue 16: 'none' for the customers predict scored without a purchase
     "run_id": "VARCHAR(32)",
     "model_version": "INTEGER",
     "as_of_date": "DATE",
@@ -121,6 +123,14 @@ def test_file_order_is_the_pipelines(churn, analyses, intervals, run_id):
 def test_file_order_keeps_the_frames_order_out():
     shuffled = frame_with(BASE + CHURN + ANALYSES + INTERVALS).iloc[:, ::-1]
     assert schema.output_columns(shuffled) == BASE + CHURN + ["run_id"] + ANALYSES + INTERVALS
+
+
+def test_optional_value_columns_sit_beside_their_kin():
+    # dert (Pareto/NBD) right after clv, history (predict's new customers) right after quadrant, only when present
+    frame = frame_with(BASE + CHURN + ["history", "dert"])
+    expected = BASE[: BASE.index("clv") + 1] + ["dert"] + BASE[BASE.index("clv") + 1 :] + ["history"]
+    assert schema.output_columns(frame) == expected + CHURN + ["run_id"]
+    assert schema.output_columns(frame_with(BASE)) == BASE + ["run_id"]
 
 
 def test_table_order_and_sql_types():
@@ -183,6 +193,7 @@ def test_kinds_give_the_export_sets():
         "rfm_segment",
         "cpm_label",
         "crm_grade",
+        "history",
         "run_id",
     }
     money = {

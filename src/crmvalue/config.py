@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from crmvalue.analyses import CpmConfig, CrmValueConfig, RevenueCostConfig, RfmConfig
 from crmvalue.backtest.config import BacktestConfig
 from crmvalue.decisions import DecisionsConfig
+from crmvalue.discrete import ModelUnit
 from crmvalue.errors import CrmvalueError
 from crmvalue.models import registry
 
@@ -111,11 +112,24 @@ else:
     PurchaseModelName = Literal[registry.names()]  # built from the registry at import
 
 
+class CovariatesConfig(_Strict):
+    """Time-invariant covariates of the purchase model: columns of the customer table (``data.customers``).
+    Numeric columns are used as they are; categorical ones are one-hot coded against their first level."""
+
+    purchase: list[str] = Field([], description="customer-table columns that shift the purchase rate")
+    dropout: list[str] = Field([], description="customer-table columns that shift the dropout process")
+
+    @property
+    def any(self) -> bool:
+        return bool(self.purchase or self.dropout)
+
+
 class ModelConfig(_Strict):
     purchase_model: Literal[(*registry.names(), "auto")] = Field(  # type: ignore[valid-type]
         "bgnbd", description="'auto' fits every candidate and keeps the lowest holdout error (selection_metric)"
     )
-    candidates: list[PurchaseModelName] = Field(list(registry.names()), min_length=1)
+    # auto compares models fitted on one kind of data: the continuous-time ones by default (bgbb is discrete)
+    candidates: list[PurchaseModelName] = Field(list(registry.names("continuous")), min_length=1)
     selection_metric: Literal["rmse", "mae"] = Field(
         "rmse", description="holdout error that 'auto' minimises; MAE favours forecasts that are too low"
     )
@@ -127,6 +141,18 @@ class ModelConfig(_Strict):
         "x Gamma-Gamma), gbm (the boosted model of next-horizon revenue, crmvalue.valuegbm) or auto (gbm when a "
         "backtest up to the calibration end has it better on 2 of revenue RMSE, normalized Gini and decile MAPE)",
     )
+    covariates: CovariatesConfig = CovariatesConfig()
+
+    @property
+    def data_kind(self) -> str:
+        """The data the purchase model is fitted on: continuous, or discrete (BG/BB's periods); auto: the candidates'."""
+        return registry.data_kind(self.candidates[0] if self.purchase_model == "auto" else self.purchase_model)
+
+    @model_validator(mode="after")
+    def _candidates_of_one_kind(self) -> ModelConfig:
+        if self.purchase_model == "auto" and len({registry.data_kind(name) for name in self.candidates}) > 1:
+            raise ValueError("model.candidates mix continuous-time models and bgbb (discrete): auto compares one kind")
+        return self
 
 
 class ClvConfig(_Strict):
@@ -254,6 +280,14 @@ class RegistryConfig(_Strict):
     )
 
 
+class SubscriptionsConfig(_Strict):
+    """The columns of a subscriptions table (setting: contractual); the id column is data.customer_col."""
+
+    start_col: str = Field("start", description="the date the subscription started")
+    end_col: str = Field("end", description="the date it ended; empty while it is active")
+    fee_col: str | None = Field(None, description="optional fee per period (for the discounted residual value)")
+
+
 def experiment_name(source) -> str:
     """The experiment name a data source gives when none is set: the file's name without its last
     suffix, other characters than letters, digits, ``_ . -`` made ``_`` (``cdnow``, ``cdnow_sample``
@@ -272,6 +306,17 @@ class ExperimentConfig(_Strict):
     calibration_end: dt.date | None = Field(None, description="default: midpoint of the data's date span")
     observation_end: dt.date | None = Field(None, description="default: the last transaction date")
     time_unit: Literal["days", "weeks"] = "weeks"
+    period: Literal["week", "month", "quarter", "year"] = Field(
+        "month",
+        description="the period of the discrete-time models: BG/BB's one purchase opportunity per customer per period, "
+        "and the sBG's billing period in the contractual setting",
+    )
+    setting: Literal["noncontractual", "contractual"] = Field(
+        "noncontractual",
+        description="noncontractual: a transaction log (BTYD models); contractual: subscriptions with a start and "
+        "an end (the shifted-beta-geometric model)",
+    )
+    subscriptions: SubscriptionsConfig = SubscriptionsConfig()
     horizon_days: int = Field(90, gt=0, description="horizon of expected_purchases")
     model: ModelConfig = ModelConfig()
     clv: ClvConfig = ClvConfig()
@@ -311,6 +356,28 @@ class ExperimentConfig(_Strict):
         if self.calibration_end and self.observation_end and self.calibration_end >= self.observation_end:
             raise ValueError(
                 f"calibration_end {self.calibration_end} must be before observation_end {self.observation_end}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _discrete_time_settings(self) -> ExperimentConfig:
+        m = self.model
+        refused = {"intervals.enabled": self.intervals.enabled, "model.covariates": m.covariates.any}
+        refused[f"model.value_model {m.value_model}"] = m.value_model != "btyd"
+        if m.data_kind == "discrete" and any(refused.values()):
+            raise ValueError(f"BG/BB does not support {', '.join(k for k, on in refused.items() if on)} yet")
+        return self
+
+    @property
+    def purchase_unit(self) -> ModelUnit:
+        """The purchase model's time unit: time_unit, or the period of a discrete-time model (BG/BB)."""
+        return self.period if self.model.data_kind == "discrete" else self.time_unit
+
+    @model_validator(mode="after")
+    def _covariates_have_a_table(self) -> ExperimentConfig:
+        if self.model.covariates.any and self.data.customers is None:
+            raise ValueError(
+                "model.covariates are columns of the customer table: set data.customers (--customers) as well"
             )
         return self
 

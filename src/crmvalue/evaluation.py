@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
+from crmvalue import schema
 from crmvalue.errors import CrmvalueError
 from crmvalue.models.base import PurchaseModel
 from crmvalue.models.gamma_gamma import GammaGammaModel, expected_average_value
+from crmvalue.models.value import CovariateCoding, customer_rows
+
+if TYPE_CHECKING:
+    from crmvalue.config import ExperimentConfig
 
 
 def holdout_metrics(actual_purchases, predicted_purchases, actual_revenue, predicted_revenue) -> dict[str, float]:
@@ -51,11 +57,154 @@ def conditional_expectations(frequency, actual, predicted, max_frequency: int = 
 
 
 @dataclass(frozen=True)
+class CovariateRows:
+    """The customer table and the coding fixed at training: each fit's covariates, looked up by customer id."""
+
+    coding: CovariateCoding
+    table: pd.DataFrame  # indexed by customer id
+    source: str  # the file, for errors
+
+    @classmethod
+    def learn(cls, table: pd.DataFrame, ids: pd.Index, purchase, dropout, source: str) -> CovariateRows:
+        """The coding learnt from the rows of the customers ``ids`` (the final fit's), every one of them checked."""
+        coding = CovariateCoding.learn(table.iloc[customer_rows(table, ids, source)], purchase, dropout, source)
+        rows = cls(coding, table, source)
+        rows.of(ids)  # a missing or bad value fails now, before any fit
+        return rows
+
+    def of(self, ids: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """The purchase and dropout covariates of ``ids``, as frames named by the coded columns."""
+        zp, zd = self.coding.matrices(self.table, ids, self.source)
+        return (
+            pd.DataFrame(zp, index=ids, columns=self.coding.names("purchase")),
+            pd.DataFrame(zd, index=ids, columns=self.coding.names("dropout")),
+        )
+
+
+class CovariateFit:
+    """A purchase model with time-invariant covariates (:mod:`crmvalue.models.covariate_models`), fitted, under the
+    names the evaluation and the run writer read of a :class:`PurchaseModel`: ``params_`` (the reference customer,
+    every covariate 0), ``coefficients_`` (``purchase.<covariate>``, ``dropout.<covariate>``: :func:`schema.covariate_key`),
+    ``standard_errors_`` and ``confidence_intervals_`` over both (coefficients: estimate -/+ 1.96 se; parameters:
+    log-normal, as the plain models), ``log_likelihood_``, ``aic_``, ``bic_``. Predictions are for the fitted rows."""
+
+    penalizer_used_ = 0.0
+    boundary_: str | None = None
+    warning_: str | None = None
+
+    def __init__(self, name: str, penalizer: float = 0.0):
+        self.name, self.penalizer = name, penalizer
+
+    def fit(self, frequency, recency, T, z_purchase: pd.DataFrame, z_dropout: pd.DataFrame) -> CovariateFit:
+        from crmvalue.models.covariate_models import covariate_model_class
+
+        model = covariate_model_class(self.name)(self.penalizer).fit(frequency, recency, T, z_purchase, z_dropout)
+        self.model_, self.label, self.z_ = model, model.label, (z_purchase.to_numpy(), z_dropout.to_numpy())
+        self.params_ = model.params_
+        self.gamma_purchase_, self.gamma_dropout_ = model.gamma_purchase_, model.gamma_dropout_
+        self.log_likelihood_ = model.log_likelihood_
+        self.n_customers_ = len(z_purchase)
+        base = list(model.params_.as_dict())
+        keys = [schema.covariate_key("purchase", c) for c in z_purchase.columns]
+        keys += [schema.covariate_key("dropout", c) for c in z_dropout.columns]
+        self.coefficients_ = dict(zip(keys, map(float, np.concatenate([model.gamma_purchase_, model.gamma_dropout_]))))
+        se = model.standard_errors_.to_numpy(float)
+        self.standard_errors_ = pd.Series(se, index=base + keys)
+        values = np.concatenate([list(model.params_.as_dict().values()), list(self.coefficients_.values())])
+        k = len(base)
+        log_se = se[:k] / values[:k]
+        self.confidence_intervals_ = pd.DataFrame(
+            {
+                "lower": np.concatenate([values[:k] * np.exp(-1.96 * log_se), values[k:] - 1.96 * se[k:]]),
+                "upper": np.concatenate([values[:k] * np.exp(1.96 * log_se), values[k:] + 1.96 * se[k:]]),
+            },
+            index=base + keys,
+        )
+        self.log_param_covariance_ = np.asarray(model.covariance_)[:k, :k]
+        return self
+
+    def conditional_expected_number_of_purchases_up_to_time(self, t, frequency, recency, T) -> np.ndarray:
+        return self.model_.expected_purchases(t, frequency, recency, T, *self.z_)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.model_.n_params)
+
+    @property
+    def aic_(self) -> float:
+        return 2 * self.n_params - 2 * self.log_likelihood_
+
+    @property
+    def bic_(self) -> float:
+        return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
+
+
+def fit_purchase_model(
+    name: str, penalizer: float, frequency, recency, T, covariates: CovariateRows | None = None
+) -> PurchaseModel | CovariateFit:
+    """Model ``name`` fitted on one row per customer (``frequency`` indexed by customer id); with ``covariates``,
+    its covariate version on the customers' rows of the customer table."""
+    from crmvalue.models import PURCHASE_MODELS
+
+    if covariates is None:
+        return PURCHASE_MODELS[name](penalizer).fit(frequency, recency, T)
+    z_purchase, z_dropout = covariates.of(pd.Index(frequency.index))
+    return CovariateFit(name, penalizer).fit(frequency, recency, T, z_purchase, z_dropout)
+
+
+def check_covariate_settings(cfg: ExperimentConfig) -> None:
+    """What covariates do not work with yet, refused before any data is read."""
+    if not cfg.model.covariates.any:
+        return
+    if cfg.intervals.enabled:
+        raise CrmvalueError("intervals are not available with covariates yet: turn off intervals.enabled (--intervals)")
+    if cfg.model.value_model != "btyd":
+        raise CrmvalueError(f"model.value_model {cfg.model.value_model} is not available with covariates yet: use btyd")
+
+
+def covariate_rows(cfg: ExperimentConfig, attributes: pd.DataFrame | None, ids: pd.Index) -> CovariateRows | None:
+    """model.covariates coded from the customer table (data.customers), learnt on the customers ``ids``."""
+    covariates = cfg.model.covariates
+    if not covariates.any:
+        return None
+    assert cfg.data.customers is not None  # the config refuses covariates without a customer table
+    if attributes is None:
+        from crmvalue.data import load_customer_attributes
+
+        attributes = load_customer_attributes(cfg.data.customers, cfg.data.customers_id_col)
+    return CovariateRows.learn(attributes, ids, covariates.purchase, covariates.dropout, str(cfg.data.customers))
+
+
+def covariate_candidates(candidates: list[str]) -> list[str]:
+    """The candidates that have a covariate version (purchase_model auto with covariates); none: a one-line error."""
+    from crmvalue.models.covariate_models import COVARIATE_MODELS
+
+    kept = [c for c in candidates if c in COVARIATE_MODELS]
+    if not kept:
+        raise CrmvalueError(
+            f"model.covariates: none of the candidates {', '.join(candidates)} has a covariate version "
+            f"({', '.join(COVARIATE_MODELS)} do)"
+        )
+    return kept
+
+
+def likelihood_ratio_test(with_covariates: CovariateFit, without: PurchaseModel) -> dict[str, float]:
+    """The likelihood-ratio test of the covariates: ``2 (LL_with - LL_without)`` against chi-square with as many
+    degrees of freedom as coefficients (the models are nested: all coefficients 0 is the plain model). Keys
+    ``statistic``, ``df``, ``p_value``."""
+    from scipy.stats import chi2
+
+    df = len(with_covariates.coefficients_)
+    statistic = max(2.0 * (with_covariates.log_likelihood_ - without.log_likelihood_), 0.0)  # optimiser slack
+    return {"statistic": statistic, "df": float(df), "p_value": float(chi2.sf(statistic, df))}
+
+
+@dataclass(frozen=True)
 class CandidateResult:
     """One purchase model fitted on the calibration period and scored on the holdout."""
 
     name: str
-    model: PurchaseModel | None  # None when the fit failed
+    model: PurchaseModel | CovariateFit | None  # None when the fit failed
     metrics: dict[str, float] = field(default_factory=dict)
     conditional_expectations: pd.DataFrame | None = None
     error: str | None = None
@@ -101,13 +250,16 @@ def evaluate_purchase_models(
     gamma_gamma_penalizer: float = 0.0,
     selection_metric: str = "rmse",
     mean_spend: float | None = None,
+    covariates: CovariateRows | None = None,
 ) -> Evaluation:
     """Fit each candidate on the calibration period, score the holdout, and choose by holdout error.
 
     ``split`` is :func:`crmvalue.features.calibration_holdout_summary`. With one candidate its
     failure is raised; with several, a candidate that fails is recorded and the others compete
     (if all fail, the first failure is raised). ``mean_spend`` is the calibration period's mean
-    purchase amount, Gamma-Gamma's fallback when no customer has a repeat purchase there.
+    purchase amount, Gamma-Gamma's fallback when no customer has a repeat purchase there. With
+    ``covariates`` every candidate is its covariate version, fitted on the calibration period with each
+    customer's covariates (:func:`fit_purchase_model`).
 
     The default criterion is RMSE because the models forecast the *mean* number of purchases,
     and squared error is minimised by the mean; absolute error is minimised by the median,
@@ -116,8 +268,6 @@ def evaluate_purchase_models(
     The log-likelihood, AIC and BIC are reported beside it but do not choose: the models are
     not nested, and the holdout is what the exported forecasts will be judged on.
     """
-    from crmvalue.models import PURCHASE_MODELS
-
     x, t_x, T_ = split["frequency_cal"], split["recency_cal"], split["T_cal"]
     duration = float(split["duration_holdout"].iloc[0])
     actual = split["frequency_holdout"].to_numpy()
@@ -128,7 +278,7 @@ def evaluate_purchase_models(
     results: dict[str, CandidateResult] = {}
     for name in candidates:
         try:
-            model = PURCHASE_MODELS[name](penalizer).fit(x, t_x, T_)
+            model = fit_purchase_model(name, penalizer, x, t_x, T_, covariates)
         except CrmvalueError as exc:
             if len(candidates) == 1:
                 raise

@@ -26,8 +26,20 @@ from crmvalue.analyses import AnalysesResult
 from crmvalue.config import ExperimentConfig
 from crmvalue.customer_days import CustomerDays
 from crmvalue.diagnostics import fit_diagnostics, gamma_gamma_spend_fit
+from crmvalue.discrete import period_calibration_holdout_summary, period_summary
 from crmvalue.errors import CrmvalueError
-from crmvalue.evaluation import Evaluation, evaluate_purchase_models, skipped_evaluation
+from crmvalue.evaluation import (
+    CovariateFit,
+    CovariateRows,
+    Evaluation,
+    check_covariate_settings,
+    covariate_candidates,
+    covariate_rows,
+    evaluate_purchase_models,
+    fit_purchase_model,
+    likelihood_ratio_test,
+    skipped_evaluation,
+)
 from crmvalue.features import (
     calibration_holdout_summary,
     mean_purchase_amount,
@@ -62,6 +74,7 @@ class RunWriter(Protocol):
 
 
 SPEND_CORRELATION_WARNING = 0.3
+RFM = ("frequency", "recency", "T")
 
 
 @dataclass
@@ -94,7 +107,7 @@ class TrainedRun:
     quadrants: pd.DataFrame
     metrics: dict[str, float]
     value_model: ValueModel
-    purchase: PurchaseModel
+    purchase: PurchaseModel | CovariateFit
     gamma_gamma: GammaGammaModel
     thresholds: tuple[float, float]
     calibration_end: pd.Timestamp
@@ -103,6 +116,7 @@ class TrainedRun:
     churn: ChurnResult | None = None
     analyses: AnalysesResult | None = None
     value_choice: ValueChoice | None = None  # the live value model (model.value_model), why, its boosted model
+    covariates: CovariateRows | None = None  # the customer table and the coding of model.covariates
 
 
 def check_outputs(cfg: ExperimentConfig, store: bool = True) -> None:
@@ -129,6 +143,8 @@ def train(
     records the result (default: an MLflow run, the predictions file and ``models/``)."""
     from crmvalue.tracking.writer import MlflowRunWriter
 
+    if config.setting == "contractual":  # subscriptions: the sBG's own run, with its own result
+        raise CrmvalueError("setting: contractual is trained by crmvalue.contractual.train(config, progress)")
     progress = progress or Progress(enabled=False)
     writer = writer or MlflowRunWriter()
     # an output or store the run cannot write fails now, in one line, not after the fits
@@ -160,12 +176,20 @@ def train(
 def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress) -> TrainedRun:
     """Everything ``train`` computes, before anything is written: load, features, the out-of-time
     evaluation, the final fits, the scores (:func:`crmvalue.scoring.score`) and the diagnostics."""
+    check_covariate_settings(cfg)
     loaded = load_stage(cfg, data, progress)
     frame, cal_end, obs_end = loaded.tx, loaded.calibration_end, loaded.observation_end
 
     with progress.stage("features", "building RFM features and the calibration/holdout split"):
-        split = calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
+        discrete = cfg.model.data_kind == "discrete"  # BG/BB: one purchase opportunity per period (crmvalue.discrete)
+        split = (
+            period_calibration_holdout_summary(frame, cal_end, obs_end, cfg.period)
+            if discrete
+            else calibration_holdout_summary(frame, cal_end, obs_end, cfg.time_unit)
+        )
         features = customer_features(frame, obs_end, cfg.time_unit, cfg.quadrants.current_window_days)
+        # what the purchase model and Gamma-Gamma see; the export, churn and analyses keep the continuous summary
+        purchase_summary = period_summary(frame, obs_end, cfg.period) if discrete else features.summary
         if features.report.rows_after_observation_end:
             log.warning(
                 "ignored %d rows dated after the observation end %s",
@@ -177,9 +201,10 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
                 "%d customers have no purchase (their days net to <= 0 after returns) and are not scored",
                 features.report.customers_without_purchase,
             )
+        covariates = covariate_rows(cfg, loaded.attributes, features.summary.index)
 
-    evaluation, metrics = evaluate_stage(cfg, frame, split, cal_end, obs_end, progress)
-    purchase, gg, value_model = fit_stage(cfg, frame, features.summary, evaluation, obs_end, progress)
+    evaluation, metrics = evaluate_stage(cfg, frame, split, cal_end, obs_end, progress, covariates)
+    purchase, gg, value_model = fit_stage(cfg, frame, purchase_summary, evaluation, obs_end, progress, covariates)
     metrics.update(
         {
             "gamma_gamma.frequency_spend_correlation": gg.frequency_spend_correlation_,
@@ -190,7 +215,12 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
     choice = choose_value_model(cfg, frame, evaluation, cal_end, obs_end, progress)
     metrics.update(choice.metrics)
     simulation = cfg.data.simulation
-    if loaded.simulated and simulation.model == purchase.name and cfg.time_unit == simulation.time_unit:
+    if isinstance(purchase, CovariateFit):  # the test of the covariates against the same model without them
+        plain = PURCHASE_MODELS[purchase.name](cfg.model.penalizer).fit(*(features.summary[c] for c in RFM))
+        metrics.update(
+            {schema.lr_test_metric(purchase.name, k): v for k, v in likelihood_ratio_test(purchase, plain).items()}
+        )
+    elif loaded.simulated and simulation.model == purchase.name and cfg.time_unit == simulation.time_unit:
         # the truth is known: how far the final fit landed from it
         truth = simulation.params
         assert truth is not None  # filled in by SimulationConfig's validator
@@ -214,7 +244,10 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         else ""
     )
     scorers = Scorers(
-        value=value_model.predict,
+        value=lambda summary: value_model.predict(
+            purchase_summary.loc[summary.index] if discrete else summary,
+            *(() if covariates is None else (covariates.table, covariates.source)),
+        ),
         thresholds=cfg.quadrants,
         text=f"{scoring} and placing them in value quadrants",
         intervals=intervals if cfg.intervals.enabled else None,
@@ -244,15 +277,17 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
     with progress.stage("diagnose", "computing the fit diagnostics"):
         # before MLflow is touched, so a failure here leaves no half-logged run
         diagnostics = {
-            name: fit_diagnostics(result.model, frame, split, cal_end, obs_end, cfg.time_unit)
+            name: fit_diagnostics(
+                result.model, frame, split, cal_end, obs_end, cfg.time_unit, period=cfg.period if discrete else None
+            )
             for name, result in evaluation.candidates.items()
-            if result.model is not None
+            if result.model is not None and not isinstance(result.model, CovariateFit)  # population figures: none
         }
         if isinstance(gg.params_, GammaGammaParams):  # no spend distribution to draw for the mean-spend fallback
             diagnostics.setdefault(evaluation.winner, {})["spend_fit"] = gamma_gamma_spend_fit(
                 gg.params_,
-                scored.predictions["frequency"],
-                scored.predictions["monetary_value"],
+                purchase_summary["frequency"],
+                purchase_summary["monetary_value"],
                 bins=40,
                 upper_quantile=0.995,
             )
@@ -275,6 +310,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
         churn_result,
         scored.analyses,
         choice,
+        covariates,
     )
 
 
@@ -302,10 +338,18 @@ class TrainingChurn:
 
 
 def evaluate_stage(
-    cfg: ExperimentConfig, frame: CustomerDays, split: pd.DataFrame, cal_end, obs_end, progress: Progress
+    cfg: ExperimentConfig,
+    frame: CustomerDays,
+    split: pd.DataFrame,
+    cal_end,
+    obs_end,
+    progress: Progress,
+    covariates: CovariateRows | None = None,
 ) -> tuple[Evaluation, dict[str, float]]:
     """Fit every candidate on the calibration period and score the holdout: the run's honest metrics."""
     candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
+    if covariates is not None:
+        candidates = covariate_candidates(candidates)
     with progress.stage(
         "evaluate",
         f"evaluating {', '.join(candidates)} out of time: fit to {cal_end.date()}, score to {obs_end.date()}",
@@ -323,6 +367,7 @@ def evaluate_stage(
                 cfg.model.gamma_gamma_penalizer,
                 cfg.model.selection_metric,
                 mean_purchase_amount(frame, cal_end),
+                covariates,
             )
         except CrmvalueError as exc:  # the calibration period cannot be fitted: degrade, the final fit may still work
             evaluation = skipped_evaluation(candidates, str(exc))
@@ -365,16 +410,16 @@ def fit_stage(
     evaluation: Evaluation,
     obs_end,
     progress: Progress,
-) -> tuple[PurchaseModel, GammaGammaModel, ValueModel]:
+    covariates: CovariateRows | None = None,
+) -> tuple[PurchaseModel | CovariateFit, GammaGammaModel, ValueModel]:
     """Refit the winner and Gamma-Gamma on the whole history to the observation end: what is exported."""
     with progress.stage(
         "fit",
         f"fitting {PURCHASE_MODELS[evaluation.winner].params_class.label} and Gamma-Gamma "
         f"on all data to {obs_end.date()}",
     ):
-        purchase = PURCHASE_MODELS[evaluation.winner](cfg.model.penalizer).fit(
-            summary["frequency"], summary["recency"], summary["T"]
-        )
+        x, t_x, T_ = (summary[c] for c in RFM)
+        purchase = fit_purchase_model(evaluation.winner, cfg.model.penalizer, x, t_x, T_, covariates)
         gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(
             summary["frequency"], summary["monetary_value"], mean_spend=mean_purchase_amount(frame, obs_end)
         )
@@ -393,6 +438,11 @@ def fit_stage(
         # with the fits' covariances: the export's intervals come from them, and crmvalue predict
         # recomputes the same intervals from the saved model
         value_model = ValueModel(
-            purchase.params_, gg.params_, cfg.time_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate
+            purchase.params_, gg.params_, cfg.purchase_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate
         ).with_covariances(purchase.log_param_covariance_, gg.log_param_covariance_)
+        if isinstance(purchase, CovariateFit):
+            assert covariates is not None  # a covariate fit comes from the covariates
+            value_model = value_model.with_covariates(
+                covariates.coding, purchase.gamma_purchase_, purchase.gamma_dropout_
+            )
     return purchase, gg, value_model

@@ -16,7 +16,9 @@ new data are scored exactly as the run scored its own:
 - the run's churn model (LightGBM booster, calibration, the BG/NBD parameters of its
   features and the attribute categories, ``churn/churn_scoring.json``), when it has one;
 - the run's boosted value model (``value_gbm/``) when it was live (tag ``value_model.live``: gbm), for
-  ``expected_revenue`` and ``potential_value``; a run without the tag scores with BTYD, as before.
+  ``expected_revenue`` and ``potential_value``; a run without the tag scores with BTYD, as before;
+- with ``--customers``: the covariates of a model that has them, and the table's customers without a purchase
+  up to the observation end, scored by the prospective expectation (``history`` 'none', :mod:`crmvalue.scoring`).
 
 Features are built by the functions ``crmvalue train`` uses. The CRM analyses (RFM quintiles,
 CPM groups, deciles, CRM value) rank customers against each other, so they are recomputed on
@@ -39,13 +41,15 @@ from crmvalue.churn import ChurnScorer
 from crmvalue.config import ExperimentConfig
 from crmvalue.customer_days import CustomerDays, customer_days
 from crmvalue.data import BUNDLED, Transactions, load_transactions
+from crmvalue.discrete import in_unit
 from crmvalue.engine import choose_engine, load_customer_days
 from crmvalue.errors import CrmvalueError, deferred_warnings
 from crmvalue.models.predictive import saved_intervals
 from crmvalue.progress import Progress
 from crmvalue.registry import ModelRef, resolve
 from crmvalue.schema import CHURN_SCORING_ARTIFACT, output_columns
-from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score
+from crmvalue.scoring import AnalysesInputs, Scorers, customer_features, score, with_new_customers
+from crmvalue.segments import quadrant_summary
 from crmvalue.tracking.predict_writer import log_predict_run
 from crmvalue.tracking.session import TrackingSession
 from crmvalue.value_choice import live_revenue
@@ -192,6 +196,7 @@ def _scored(
             from crmvalue.data import load_customer_attributes
 
             attributes = load_customer_attributes(customers, d.customers_id_col)
+        table = attributes  # the whole customer table: covariates, and the customers without a purchase
         needs_attributes = bool(
             trained.churn_state and any(c.startswith("attr_") for c in trained.churn_state.feature_columns)
         )
@@ -244,7 +249,7 @@ def _scored(
         if intervals is None:  # a model saved before they were
             log.warning("run %s saved no parameter covariances with its value model: no intervals", trained.run_id)
     scorers = Scorers(
-        value=value_model.predict,
+        value=lambda s: value_model.predict(in_unit(s, frame, obs_end, value_model.time_unit), table, str(customers)),
         thresholds=trained.thresholds,
         text=f"scoring {len(features.summary):,} customers with {ref.uri}" + (" and intervals" if intervals else ""),
         intervals=intervals,
@@ -255,6 +260,9 @@ def _scored(
     )
     scored = score(frame, obs_end, features, scorers, progress)  # as train: the same function
     predictions, quadrants = scored.predictions, scored.quadrants
+    if table is not None:  # the table's customers without a purchase: the prospective expectation
+        predictions, new = with_new_customers(predictions, table, value_model, str(customers), trained.thresholds)
+        quadrants = quadrant_summary(predictions) if new else quadrants
 
     with progress.stage("track", "logging the predict run and writing the scores"):
         run_id = log_predict_run(tracking_uri, ref, trained, tx, obs_end, predictions, quadrants, out, progress)

@@ -22,6 +22,7 @@ the run reader, the report and the export share.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -99,6 +100,22 @@ DECISIONS = (
         "the action for the customer's quadrant and churn risk",
     ),
 )
+# right after clv, when the purchase model is Pareto/NBD (crmvalue.models.value.ValueModel.has_dert)
+DERT = Column(
+    "dert",
+    "dert",
+    "number",
+    "DOUBLE",
+    "discounted expected residual transactions (Pareto/NBD), continuous discounting at clv.discount_rate",
+)
+# right after quadrant, when crmvalue predict scored customers of the customer table without purchases
+SCORED_ON = Column(
+    "history",
+    "new_customers",
+    "text",
+    "VARCHAR(8)",
+    "'observed': scored on the purchase history; 'none': no purchase yet, the prospective expectation",
+)
 RUN_ID = Column("run_id", "run", "text", "VARCHAR(32)", "the MLflow run that scored the customer")
 # last, when the run computed intervals (config intervals.enabled), at intervals.level: first the bounds of
 # the expectation (parameter uncertainty only), then the predictive bounds of what the customer will do over
@@ -130,7 +147,7 @@ def analysis_columns() -> tuple[Column, ...]:
 
 def declared_columns() -> tuple[Column, ...]:
     """Every column a predictions file may hold, in table order."""
-    return (ID, *HISTORY, *VALUE, *CHURN, *DECISIONS, *analysis_columns(), *INTERVALS, RUN_ID)
+    return (ID, *HISTORY, *VALUE, *CHURN, *DECISIONS, *analysis_columns(), *INTERVALS, DERT, SCORED_ON, RUN_ID)
 
 
 def table_schema() -> tuple[Column, ...]:
@@ -192,12 +209,16 @@ def check_declared(predictions: pd.DataFrame) -> None:
 
 def output_columns(predictions: pd.DataFrame) -> list[str]:
     """The predictions file's columns, in order, for ``predictions``: the id and the purchase
-    history, the value columns, churn after quadrant and the decisions after churn (when the run
+    history, the value columns (``dert`` after ``clv`` with Pareto/NBD, ``history`` after ``quadrant`` when
+    predict scored new customers), churn after quadrant and the decisions after churn (when the run
     has churn), ``run_id``, the CRM analyses (when the run has them) and the intervals it has.
     ``predictions`` is checked by :func:`check_declared` first."""
     check_declared(predictions)
     present = set(predictions.columns)
     columns = [ID, *HISTORY, *VALUE]
+    for extra, after in ((DERT, "clv"), (SCORED_ON, "quadrant")):  # optional value columns, beside their kin
+        if extra.name in present:
+            columns.insert(names(columns).index(after) + 1, extra)
     if all(c.name in present for c in CHURN):
         columns += [*CHURN, *DECISIONS]  # check_declared: the decisions come with churn
     columns.append(RUN_ID)
@@ -276,6 +297,7 @@ PURCHASE_MODEL_PARAM = "purchase_model"
 
 DATA_TRANSACTIONS = "data.transactions"
 DATA_CUSTOMERS = "data.customers"
+NEW_CUSTOMERS = "data.new_customers"  # predict: customers of the customer table scored without a purchase
 PARETO_TOP20_SHARE = "analyses.pareto_top20_share"
 REVENUE_COST_SPEARMAN = "analyses.revenue_cost.spearman_clv"  # rank correlation of revenue_cost_value with clv
 HOLDOUT_TOTAL_ERROR = "quality.holdout_total_error"
@@ -309,6 +331,19 @@ def quadrant_customers_metric(quadrant: str) -> str:
 
 def standard_error_metric(model: str, param: str) -> str:
     return f"{model}.se.{param}"
+
+
+def covariate_key(role: str, name: str) -> str:
+    """``<role>.<covariate>``, ``role`` purchase or dropout: a coefficient's name after ``<model>.`` in params,
+    ``<model>.se.`` and ``<model>.ci95_<bound>.`` in metrics. A categorical level ``channel[web]`` is written
+    ``channel.web``; other characters MLflow refuses in names become ``_``."""
+    plain = name.replace("[", ".").removesuffix("]") if name.endswith("]") else name
+    return f"{role}." + re.sub(r"[^\w.\- ]", "_", plain)
+
+
+def lr_test_metric(model: str, key: str) -> str:
+    """``final.<model>.lr_test.<key>`` (statistic, df, p_value): the covariates' likelihood-ratio test."""
+    return f"final.{model}.lr_test.{key}"
 
 
 def ci95_metric(model: str, bound: str, param: str) -> str:

@@ -16,6 +16,7 @@ its own. The stages, each timed by :class:`~crmvalue.progress.Progress`:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -36,7 +37,9 @@ from crmvalue.segments import quadrant_summary, value_quadrant, value_thresholds
 if TYPE_CHECKING:
     from crmvalue.analyses import AnalysesResult
     from crmvalue.config import ExperimentConfig, QuadrantConfig
+    from crmvalue.models import ValueModel
 
+log = logging.getLogger("crmvalue")
 # what a CRM user reads first, right after the id: the customer's purchase history (crm_columns)
 CRM_COLUMNS = schema.names(schema.HISTORY)
 INTERVAL_COLUMNS = schema.names(schema.INTERVALS)
@@ -187,8 +190,37 @@ def with_crm_columns(predictions: pd.DataFrame, frame: CustomerDays, obs_end) ->
     return predictions.assign(**{c: columns[c] for c in CRM_COLUMNS}), measures
 
 
+def with_new_customers(
+    predictions: pd.DataFrame, table: pd.DataFrame, value: ValueModel, source: str, thresholds: tuple[float, float]
+) -> tuple[pd.DataFrame, int]:
+    """``predictions`` with a row for every customer of ``table`` (the customer table ``source``, by id) that has
+    none, scored by ``value``'s prospective expectation (:meth:`~crmvalue.models.ValueModel.predict_new`), and a
+    ``history`` column ('observed' or 'none'); and how many were added. None: ``predictions`` as they are."""
+    ids = table.index[~table.index.isin(predictions["customer_id"])]
+    if len(ids) == 0:
+        return predictions, 0
+    new = new_customer_rows(value.predict_new(ids, table, source), thresholds)
+    log.info("scored %d customers of %s without a purchase by the prospective expectation", len(ids), source)
+    return pd.concat([predictions.assign(history="observed"), new], ignore_index=True), len(ids)
+
+
+def new_customer_rows(scores: pd.DataFrame, thresholds: tuple[float, float]) -> pd.DataFrame:
+    """Output rows of customers without a purchase (ids of the customer table the transactions do not have) from
+    their prospective scores (:meth:`crmvalue.models.value.ValueModel.predict_new`, indexed by customer id): no
+    history (``orders`` 0, ``tenure_days`` 0: acquired at the scoring date, no first or last purchase), no current
+    value, the CLV as potential value and the quadrant it gives at ``thresholds``, ``history`` 'none'. The churn
+    model, the decisions and the CRM analyses need a history: their columns stay empty for them."""
+    frame = scores.assign(frequency=0.0, recency=0.0, T=0.0, monetary_value=0.0, current_value=0.0)
+    frame["potential_value"] = frame["clv"]
+    frame["quadrant"] = value_quadrant(frame["current_value"], frame["potential_value"], *thresholds)
+    check_finite(frame)
+    frame = frame.rename_axis("customer_id").reset_index()
+    none = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[ns]")
+    return frame.assign(orders=0, revenue=0.0, first_purchase=none, last_purchase=none, tenure_days=0, history="none")
+
+
 def check_finite(predictions: pd.DataFrame) -> None:
-    numeric = predictions[[c for c in PREDICTION_COLUMNS + INTERVAL_COLUMNS if c in predictions]].to_numpy()
+    numeric = predictions[[c for c in [*PREDICTION_COLUMNS, *INTERVAL_COLUMNS, "dert"] if c in predictions]].to_numpy()
     bad = ~np.isfinite(numeric)
     if bad.any():
         row = int(np.flatnonzero(bad.any(axis=1))[0])

@@ -91,8 +91,8 @@ def purchase_params(model: str, values: dict[str, float]) -> PurchaseParams:
     """Build the parameters of ``model`` from a mapping, naming what is missing or unknown."""
     from crmvalue.errors import CrmvalueError
 
-    if model not in registry.MODELS:
-        known = registry.names()
+    if model not in registry.names("continuous"):  # a transaction log in continuous time
+        known = registry.names("continuous")
         choices = f"{', '.join(known[:-1])} or {known[-1]}" if len(known) > 1 else known[0]
         raise CrmvalueError(f"cannot simulate model '{model}'; choose {choices}")
     cls = registry.model_class(model).params_class

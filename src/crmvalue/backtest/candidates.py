@@ -224,7 +224,7 @@ def btyd_factory(purchase_model: str) -> CandidateFactory:
 
 
 CANDIDATES: dict[str, CandidateFactory] = {
-    **{f"{name}_gg": btyd_factory(name) for name in registry.names()},
+    **{f"{name}_gg": btyd_factory(name) for name in registry.names("continuous")},
     "naive": lambda cfg: NaiveCandidate(cfg.time_unit),
     "last_horizon": lambda cfg: LastHorizonCandidate(),
     # the boosted value model (crmvalue.valuegbm), imported only when it is built

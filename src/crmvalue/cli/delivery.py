@@ -118,6 +118,11 @@ def export(
     ),
     experiment: str | None = typer.Option(None, "--experiment", help="take 'latest' from this experiment"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    setting: str = typer.Option(
+        "noncontractual",
+        "--setting",
+        help="contractual: a run of `train/predict --setting contractual` to table subscriber_scores",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Deliver a run's per-customer scores, or a plan, to the CRM: a database table (atomic swap + history) or a bulk-upsert CSV."""
@@ -133,6 +138,14 @@ def export(
         _report_export(result, "plan run")
         return
     run = run or "latest"
+    if setting == "contractual":
+        from crmvalue.export.contractual import SUBSCRIBER_TABLE, export_subscribers
+
+        if plan is not None or fmt is not None or out is not None or mapping is not None:
+            raise CrmvalueError("--setting contractual exports subscriber scores to a database table (--to) only")
+        result = export_subscribers(run, to, table or SUBSCRIBER_TABLE, experiment, tracking_uri, echo=echo)
+        _report_export(result, "run")
+        return
     if fmt is not None:
         if out is None:
             raise CrmvalueError("--format needs --out, the CSV file to write")

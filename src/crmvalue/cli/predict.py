@@ -68,10 +68,22 @@ def predict(
         False, "--allow-future-dates", help="keep rows dated after today or long after the rest of the data"
     ),
     customers: Path | None = typer.Option(
-        None, "--customers", help="customer attributes, if the churn model was trained with them"
+        None,
+        "--customers",
+        help="customer table: the churn model's attributes and the value model's covariates, if it was trained "
+        "with them; its customers without a purchase are scored by the prospective expectation (history: none)",
     ),
     interactions: Path | None = typer.Option(None, "--interactions", help="interactions table for the CRM value score"),
     tracking_uri: str | None = typer.Option(None, "--tracking-uri", help="MLflow tracking URI"),
+    setting: str = typer.Option(
+        "noncontractual",
+        "--setting",
+        help="contractual: score a subscriptions table with the sBG of a `train --setting contractual` run (--run)",
+    ),
+    run: str = typer.Option("latest", "--run", help="contractual: the train run whose sBG scores (an id, or latest)"),
+    start_col: str | None = typer.Option(None, "--start-col", help="contractual: start column (default: as trained)"),
+    end_col: str | None = typer.Option(None, "--end-col", help="contractual: end column (default: as trained)"),
+    fee_col: str | None = typer.Option(None, "--fee-col", help="contractual: fee column (default: as trained)"),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress lines"),
 ) -> None:
     """Score new transactions with a registered model (no refit); log a predict run; write the export schema.
@@ -82,6 +94,36 @@ def predict(
     from crmvalue.predict import predict as run_predict
     from crmvalue.progress import Progress
 
+    if setting == "contractual":
+        from crmvalue import contractual
+
+        done = contractual.predict(
+            run,
+            data,
+            out,
+            observation_end,
+            experiment=name,
+            tracking_uri=tracking_uri,
+            progress=Progress(enabled=not quiet),
+            customer_col=customer_col,
+            start_col=start_col,
+            end_col=end_col,
+            fee_col=fee_col,
+            date_format=date_format,
+            dayfirst=dayfirst,
+            sep=sep,
+            decimal=decimal,
+            thousands=thousands,
+            encoding=encoding,
+        )
+        typer.echo(
+            f"run id          {done.run_id}  (contractual predict, sBG of run {done.source_run_id})\n"
+            f"subscribers     {len(done.predictions):,} active as of {done.observation_end.date()}\n"
+            f"scores          {done.output_path}"
+        )
+        return
+    if setting != "noncontractual":
+        raise CrmvalueError(f"--setting {setting!r}: noncontractual or contractual")
     if model is not None and name is not None:
         raise CrmvalueError("give --name or --model, not both")
     if model is None:
@@ -124,6 +166,13 @@ def predict(
         f"run id          {result.run_id}  (predict, model {result.model.name or result.model.uri}{version}, "
         f"trained in run {result.model.run_id})",
         f"customers       {len(p):,} as of {result.observation_end.date()}",
+    ]
+    if "history" in p:  # customers of the customer table without a purchase
+        new = int((p["history"] == "none").sum())
+        lines.append(
+            f"new customers   {new:,} without a purchase, scored by the prospective expectation (history: none)"
+        )
+    lines += [
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
     if "retention_priority" in p:  # the run has churn scores, so a call list

@@ -32,6 +32,13 @@ def holdout_revenue_lines(m: dict[str, float]) -> list[str]:
     return lines
 
 
+def _columns(text: str | None) -> list[str] | None:
+    """``"a, b"`` as ``["a", "b"]``; None stays None (the config's value is kept)."""
+    if text is None:
+        return None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 @app.command()
 def train(
     config: Path | None = typer.Option(
@@ -95,6 +102,27 @@ def train(
         help="btyd, gbm or auto: the model behind expected_revenue and the potential value (model.value_model; "
         "auto: gbm when a backtest up to the calibration end has it better on 2 of revenue RMSE, Gini, decile MAPE)",
     ),
+    covariates: str | None = typer.Option(
+        None,
+        "--covariates",
+        help="COL[,COL...]: customer-table (--customers) columns as covariates of both the purchase and the dropout "
+        "process (model.covariates sets them per process)",
+    ),
+    period: str | None = typer.Option(
+        None,
+        "--period",
+        help="week, month (default), quarter or year: BG/BB's purchase opportunity, the sBG's billing period",
+    ),
+    setting: str | None = typer.Option(
+        None,
+        "--setting",
+        help="noncontractual (default: a transaction log) or contractual (subscriptions: --start-col, --end-col)",
+    ),
+    start_col: str | None = typer.Option(None, "--start-col", help="contractual: subscription start date column"),
+    end_col: str | None = typer.Option(
+        None, "--end-col", help="contractual: subscription end date column (empty while active)"
+    ),
+    fee_col: str | None = typer.Option(None, "--fee-col", help="contractual: optional fee per period column"),
     penalizer: float | None = typer.Option(None, "--penalizer", help="L2 penalty for the purchase model"),
     gamma_gamma_penalizer: float | None = typer.Option(
         None, "--gamma-gamma-penalizer", help="L2 penalty for the Gamma-Gamma spend model (model.gamma_gamma_penalizer)"
@@ -158,6 +186,13 @@ def train(
             "model.purchase_model": model,
             "model.value_model": value_model,
             "model.penalizer": penalizer,
+            "model.covariates.purchase": _columns(covariates),
+            "model.covariates.dropout": _columns(covariates),
+            "period": period,
+            "setting": setting,
+            "subscriptions.start_col": start_col,
+            "subscriptions.end_col": end_col,
+            "subscriptions.fee_col": fee_col,
             "model.gamma_gamma_penalizer": gamma_gamma_penalizer,
             "intervals.enabled": True if intervals else None,
             "churn.enabled": churn,
@@ -168,6 +203,12 @@ def train(
             "tracking_uri": tracking_uri,
         },
     )
+    if cfg.setting == "contractual":  # subscriptions: the sBG (crmvalue.contractual), not the BTYD pipeline
+        from crmvalue import contractual
+
+        done = contractual.train(cfg, progress=Progress(enabled=not quiet))
+        typer.echo("\n".join(done.summary_lines()))
+        return
     result = run_train(cfg, progress=Progress(enabled=not quiet))
     m = result.metrics
     q = result.quadrants["customers"]
@@ -185,6 +226,13 @@ def train(
         ),
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
+    lr = f"final.{result.value_model.purchase.name}.lr_test."
+    if lr + "p_value" in m:  # a fit with covariates, tested against the same model without them
+        lines.insert(
+            3,
+            f"covariates      {result.value_model.covariates}: likelihood-ratio test against no covariates "
+            f"chi2 {m[lr + 'statistic']:.1f} on {m[lr + 'df']:.0f} df, p = {m[lr + 'p_value']:.3g}",
+        )
     if result.value_choice is not None and cfg.model.value_model != "btyd":
         lines.insert(3, f"value model     {result.value_choice.live}: {result.value_choice.reason}")
         lines[4:4] = holdout_revenue_lines(m)

@@ -9,6 +9,7 @@ import pandas as pd
 
 from crmvalue.customer_days import customer_days, day_number
 from crmvalue.diagnostics.models import expected_repeat_purchases, probability_of_n_purchases
+from crmvalue.discrete import Period, period_tracking
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import DAYS_PER_UNIT, TimeUnit
 
@@ -237,13 +238,15 @@ def fit_diagnostics(
     observation_end,
     time_unit: TimeUnit,
     tracking_period_days: int = 7,
+    period: Period | None = None,
 ) -> dict[str, pd.DataFrame]:
     """The tables behind the standard BTYD fit figures, for a model fitted on the calibration period.
 
     Returns ``period_transactions`` (calibration repeat counts 0..7+), ``tracking`` (weekly by
     default, over calibration and holdout), and the ``p_alive_matrix`` and
     ``expected_purchases_matrix`` (over the holdout's length) at the calibration end, on a grid
-    from :func:`matrix_grid`. ``split`` is :func:`crmvalue.features.calibration_holdout_summary`.
+    from :func:`matrix_grid`. ``split`` is :func:`crmvalue.features.calibration_holdout_summary`; for BG/BB
+    (``period`` given) :func:`crmvalue.discrete.period_calibration_holdout_summary`, tracked per period.
     The conditional expectations are :func:`crmvalue.evaluation.conditional_expectations`.
     """
     duration = float(split["duration_holdout"].iloc[0])
@@ -252,6 +255,10 @@ def fit_diagnostics(
         "period_transactions": period_transactions(model, split),
         "tracking": repeat_transactions_tracking(
             transactions, model, calibration_end, observation_end, time_unit, period_days=tracking_period_days
+        )
+        if period is None
+        else period_tracking(
+            transactions, lambda age: expected_repeat_purchases(model, age), calibration_end, observation_end, period
         ),
         "p_alive_matrix": p_alive_matrix(model, max_frequency, max_recency),
         "expected_purchases_matrix": expected_purchases_matrix(model, duration, max_frequency, max_recency),

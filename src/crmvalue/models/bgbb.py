@@ -6,6 +6,12 @@ opportunity, becomes inactive for good with probability ``theta ~ Beta(gamma, de
 opportunity ``t`` with probability ``(1 - theta) ** t``. A customer's data are ``x`` (opportunities with a
 transaction), ``t_x`` (the last of them, 0 if none) and ``n`` (opportunities observed).
 
+:class:`BetaGeoBetaBinomParams` and :class:`BetaGeoBetaBinomModel` are also the registry's purchase model
+``bgbb`` (``data_kind = "discrete"``): the :class:`~crmvalue.models.base.PurchaseParams` interface in periods,
+with ``frequency, recency, T`` holding ``x, t_x, n`` (:mod:`crmvalue.discrete` builds them from a
+transaction log). A horizon ``t`` of a fraction of a period is interpolated linearly between the whole
+periods around it: exact at whole periods, and it spreads a period's purchases evenly over it.
+
 References
 ----------
 Fader, P. S., Hardie, B. G. S. and Shang, J. (2010), "Customer-Base Analysis in a Discrete-Time Noncontractual
@@ -14,13 +20,15 @@ Setting", Marketing Science 29 (6), 1086-1108. Equation numbers below are theirs
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 from scipy.special import betaln, digamma, gammaln, hyp2f1, logsumexp, polygamma
 
 from crmvalue.errors import CrmvalueError
+from crmvalue.models.base import PurchaseModel, PurchaseParams
 from crmvalue.models.objective import (
     RIDGE_LADDER,
     FitAttempt,
@@ -83,21 +91,35 @@ def _log_survival_sum(gamma: float, delta: float, first, last) -> np.ndarray:
         return np.where(last > first, log_base + log_scaled, -np.inf)
 
 
+def _interpolated(values_at, t) -> np.ndarray:
+    """``values_at`` (a function of whole periods ``k >= 0``) at ``t``, linear between ``floor(t)`` and ``floor(t) + 1``."""
+    t = np.asarray(t, float)
+    lower = np.floor(t)
+    low = values_at(lower)
+    fraction = t - lower
+    if not np.any(fraction):
+        return low
+    return low + fraction * (values_at(lower + 1.0) - low)
+
+
 @dataclass(frozen=True)
-class BetaGeoBetaBinomParams:
+class BetaGeoBetaBinomParams(PurchaseParams):
     """BG/BB parameters: purchase probability ``p ~ Beta(alpha, beta)``, dropout ``theta ~ Beta(gamma, delta)``.
 
     Every method broadcasts its arguments (NumPy rules) and takes ``x``, ``t_x``, ``n`` as whole numbers of
     opportunities with ``x <= t_x <= n`` (unchecked here; :class:`BetaGeoBetaBinomModel` checks its input).
+    The ``PurchaseParams`` methods (``expected_purchases``, ``probability_of_n_purchases``, ...) take the
+    horizon ``t`` in periods, interpolated linearly between whole periods.
     """
+
+    name: ClassVar[str] = "bgbb"
+    label: ClassVar[str] = "BG/BB"
+    time_scale_params: ClassVar[tuple[str, ...]] = ()  # probabilities per opportunity: no rate scales with time
 
     alpha: float
     beta: float
     gamma: float
     delta: float
-
-    def as_dict(self) -> dict[str, float]:
-        return asdict(self)
 
     def per_customer_log_likelihood(self, x, t_x, n) -> np.ndarray:
         """log L(alpha, beta, gamma, delta | x, t_x, n), eq. (5)."""
@@ -156,20 +178,61 @@ class BetaGeoBetaBinomParams:
         series = hyp2f1(1.0, d + n + 1, g + d + n + 1, 1.0 / (1.0 + discount))
         return np.exp(log_part + betaln(g, d + n + 1) - betaln(g, d) - np.log1p(discount) + np.log(series))
 
-    def simulate(
-        self, n_customers: int, n_periods: int, seed: int | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(x, t_x, n)`` of ``n_customers`` customers observed for ``n_periods`` opportunities each: the customer
-        is alive at the first ``L`` opportunities, ``L + 1 ~ Geometric(theta)``, and buys at each of them with
-        probability ``p``."""
+    def simulate_opportunities(self, n_customers: int, n_periods: int, seed: int | None = None) -> np.ndarray:
+        """Whether each of ``n_customers`` customers buys at each of opportunities ``1 .. n_periods`` (a boolean
+        ``(n_customers, n_periods)`` array): the customer is alive at the first ``L`` opportunities,
+        ``L + 1 ~ Geometric(theta)``, and buys at each of them with probability ``p``."""
         rng = np.random.default_rng(seed)
         p = rng.beta(self.alpha, self.beta, size=n_customers)
         alive_for = rng.geometric(rng.beta(self.gamma, self.delta, size=n_customers)) - 1
         t = np.arange(1, n_periods + 1)
-        bought = (rng.random((n_customers, n_periods)) < p[:, None]) & (t <= alive_for[:, None])
+        return (rng.random((n_customers, n_periods)) < p[:, None]) & (t <= alive_for[:, None])
+
+    def simulate(
+        self, n_customers: int, n_periods: int, seed: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(x, t_x, n)`` of ``n_customers`` customers observed for ``n_periods`` opportunities each
+        (:meth:`simulate_opportunities`)."""
+        bought = self.simulate_opportunities(n_customers, n_periods, seed)
         x = bought.sum(axis=1)
         t_x = np.where(x > 0, n_periods - np.argmax(bought[:, ::-1], axis=1), 0)
         return x, t_x, np.full(n_customers, n_periods)
+
+    # ------------------------------------------------------------------ the PurchaseParams interface, in periods
+
+    def expected_purchases(self, t, frequency, recency, T) -> np.ndarray:
+        """E[X(n, n + t) | x, t_x, n] (:meth:`expected_transactions`), ``t`` interpolated between whole periods."""
+        return _interpolated(lambda k: self.expected_transactions(k, frequency, recency, T), t)
+
+    def expected_purchases_unconditional(self, t) -> np.ndarray:
+        """E[X(t)] (:meth:`expected_transactions_unconditional`), ``t`` interpolated between whole periods."""
+        return _interpolated(self.expected_transactions_unconditional, t)
+
+    def probability_of_n_purchases(self, t, n) -> np.ndarray:
+        """P(X(t) = n) (:meth:`probability_of_x`), ``t`` interpolated between whole periods: a mixture of the
+        two whole-period distributions, so its mean is :meth:`expected_purchases_unconditional`."""
+        return _interpolated(lambda k: self.probability_of_x(k, n), t)
+
+    def no_purchase_probability(self, t, frequency, recency, T) -> np.ndarray:
+        """P(no transaction at opportunities ``n + 1 .. n + t`` | x, t_x, n): the likelihood of ``(x, t_x, n + t)``
+        over that of ``(x, t_x, n)``; ``t`` interpolated between whole periods."""
+        base = self.per_customer_log_likelihood(frequency, recency, T)
+        n = np.asarray(T, float)
+        return _interpolated(lambda k: np.exp(self.per_customer_log_likelihood(frequency, recency, n + k) - base), t)
+
+    def simulate_summary(self, T, seed: int | None = None) -> pd.DataFrame:
+        """One customer per entry of ``T`` (whole opportunities): columns ``frequency, recency, T`` (``x, t_x, n``)."""
+        n = np.asarray(T, float).reshape(-1)
+        if np.any((n < 0) | (n != np.round(n))):
+            raise CrmvalueError("BG/BB simulates whole numbers of opportunities: every T must be a whole number >= 0")
+        width = int(n.max(initial=0))
+        bought = self.simulate_opportunities(len(n), width, seed) & (np.arange(1, width + 1) <= n[:, None])
+        x = bought.sum(axis=1)
+        t_x = np.where(x > 0, width - np.argmax(bought[:, ::-1], axis=1), 0)
+        return pd.DataFrame({"frequency": x.astype(float), "recency": t_x.astype(float), "T": n})
+
+    def in_days(self, days_per_unit: float):
+        raise CrmvalueError("BG/BB's time is whole periods of purchase opportunities; it has no rates per day")
 
 
 def _log_binom(n, k) -> np.ndarray:
@@ -227,7 +290,7 @@ class BetaGeoBetaBinomObjective(NewtonObjective):
         return f, gradient, H
 
 
-class BetaGeoBetaBinomModel:
+class BetaGeoBetaBinomModel(PurchaseModel):
     """BG/BB fitted by maximum likelihood on ``log(alpha, beta, gamma, delta)`` (``scipy`` ``trust-exact`` with the
     analytic gradient and Hessian of :class:`BetaGeoBetaBinomObjective`, then Newton steps on the gradient), on the
     distinct ``(x, t_x, n)`` rows with their total weight. lifetimes' ``BetaGeoBetaBinomFitter`` maximises the same
@@ -244,11 +307,18 @@ class BetaGeoBetaBinomModel:
 
     Learned state: ``params_`` (:class:`BetaGeoBetaBinomParams`), ``log_likelihood_`` (the summed log-likelihood
     at the estimate, without penalty), ``standard_errors_`` (``pd.Series``, from the inverse Hessian by the delta
-    method), ``n_customers_``.
+    method), ``confidence_intervals_`` (95%, on the log scale), ``n_customers_``.
+
+    Registered as the purchase model ``bgbb`` of data kind ``discrete``: ``frequency, recency, T`` are
+    ``x, t_x, n`` in whole periods (:mod:`crmvalue.discrete`).
     """
 
-    def __init__(self, penalizer: float = 0.0):
-        self.penalizer = penalizer
+    name: ClassVar[str] = "bgbb"
+    label: ClassVar[str] = "BG/BB"
+    family: ClassVar[str] = "bg_bb"
+    data_kind: ClassVar[str] = "discrete"
+    params_class = BetaGeoBetaBinomParams
+    boundary_pairs: ClassVar[dict] = {("alpha", "beta"): "purchase", ("gamma", "delta"): "dropout"}
 
     def fit(self, frequency, recency, n_periods, weights=None) -> BetaGeoBetaBinomModel:
         """Fit on one row per customer, or on rows that each stand for ``weights`` customers."""
@@ -262,12 +332,10 @@ class BetaGeoBetaBinomModel:
         totals = np.bincount(inverse.ravel(), w, len(rows))
         rows, totals = rows[totals > 0], totals[totals > 0]
         objective = BetaGeoBetaBinomObjective(rows[:, 0], rows[:, 1], rows[:, 2], totals, self.penalizer)
-        self.n_customers_ = float(totals.sum())
+        self.n_customers_ = int(round(totals.sum()))  # as the other purchase models count them
         self.boundary_, self.warning_, self.penalizer_used_ = None, None, 0.0
         accepted, reason = fit_with_ridges(
-            lambda ridge: self._attempt(objective, ridge),
-            self.n_customers_,
-            {("alpha", "beta"): "purchase", ("gamma", "delta"): "dropout"},
+            lambda ridge: self._attempt_ridge(objective, ridge), objective.W, self.boundary_pairs
         )
         if accepted is None:
             raise CrmvalueError(
@@ -285,12 +353,14 @@ class BetaGeoBetaBinomModel:
         self.log_likelihood_ = self.params_.log_likelihood(rows[:, 0], rows[:, 1], rows[:, 2], weights=totals)
         assert accepted.covariance is not None
         self.log_param_covariance_ = accepted.covariance
-        self.standard_errors_ = pd.Series(
-            np.array(list(accepted.values.values())) * accepted.log_standard_errors(), index=list(NAMES)
+        values, log_se = np.array(list(accepted.values.values())), accepted.log_standard_errors()
+        self.standard_errors_ = pd.Series(values * log_se, index=list(NAMES))
+        self.confidence_intervals_ = pd.DataFrame(
+            {"lower": values * np.exp(-1.96 * log_se), "upper": values * np.exp(1.96 * log_se)}, index=list(NAMES)
         )
         return self
 
-    def _attempt(self, objective: BetaGeoBetaBinomObjective, ridge: float) -> FitAttempt:
+    def _attempt_ridge(self, objective: BetaGeoBetaBinomObjective, ridge: float) -> FitAttempt:
         objective.ridge, objective._cache = ridge, None
         solution = solve(objective, np.zeros(4), gtol=1e-9)
         theta, value = solution.theta, solution.value

@@ -2,23 +2,27 @@
 
 :class:`ValueModel` is the fitted, serialisable unit that scores an RFM summary. It holds
 only parameters and settings (plain JSON), so the MLflow pyfunc rebuilds it from an artifact
-instead of unpickling live objects.
+instead of unpickling live objects. A model fitted with time-invariant covariates also holds their
+coefficients and their coding (:class:`CovariateCoding`), and scores each customer with her own
+parameters, from her row of the customer table.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
 
+from crmvalue.discrete import DAYS_PER_PERIOD, ModelUnit
 from crmvalue.errors import CrmvalueError
-from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS, TimeUnit
+from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS
 from crmvalue.models.base import PurchaseParams
+from crmvalue.models.covariates import design_matrix
 from crmvalue.models.gamma_gamma import SpendParams, expected_average_value, spend_params_from_dict
 
 # lifetimes' month in each time unit (utils._customer_lifetime_value: 30 days, 4.345 weeks)
-MONTH_LENGTH = {"days": 30.0, "weeks": 4.345}
+MONTH_LENGTH = {"days": 30.0, "weeks": 4.345} | {p: DAYS_PER_PERIOD["month"] / d for p, d in DAYS_PER_PERIOD.items()}
 PREDICTION_COLUMNS = ["p_alive", "expected_purchases", "expected_avg_value", "expected_revenue", "clv"]
 _CHUNK = 1_000_000  # customers per block in the CLV grid, to bound memory at any scale
 
@@ -30,7 +34,7 @@ def discounted_purchases(
     T,
     months: int = 12,
     discount_rate: float = 0.01,
-    time_unit: TimeUnit = "days",
+    time_unit: ModelUnit = "days",
 ) -> np.ndarray:
     """``sum_{m=1..months} (E[Y(m)] - E[Y(m-1)]) / (1 + d)^m``: expected purchases per month, discounted.
 
@@ -46,9 +50,37 @@ def discounted_purchases(
     out = np.empty(leading)
     for start in range(0, x.shape[-1], _CHUNK):
         block = slice(start, start + _CHUNK)
-        cumulative = purchase.expected_purchases(grid, x[block], t_x[block], T_[block])
+        params = purchase if x.shape[-1] <= _CHUNK else params_block(purchase, block, x.shape[-1])
+        cumulative = params.expected_purchases(grid, x[block], t_x[block], T_[block])
         out[..., block] = np.tensordot(discount, np.diff(cumulative, axis=0), axes=1)
     return out
+
+
+def params_block(purchase: PurchaseParams, block: slice, n: int) -> PurchaseParams:
+    """``purchase`` with its per-customer parameters (arrays of ``n`` values, covariates) cut to ``block``."""
+    values: dict = purchase.as_dict()
+    cut = {k: np.asarray(v)[..., block] for k, v in values.items() if np.ndim(v) and np.shape(v)[-1] == n}
+    return replace(purchase, **cut) if cut else purchase  # type: ignore[type-var]
+
+
+def discounted_unconditional_purchases(
+    purchase: PurchaseParams, n: int, months: int = 12, discount_rate: float = 0.01, time_unit: ModelUnit = "days"
+) -> np.ndarray:
+    """:func:`discounted_purchases` of ``n`` customers acquired now: ``sum_m (E[X(m)] - E[X(m-1)]) / (1 + d)^m``
+    with the unconditional (prospective) expectation ``E[X(t)]`` of each customer's parameters."""
+    grid = MONTH_LENGTH[time_unit] * np.arange(months + 1, dtype=float).reshape(-1, 1)
+    discount = (1.0 + discount_rate) ** -np.arange(1, months + 1, dtype=float)
+    cumulative = np.broadcast_to(purchase.expected_purchases_unconditional(grid), (months + 1, n))
+    return np.tensordot(discount, np.diff(cumulative, axis=0), axes=1)
+
+
+def continuous_discount_rate(discount_rate: float, time_unit: ModelUnit) -> float:
+    """The continuous rate per time unit equal to ``discount_rate`` per month (clv.discount_rate): ``delta =
+    log(1 + d) / month`` (a month is 30 days or 4.345 weeks), so ``exp(-delta month) = 1 / (1 + d)``, as the CLV
+    discounts; weeks at d = 0.01: delta = 0.00229. In a period (BG/BB, whose DERT discounts opportunity k by
+    (1 + d_period)^-k, FHS eq. 14) the same discounting as the discrete rate per period, exp(delta) - 1."""
+    delta = float(np.log1p(discount_rate) / MONTH_LENGTH[time_unit])
+    return float(np.expm1(delta)) if time_unit in DAYS_PER_PERIOD else delta
 
 
 def customer_lifetime_value(
@@ -59,13 +91,29 @@ def customer_lifetime_value(
     expected_avg_value,
     months: int = 12,
     discount_rate: float = 0.01,
-    time_unit: TimeUnit = "days",
+    time_unit: ModelUnit = "days",
 ) -> np.ndarray:
     """Discounted CLV as lifetimes defines it (``GammaGammaFitter.customer_lifetime_value``):
     ``E[M] * sum_{m=1..months} (E[Y(m)] - E[Y(m-1)]) / (1 + d)^m``."""
     return np.asarray(expected_avg_value, float) * discounted_purchases(
         purchase, frequency, recency, T, months, discount_rate, time_unit
     )
+
+
+def unique_rows(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of ``columns`` (equal-length 1-D arrays) as columns, and each row's index among them:
+    :func:`unique_patterns` over any columns (covariates too)."""
+    key = np.zeros(len(columns[0]), dtype=np.int64)
+    size = 1
+    for column in columns:
+        codes, uniques = pd.factorize(column, use_na_sentinel=False)
+        if size * max(len(uniques), 1) >= 2**62:  # many distinct values: exact, by sorting
+            unique, inverse = np.unique(np.column_stack(columns), axis=0, return_inverse=True)
+            return list(unique.T), inverse.reshape(-1)
+        key = key * max(len(uniques), 1) + codes
+        size *= max(len(uniques), 1)
+    inverse, first = _first_occurrences(key)
+    return [c[first] for c in columns], inverse
 
 
 def unique_patterns(frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -99,6 +147,111 @@ def _first_occurrences(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse, first
 
 
+def customer_rows(table: pd.DataFrame, ids: pd.Index, source: str) -> np.ndarray:
+    """The row positions of the customers ``ids`` in ``table``; one missing: a one-line error naming the first."""
+    where = table.index.get_indexer(ids)
+    if (where < 0).any():
+        first = ids[int(np.argmax(where < 0))]
+        raise CrmvalueError(
+            f"{source}: customer {first!r} of the transactions is not in the customer table "
+            f"({int((where < 0).sum())} in all), which holds the covariates; add them"
+        )
+    return where
+
+
+@dataclass(frozen=True)
+class CovariateCoding:
+    """How customer-table columns become the covariate matrices, fixed at training so that ``predict`` codes a new
+    table identically (:func:`crmvalue.models.covariates.design_matrix`'s coding): a numeric column as it is, a
+    categorical one as a 0/1 indicator per level but the first of ``levels[column]`` (the reference). Saved with
+    the model; a level the training data did not have is an error at scoring."""
+
+    purchase: tuple[str, ...]
+    dropout: tuple[str, ...]
+    levels: dict[str, tuple] = field(default_factory=dict)  # categorical column -> its levels, the reference first
+
+    @classmethod
+    def learn(cls, table: pd.DataFrame, purchase, dropout, source: str) -> CovariateCoding:
+        """The coding of ``table`` (the fitted customers' rows), after ``design_matrix``'s checks (missing values,
+        a column that does not vary, dependent columns): a one-line :class:`CrmvalueError` naming ``source``."""
+        for columns in (purchase, dropout):
+            design_matrix(table, list(columns), source)
+        levels = {}
+        for column in dict.fromkeys([*purchase, *dropout]):
+            values = table[column]
+            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+                observed = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(values.to_numpy(object))]
+                try:
+                    levels[column] = tuple(sorted(observed))
+                except TypeError:  # mixed types: compare as text, as design_matrix does
+                    levels[column] = tuple(sorted(observed, key=str))
+        return cls(tuple(purchase), tuple(dropout), levels)
+
+    def __str__(self) -> str:
+        return f"purchase: {', '.join(self.purchase) or 'none'}; dropout: {', '.join(self.dropout) or 'none'}"
+
+    def names(self, role: str) -> list[str]:
+        """The coded columns of ``role`` (purchase or dropout): ``age``, ``channel[web]``, ..."""
+        columns = self.purchase if role == "purchase" else self.dropout
+        return [n for c in columns for n in ([f"{c}[{v}]" for v in self.levels[c][1:]] if c in self.levels else [c])]
+
+    def matrices(self, table: pd.DataFrame | None, ids: pd.Index, source: str) -> tuple[np.ndarray, np.ndarray]:
+        """The purchase and dropout covariates of the customers ``ids`` from ``table`` (indexed by customer id).
+        A customer not in the table, a missing value, an unseen level: a one-line error naming ``source``,
+        the column and the first customer."""
+        if table is None:
+            raise CrmvalueError(f"the model uses covariates of the customer table ({self}): pass it (--customers)")
+        absent = [c for c in dict.fromkeys([*self.purchase, *self.dropout]) if c not in table.columns]
+        if absent:
+            raise CrmvalueError(
+                f"{source}: no covariate column {absent[0]!r}; the model was trained with the covariates "
+                f"{', '.join(dict.fromkeys([*self.purchase, *self.dropout]))}"
+            )
+        where = customer_rows(table, ids, source)
+        coded = {c: self._code(table[c].iloc[where], c, source) for c in dict.fromkeys([*self.purchase, *self.dropout])}
+
+        def stack(columns: tuple[str, ...]) -> np.ndarray:
+            return np.column_stack([coded[c] for c in columns]) if columns else np.zeros((len(ids), 0))
+
+        return stack(self.purchase), stack(self.dropout)
+
+    def _code(self, values: pd.Series, column: str, source: str) -> np.ndarray:
+        bad = values.isna().to_numpy()
+        if bad.any():
+            raise CrmvalueError(
+                f"{source}: covariate {column!r} is missing for customer {values.index[int(np.argmax(bad))]!r} "
+                f"({int(bad.sum())} rows in all); fill it in"
+            )
+        if column not in self.levels:
+            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
+                raise CrmvalueError(f"{source}: covariate {column!r} is not numeric, as it was in training")
+            numbers = values.to_numpy(float)
+            if not np.isfinite(numbers).all():
+                first = values.index[int(np.argmax(~np.isfinite(numbers)))]
+                raise CrmvalueError(f"{source}: covariate {column!r} is not finite for customer {first!r}")
+            return numbers[:, None]
+        levels = self.levels[column]
+        codes = pd.Index(levels, dtype=object).get_indexer(values.to_numpy(object))
+        if (codes < 0).any():
+            at = int(np.argmax(codes < 0))
+            raise CrmvalueError(
+                f"{source}: covariate {column!r} has the level {values.iloc[at]!r} (customer {values.index[at]!r}) "
+                f"that the model was not trained with; it knows {', '.join(map(repr, levels))}"
+            )
+        return (codes[:, None] == np.arange(1, len(levels))).astype(float)
+
+    def to_dict(self) -> dict:
+        return {
+            "purchase": list(self.purchase),
+            "dropout": list(self.dropout),
+            "levels": {k: list(v) for k, v in self.levels.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CovariateCoding:
+        return cls(tuple(data["purchase"]), tuple(data["dropout"]), {k: tuple(v) for k, v in data["levels"].items()})
+
+
 @dataclass(frozen=True)
 class ValueModel:
     """Fitted purchase-model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma parameters, with the horizons used to score.
@@ -110,16 +263,24 @@ class ValueModel:
     log-parameters, in the order of ``as_dict()``: what the interval columns draw parameters from, so
     ``crmvalue predict`` computes them as the training run did. None when unknown (a model saved before
     they were saved loads with None: it scores as before, without intervals).
+
+    With covariates, ``purchase`` holds the reference customer's parameters (every covariate 0), ``covariates``
+    the coding and ``gamma_purchase``, ``gamma_dropout`` the coefficients in the order of ``covariates.names``;
+    each customer is scored with her own parameters (the covariate model's ``customer_params``). Saved models
+    without them load as before. A Pareto/NBD or BG/BB model adds ``dert`` (their ``dert``).
     """
 
     purchase: PurchaseParams
     gamma_gamma: SpendParams
-    time_unit: TimeUnit
+    time_unit: ModelUnit
     horizon_days: int
     clv_months: int
     discount_rate: float
     purchase_log_covariance: tuple[tuple[float, ...], ...] | None = None
     spend_log_covariance: tuple[tuple[float, ...], ...] | None = None
+    covariates: CovariateCoding | None = None
+    gamma_purchase: tuple[float, ...] = ()
+    gamma_dropout: tuple[float, ...] = ()
 
     def with_covariances(self, purchase_log_covariance, spend_log_covariance) -> ValueModel:
         """This model carrying the fits' log-parameter covariances (square arrays; None leaves one unknown)."""
@@ -129,13 +290,35 @@ class ValueModel:
             spend_log_covariance=_square(spend_log_covariance, self.gamma_gamma.as_dict(), "spend"),
         )
 
+    def with_covariates(self, coding: CovariateCoding, gamma_purchase, gamma_dropout) -> ValueModel:
+        """This model scoring with covariates coded by ``coding`` and these coefficients."""
+        gp, gd = (tuple(float(v) for v in np.ravel(g)) for g in (gamma_purchase, gamma_dropout))
+        if (len(gp), len(gd)) != (len(coding.names("purchase")), len(coding.names("dropout"))):
+            raise CrmvalueError(f"{len(gp)} + {len(gd)} coefficients do not fit the covariates of {coding}")
+        return replace(self, covariates=coding, gamma_purchase=gp, gamma_dropout=gd)
+
     @property
     def horizon(self) -> float:
         """The purchase horizon in the model's time unit."""
-        return self.horizon_days / DAYS_PER_UNIT[self.time_unit]
+        return self.horizon_days / {**DAYS_PER_UNIT, **DAYS_PER_PERIOD}[self.time_unit]
 
-    def predict(self, summary: pd.DataFrame) -> pd.DataFrame:
-        """Score an RFM summary (``frequency, recency, T, monetary_value``), index kept."""
+    @property
+    def has_dert(self) -> bool:
+        """Whether predictions carry ``dert``: Pareto/NBD, at a positive discount rate (undiscounted it may be infinite)."""
+        return self.purchase.name in ("paretonbd", "bgbb") and self.discount_rate > 0
+
+    def customer_params(self, zp: np.ndarray, zd: np.ndarray) -> PurchaseParams:
+        """Each customer's parameters from her coded covariates (n x k_p, n x k_d)."""
+        from crmvalue.models.covariate_models import covariate_model_class
+
+        model = covariate_model_class(self.purchase.name)  # the covariate model's own parameterisation
+        return model.own_params(self.purchase, np.array(self.gamma_purchase), np.array(self.gamma_dropout), zp, zd)
+
+    def predict(
+        self, summary: pd.DataFrame, customers: pd.DataFrame | None = None, source: str = "the customer table"
+    ) -> pd.DataFrame:
+        """Score an RFM summary (``frequency, recency, T, monetary_value``), index kept. With covariates,
+        ``customers`` is the customer table (indexed by customer id, ``source`` names it in errors)."""
         missing = [c for c in SUMMARY_COLUMNS if c not in summary.columns]
         if missing:
             raise ValueError(f"summary is missing columns {missing}")
@@ -143,14 +326,21 @@ class ValueModel:
         t_x = summary["recency"].to_numpy(float)
         T_ = summary["T"].to_numpy(float)
         spend = expected_average_value(self.gamma_gamma, x, summary["monetary_value"].to_numpy(float))
-        ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
-        discounted = discounted_purchases(
-            self.purchase, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit
-        )
-        purchases = self.purchase.expected_purchases(self.horizon, ux, ut, uT)[inverse]
-        return pd.DataFrame(
+        params = self.purchase
+        if self.covariates is None:
+            ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
+        else:  # patterns of history and covariates: categorical covariates still compress
+            zp, zd = self.covariates.matrices(customers, summary.index, source)
+            columns, inverse = unique_rows([x, t_x, T_, *zp.T, *zd.T])
+            ux, ut, uT = columns[:3]
+            k = zp.shape[1]
+            rows = np.column_stack(columns[3:]) if len(columns) > 3 else np.zeros((len(ux), 0))
+            params = self.customer_params(rows[:, :k], rows[:, k:])
+        discounted = discounted_purchases(params, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit)
+        purchases = params.expected_purchases(self.horizon, ux, ut, uT)[inverse]
+        frame = pd.DataFrame(
             {
-                "p_alive": self.purchase.p_alive(ux, ut, uT)[inverse],
+                "p_alive": params.p_alive(ux, ut, uT)[inverse],
                 "expected_purchases": purchases,
                 "expected_avg_value": spend,
                 # undiscounted revenue over the horizon: E[purchases] x E[spend] (Gamma-Gamma is independent of them)
@@ -159,6 +349,40 @@ class ValueModel:
             },
             index=summary.index,
         )
+        if self.has_dert:
+            delta = continuous_discount_rate(self.discount_rate, self.time_unit)
+            frame["dert"] = params.dert(delta, ux, ut, uT)[inverse]  # type: ignore[attr-defined]
+        return frame
+
+    def predict_new(
+        self, ids: pd.Index, customers: pd.DataFrame | None = None, source: str = "the customer table"
+    ) -> pd.DataFrame:
+        """The prospective expectation for customers acquired today (no history), indexed by ``ids``: P(alive) 1,
+        the unconditional expected purchases over the horizon (``expected_purchases_unconditional``) and their
+        discounted monthly sum for the CLV, at the population mean spend (Gamma-Gamma's ``p v / (q - 1)``, or
+        the mean-spend fallback). With covariates, each customer's own parameters from ``customers``."""
+        n = len(ids)
+        params = self.purchase
+        if self.covariates is not None:
+            params = self.customer_params(*self.covariates.matrices(customers, ids, source))
+        spend = expected_average_value(self.gamma_gamma, np.zeros(n), np.zeros(n))  # x = 0: the population mean
+        purchases = np.broadcast_to(params.expected_purchases_unconditional(self.horizon), (n,)).astype(float)
+        discounted = discounted_unconditional_purchases(params, n, self.clv_months, self.discount_rate, self.time_unit)
+        frame = pd.DataFrame(
+            {
+                "p_alive": np.ones(n),
+                "expected_purchases": purchases,
+                "expected_avg_value": spend,
+                "expected_revenue": purchases * spend,
+                "clv": spend * discounted,
+            },
+            index=ids,
+        )
+        if self.has_dert:
+            zero, delta = np.zeros(n), continuous_discount_rate(self.discount_rate, self.time_unit)
+            with np.errstate(divide="ignore"):  # at T = 0 the likelihood's second term is exp(-inf)
+                frame["dert"] = params.dert(delta, zero, zero, zero)  # type: ignore[attr-defined]
+        return frame
 
     def to_dict(self) -> dict:
         data = {
@@ -173,6 +397,12 @@ class ValueModel:
         for key in ("purchase_log_covariance", "spend_log_covariance"):
             if getattr(self, key) is not None:  # JSON keeps every float exactly: predict draws what train drew
                 data[key] = [list(row) for row in getattr(self, key)]
+        if self.covariates is not None:
+            data["covariates"] = {
+                **self.covariates.to_dict(),
+                "gamma_purchase": list(self.gamma_purchase),
+                "gamma_dropout": list(self.gamma_dropout),
+            }
         return data
 
     @classmethod
@@ -185,7 +415,13 @@ class ValueModel:
             clv_months=int(data["clv_months"]),
             discount_rate=float(data["discount_rate"]),
         )
-        return model.with_covariances(data.get("purchase_log_covariance"), data.get("spend_log_covariance"))
+        model = model.with_covariances(data.get("purchase_log_covariance"), data.get("spend_log_covariance"))
+        if "covariates" in data:
+            saved = data["covariates"]
+            model = model.with_covariates(
+                CovariateCoding.from_dict(saved), saved["gamma_purchase"], saved["gamma_dropout"]
+            )
+        return model
 
 
 def _square(covariance, params: dict, what: str) -> tuple[tuple[float, ...], ...] | None:

@@ -56,6 +56,8 @@ def log_candidates(
                 continue
             model = result.model
             mlflow.log_params({schema.model_param(name, k): repr(v) for k, v in model.params_.as_dict().items()})
+            covariates = dict(getattr(model, "coefficients_", {}))  # a covariate fit's purchase.<c>, dropout.<c>
+            mlflow.log_params({schema.model_param(name, k): repr(v) for k, v in covariates.items()})
             child = {f"{name}.{k}": v for k, v in result.metrics.items() if not k.startswith("holdout.")}
             child.update({k: v for k, v in result.metrics.items() if k.startswith("holdout.")})
             child.update({schema.standard_error_metric(name, k): float(v) for k, v in model.standard_errors_.items()})
@@ -72,7 +74,8 @@ def log_candidates(
                 }
             )
             mlflow.log_metrics(child)
-            tables = {k: v for k, v in diagnostics[name].items() if k != "spend_fit"}
+            # a covariate fit has no population diagnostics: only its conditional expectations
+            tables = {k: v for k, v in diagnostics.get(name, {}).items() if k != "spend_fit"}
             tables["conditional_expectations"] = result.conditional_expectations
             with tempfile.TemporaryDirectory(dir=tmp) as child_tmp:
                 log_tables(tables, Path(child_tmp))

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 from crmvalue import __version__, schema
 from crmvalue.io import write_table
 from crmvalue.registry import VERSION_TAG, ModelRef
+from crmvalue.schema import SCORED_ON as HISTORY_FLAG
 from crmvalue.schema import output_columns
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ def _logged_steps(
     from crmvalue.store import logging_errors
     from crmvalue.tracking import checkpoint, git_commit, tracked_run
 
+    # customers without a purchase, scored by the prospective expectation
+    new = HISTORY_FLAG.name in predictions.columns
     # the run ends FINISHED, FAILED or KILLED (SIGINT/SIGTERM); MLflow, database and file errors are one line
     with (
         logging_errors(tracking_uri),
@@ -91,6 +94,7 @@ def _logged_steps(
             {
                 schema.DATA_TRANSACTIONS: float(tx.transactions),
                 schema.DATA_CUSTOMERS: float(len(predictions)),
+                **({schema.NEW_CUSTOMERS: float((predictions["history"] == "none").sum())} if new else {}),
                 **{schema.quadrant_customers_metric(q): float(n) for q, n in quadrants["customers"].items()},
                 **{schema.stage_time_metric(k): v for k, v in progress.timings.items()},
             }

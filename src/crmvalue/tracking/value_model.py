@@ -29,8 +29,10 @@ def _value_model_pyfunc() -> type:
             self.model_ = ValueModel.from_dict(data)
 
         def predict(self, context, model_input: pd.DataFrame, params: dict | None = None) -> pd.DataFrame:
-            frame = pd.DataFrame(model_input)
-            return self.model_.predict(frame[SUMMARY_COLUMNS].astype("float64")).reset_index(drop=True)
+            """With covariates, ``model_input`` also holds the customer-table columns they come from."""
+            frame = pd.DataFrame(model_input).reset_index(drop=True)
+            customers = frame[covariate_columns(self.model_)] if self.model_.covariates is not None else None
+            return self.model_.predict(frame[SUMMARY_COLUMNS].astype("float64"), customers, "the model input")
 
     ValueModelPyfunc.__module__, ValueModelPyfunc.__qualname__ = __name__, "ValueModelPyfunc"
     return ValueModelPyfunc
@@ -45,14 +47,35 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def log_value_model(model: ValueModel, example: pd.DataFrame, name: str = schema.VALUE_MODEL_NAME) -> str:
-    """Log the value model as a pyfunc with a signature; returns its model URI."""
+def covariate_columns(model: ValueModel) -> list[str]:
+    """The customer-table columns a model with covariates scores from (none without)."""
+    coding = model.covariates
+    return [] if coding is None else list(dict.fromkeys([*coding.purchase, *coding.dropout]))
+
+
+def log_value_model(
+    model: ValueModel,
+    example: pd.DataFrame,
+    customers: pd.DataFrame | None = None,
+    name: str = schema.VALUE_MODEL_NAME,
+) -> str:
+    """Log the value model as a pyfunc with a signature; returns its model URI. With covariates, ``customers``
+    (the customer table, by customer id) gives the example rows their covariate columns."""
     import mlflow
     from mlflow.models import infer_signature
 
     # a signature needs a few rows, not every customer (5 million of them cost seconds here)
-    example = example[SUMMARY_COLUMNS].head(100).astype("float64").reset_index(drop=True)
-    signature = infer_signature(example, model.predict(example).reset_index(drop=True))
+    head = example.head(100)
+    example = head[SUMMARY_COLUMNS].astype("float64").reset_index(drop=True)
+    if model.covariates is not None:
+        assert customers is not None  # a model fitted with covariates was fitted from the customer table
+        ids = head["customer_id"] if "customer_id" in head else head.index
+        table = customers[covariate_columns(model)].reindex(pd.Index(ids))
+        # categories as text: MLflow's signatures have no category type, and predict reads the levels as text
+        table = table.astype({c: object for c in table.columns if isinstance(table[c].dtype, pd.CategoricalDtype)})
+        example = pd.concat([example, table.reset_index(drop=True)], axis=1)
+    scores = model.predict(example[SUMMARY_COLUMNS], example if model.covariates is not None else None)
+    signature = infer_signature(example, scores.reset_index(drop=True))
     code = Path(__file__).with_name("mlflow_model.py")
     with tempfile.TemporaryDirectory() as tmp:
         params_path = Path(tmp) / VALUE_MODEL_ARTIFACT

@@ -138,6 +138,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         params = flatten(resolved, "config.")
         params[schema.PURCHASE_MODEL_PARAM] = purchase.name
         params.update({schema.model_param(purchase.name, k): repr(v) for k, v in purchase.params_.as_dict().items()})
+        # with covariates, their coefficients: <model>.purchase.<covariate>, <model>.dropout.<covariate>
+        params.update({schema.model_param(purchase.name, k): repr(v) for k, v in coefficients(purchase).items()})
         params.update({schema.model_param("gamma_gamma", k): repr(v) for k, v in gg.params_.as_dict().items()})
         # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
         params[schema.model_param(purchase.name, "penalizer_used")] = repr(purchase.penalizer_used_)
@@ -153,6 +155,7 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
             best_model = evaluation.best.model
             assert best_model is not None  # the winner is a candidate whose fit succeeded
             params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in best_model.params_.as_dict().items()})
+            params.update({f"evaluation.{purchase.name}.{k}": repr(v) for k, v in coefficients(best_model).items()})
         params[schema.threshold_param("current")] = repr(thresholds[0])
         params[schema.threshold_param("potential")] = repr(thresholds[1])
         mlflow.log_params(params)
@@ -217,7 +220,7 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         if analyses is not None:
             log_analyses(analyses, tmp)
             checkpoint()
-        model_uri = log_value_model(value_model, predictions)
+        model_uri = log_value_model(value_model, predictions, None if run.covariates is None else run.covariates.table)
         gbm_files = log_value_gbm(run, tmp)
         checkpoint()
         churn_uri = log_churn(churn_result, tmp, cfg) if churn_result is not None else None
@@ -260,6 +263,11 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
                 raise
             files.commit()
     return run_id, model_uri, registered
+
+
+def coefficients(model) -> dict[str, float]:
+    """A covariate fit's coefficients by name (``purchase.<covariate>``, ...); a plain model has none."""
+    return dict(getattr(model, "coefficients_", {}))
 
 
 def log_value_gbm(run: TrainedRun, tmp: Path) -> list[Path]:
