@@ -80,7 +80,11 @@ def predict(
         "--setting",
         help="contractual: score a subscriptions table with the sBG of a `train --setting contractual` run (--run)",
     ),
-    run: str = typer.Option("latest", "--run", help="contractual: the train run whose sBG scores (an id, or latest)"),
+    run: str = typer.Option(
+        "latest",
+        "--run",
+        help="contractual: the train run whose sBG scores (an id, latest, or models:/<name>-sbg/<version>|@<alias>)",
+    ),
     start_col: str | None = typer.Option(None, "--start-col", help="contractual: start column (default: as trained)"),
     end_col: str | None = typer.Option(None, "--end-col", help="contractual: end column (default: as trained)"),
     fee_col: str | None = typer.Option(None, "--fee-col", help="contractual: fee column (default: as trained)"),
