@@ -12,6 +12,7 @@ from crmvalue import schema
 from crmvalue.errors import CrmvalueError
 from crmvalue.models.base import PurchaseModel
 from crmvalue.models.gamma_gamma import GammaGammaModel, expected_average_value
+from crmvalue.models.objective import MAX_LOG_SE, RIDGE_LADDER
 from crmvalue.models.value import CovariateCoding, customer_rows
 
 if TYPE_CHECKING:
@@ -96,9 +97,29 @@ class CovariateFit:
         self.name, self.penalizer = name, penalizer
 
     def fit(self, frequency, recency, T, z_purchase: pd.DataFrame, z_dropout: pd.DataFrame) -> CovariateFit:
+        """The covariate model at ``penalizer``; a boundary fit (:func:`boundary`: e.g. a covariate that separates
+        repeat buyers from one-time buyers sends its coefficient to infinity) or a failed one is refitted with each
+        ridge of :data:`RIDGE_LADDER` on top, and the first interior fit is kept (``penalizer_used_``, ``boundary_``,
+        ``warning_``, as the plain models record theirs); none: a one-line error."""
         from crmvalue.models.covariate_models import covariate_model_class
 
-        model = covariate_model_class(self.name)(self.penalizer).fit(frequency, recency, T, z_purchase, z_dropout)
+        cls = covariate_model_class(self.name)
+        why = ""
+        for ridge in (0.0, *RIDGE_LADDER):
+            try:
+                model = cls(self.penalizer + ridge).fit(frequency, recency, T, z_purchase, z_dropout)
+            except CrmvalueError as exc:
+                why = why or str(exc)
+                continue
+            found = boundary(model, np.column_stack([z_purchase.to_numpy(float), z_dropout.to_numpy(float)]))
+            if found is None:
+                break
+            why = why or f"{model.label}: boundary estimate ({found})"
+        else:
+            raise CrmvalueError(f"{why}; no ridge up to {RIDGE_LADDER[-1]:g} gives an interior optimum")
+        if ridge:
+            self.penalizer_used_, self.boundary_ = ridge, why
+            self.warning_ = f"{why}; refitted with a ridge of {ridge:g} on top of the penalizer, the first interior fit"
         self.model_, self.label, self.z_ = model, model.label, (z_purchase.to_numpy(), z_dropout.to_numpy())
         self.params_ = model.params_
         self.gamma_purchase_, self.gamma_dropout_ = model.gamma_purchase_, model.gamma_dropout_
@@ -137,6 +158,22 @@ class CovariateFit:
     @property
     def bic_(self) -> float:
         return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
+
+
+def boundary(model, z: np.ndarray) -> str | None:
+    """Why a fitted covariate model is a boundary estimate, or None: a log-parameter's standard error, or a
+    coefficient's times its covariate's standard deviation (the log-effect of one deviation), above
+    :data:`MAX_LOG_SE` or not finite, the plain models' test (:mod:`crmvalue.models.base`)."""
+    names = list(model.standard_errors_.index)
+    base = np.asarray(list(model.params_.as_dict().values()), float)
+    se = model.standard_errors_.to_numpy(float)
+    spread = np.concatenate([1.0 / base, z.std(axis=0)]) if len(z) else 1.0 / base
+    log_se = se * spread
+    bad = ~(np.isfinite(log_se) & (log_se <= MAX_LOG_SE))
+    if not bad.any():
+        return None
+    first = int(np.argmax(bad))
+    return f"{names[first]} has a log-scale standard error of {log_se[first]:.3g}, above {MAX_LOG_SE}"
 
 
 def fit_purchase_model(

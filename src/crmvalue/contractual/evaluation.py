@@ -106,17 +106,20 @@ def holdout(frame: pd.DataFrame, cal_end: pd.Timestamp, obs_end: pd.Timestamp, p
 
 
 def survival_metrics(p, survived, prefix: str) -> dict[str, float]:
-    """Predicted against actual survivors, the total's relative error, the Brier score and the log loss."""
+    """Predicted against actual survivors, the total's relative error (left out when nobody survived: it has no
+    size then, and MLflow metrics must be finite), the Brier score and the log loss."""
     p = np.asarray(p, float)
     y = np.asarray(survived, bool)
     q = np.clip(p, 1e-12, 1 - 1e-12)
     actual = float(y.sum())
     predicted = float(p.sum())
-    return {
+    metrics = {
         f"{prefix}.subscribers": float(len(p)),
         f"{prefix}.actual_survivors": actual,
         f"{prefix}.predicted_survivors": predicted,
-        f"{prefix}.total_error": (predicted - actual) / actual if actual > 0 else float("nan"),
         f"{prefix}.brier": float(np.mean((p - y) ** 2)),
         f"{prefix}.log_loss": float(-np.mean(np.where(y, np.log(q), np.log1p(-q)))),
     }
+    if actual > 0:
+        metrics[f"{prefix}.total_error"] = (predicted - actual) / actual
+    return metrics

@@ -76,9 +76,10 @@ class ContractualResult:
             lines.append(
                 f"holdout {self.calibration_end.date()} -> {self.observation_end.date()}: "
                 f"{m['holdout.subscribers']:,.0f} active at the calibration end, {m['holdout.actual_survivors']:,.0f} "
-                f"still subscribed; sBG predicted {m['holdout.predicted_survivors']:,.1f} "
-                f"({m['holdout.total_error']:+.1%}), constant retention {m[f'baseline.{GEOMETRIC}.holdout.predicted_survivors']:,.1f} "
-                f"({m[f'baseline.{GEOMETRIC}.holdout.total_error']:+.1%}); Brier {m['holdout.brier']:.4f} vs "
+                f"still subscribed; sBG predicted {m['holdout.predicted_survivors']:,.1f}"
+                f"{relative(m, 'holdout')}, constant retention "
+                f"{m[f'baseline.{GEOMETRIC}.holdout.predicted_survivors']:,.1f}"
+                f"{relative(m, f'baseline.{GEOMETRIC}.holdout')}; Brier {m['holdout.brier']:.4f} vs "
                 f"{m[f'baseline.{GEOMETRIC}.holdout.brier']:.4f}"
             )
         s = self.predictions
@@ -114,6 +115,12 @@ class ContractualPredictResult:
     output_path: Path
     predictions: pd.DataFrame
     observation_end: pd.Timestamp
+
+
+def relative(metrics: dict[str, float], prefix: str) -> str:
+    """`` (+4.2%)``: the relative error of the survivors predicted under ``prefix``, or nothing when nobody survived."""
+    error = metrics.get(f"{prefix}.total_error")
+    return "" if error is None else f" ({error:+.1%})"
 
 
 def _ends(cfg: ExperimentConfig, subs: Subscriptions) -> tuple[pd.Timestamp, pd.Timestamp]:

@@ -27,6 +27,11 @@ from crmvalue.errors import CrmvalueError
 from crmvalue.features import checked_weights
 from crmvalue.models.objective import NewtonObjective, newton_polish, solve
 
+# a categorical covariate's levels at most: each is two coefficients of a dense Newton fit (the run time grows with
+# their square), and hundreds of levels are ids or numbers written as text ("1.234,5") more often than categories
+MAX_LEVELS = 50
+FEW_LEVELS = 10  # more levels than this, held by under two customers each, are ids or numbers rather than categories
+
 
 def design_matrix(table: pd.DataFrame, columns: list[str], source: str) -> tuple[np.ndarray, list[str]]:
     """The covariates ``columns`` of ``table`` (one row per customer, customer id as index) as an
@@ -90,6 +95,13 @@ def _code_column(values: pd.Series, column: str, source: str) -> tuple[np.ndarra
                 f"{source}: covariate {column!r} has a single level ({only}), so its effect is not "
                 "identified beside the model's own parameters; drop it"
             )
+        if len(levels) > MAX_LEVELS or (len(levels) > FEW_LEVELS and 2 * len(levels) > len(values)):
+            raise CrmvalueError(
+                f"{source}: covariate {column!r} has {len(levels):,} levels among {len(values):,} customers (e.g. "
+                f"{levels[0]!r}), too many effects to estimate (at most {MAX_LEVELS}, and beyond {FEW_LEVELS} "
+                "at least two customers a level); group its levels, or if it holds numbers written as text, "
+                "write them as plain numbers"
+            )
         data = values.to_numpy(object)
         block = np.column_stack([data == level for level in levels[1:]]).astype(float)
         return block, [f"{column}[{level}]" for level in levels[1:]]
@@ -136,15 +148,29 @@ def covariate_matrix(z, n: int, role: str, fitting: bool = False) -> tuple[np.nd
     return matrix, names
 
 
+def magnitudes(z: np.ndarray) -> np.ndarray:
+    """Per column of ``z`` (n x k) the power of two nearest its largest absolute value when that lies outside
+    ``[1e-2, 1e2]``, else 1: the divisor that gives the fit columns of moderate size. A power of two divides
+    exactly, so a column already of moderate size is fitted bit for bit as before."""
+    largest = np.max(np.abs(z), axis=0) if len(z) else np.ones(z.shape[1])
+    moderate = (largest >= 1e-2) & (largest <= 1e2) | (largest == 0)
+    with np.errstate(divide="ignore"):
+        power = np.exp2(np.round(np.log2(np.where(moderate, 1.0, largest))))
+    return np.where(moderate, 1.0, power)
+
+
 def checked_history(frequency, recency, T) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(x, t_x, T)`` as float arrays of one length, with ``x >= 0``, ``0 <= t_x <= T`` and ``T > 0``."""
+    """``(x, t_x, T)`` as float arrays of one length, with ``x >= 0``, ``0 <= t_x <= T`` and ``T >= 0``; ``T = 0``
+    (a customer first seen on the last day, as the plain models allow) only with ``x = 0``."""
     x, t_x, T_ = (np.asarray(v, float).reshape(-1) for v in (frequency, recency, T))
     if not len(x) == len(t_x) == len(T_):
         raise CrmvalueError(f"frequency, recency and T have {len(x)}, {len(t_x)} and {len(T_)} values")
     if not (np.isfinite(x).all() and np.isfinite(t_x).all() and np.isfinite(T_).all()):
         raise CrmvalueError("frequency, recency and T must be finite numbers")
-    if (x < 0).any() or (t_x < 0).any() or (t_x > T_).any() or (T_ <= 0).any():
-        raise CrmvalueError("need frequency >= 0, 0 <= recency <= T and T > 0 for every customer")
+    if (x < 0).any() or (t_x < 0).any() or (t_x > T_).any() or ((T_ <= 0) & (x > 0)).any():
+        raise CrmvalueError(
+            "need frequency >= 0, 0 <= recency <= T and T > 0 for every customer with a repeat purchase"
+        )
     return x, t_x, T_
 
 
@@ -282,7 +308,9 @@ class CovariateModel:
     time unit), ``gamma_purchase_``, ``gamma_dropout_``, ``coefficient_names_`` (``{"purchase": [...],
     "dropout": [...]}``, a DataFrame's columns or ``purchase_1, ...``), ``log_likelihood_``,
     ``standard_errors_`` (a Series over the four parameters, ``purchase:<name>...``, ``dropout:<name>...``),
-    ``covariance_`` (of ``beta``), ``n_customers_``, ``n_patterns_``.
+    ``covariance_`` (of ``beta``), ``n_customers_``, ``n_patterns_``. A covariate column whose largest absolute
+    value lies outside ``[1e-2, 1e2]`` is fitted divided by a power of two near it (:func:`magnitudes`), so
+    ``penalizer`` acts on its coefficient in those units. Customers with ``T = 0`` add nothing to the likelihood.
     """
 
     name: ClassVar[str]
@@ -304,14 +332,21 @@ class CovariateModel:
             raise CrmvalueError(f"{self.label}: no customers to fit")
         zp, names_p = covariate_matrix(z_purchase, n, "purchase", fitting=True)
         zd, names_d = covariate_matrix(z_dropout, n, "dropout", fitting=True)
+        # fitted on columns of moderate magnitude (amounts in 1e9, shares in 1e-9), the coefficients scaled back
+        sizes = np.concatenate([np.ones(4), magnitudes(zp), magnitudes(zd)])
+        zp, zd = zp / sizes[4 : 4 + zp.shape[1]], zd / sizes[4 + zp.shape[1] :]
         w = np.ones(n) if weights is None else checked_weights(np.asarray(weights).reshape(-1), n).astype(float)
+        # a customer observed for no time (T = 0, so x = t_x = 0) has likelihood 1 under any parameters: no information
+        w = np.where(T_ > 0, w, 0.0)
         if compress:
             rows, w = compress_rows(x, t_x, T_, zp, zd, w)
         else:
             rows = np.column_stack([x, t_x, T_, zp, zd])
         rows, w = rows[w > 0], w[w > 0]
         if len(w) == 0:
-            raise CrmvalueError(f"{self.label}: no customers to fit (every weight is 0)")
+            raise CrmvalueError(
+                f"{self.label}: no customers to fit (every weight is 0, or no customer observed for any time)"
+            )
         kp = zp.shape[1]
         columns = (rows[:, 0], rows[:, 1], rows[:, 2], w, rows[:, 3 : 3 + kp], rows[:, 3 + kp :])
         objective = self.objective_class(*columns, penalizer=self.penalizer)
@@ -337,7 +372,9 @@ class CovariateModel:
             )
         if not np.all(np.linalg.eigvalsh(hessian) > 0):
             raise CrmvalueError(f"{self.label}: the Hessian is not positive definite at the estimate")
-        covariance = np.linalg.inv(hessian) / objective.n
+        penalty = objective.penalty(theta)  # on the coefficients of the scaled columns, as fitted
+        theta = theta / sizes  # back to the covariates' own units: gamma z = (gamma s)(z / s)
+        covariance = np.linalg.inv(hessian) / objective.n / np.outer(sizes, sizes)
         base = np.exp(theta[:4])
         base[list(objective.time_scaled)] /= objective.scale
         self.params_ = self.params_class(*map(float, base))
@@ -345,9 +382,7 @@ class CovariateModel:
         self.gamma_dropout_ = theta[4 + kp :].copy()
         self.coefficient_names_ = {"purchase": names_p, "dropout": names_d}
         # the objective is minus the mean log-likelihood in scaled time plus the penalty
-        self.log_likelihood_ = -(value - objective.penalty(theta)) * objective.n + objective.sum_wx * np.log(
-            objective.scale
-        )
+        self.log_likelihood_ = -(value - penalty) * objective.n + objective.sum_wx * np.log(objective.scale)
         self.covariance_ = covariance
         se = np.sqrt(np.maximum(np.diag(covariance), 0.0))
         se[:4] *= base  # delta method: se(p) = p se(log p)
