@@ -15,7 +15,11 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 
 def test_the_notebooks_are_there():
-    assert [p.name for p in NOTEBOOKS] == ["1.0-cdnow-walkthrough.ipynb", "2.0-model-comparison.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == [
+        "1.0-cdnow-walkthrough.ipynb",
+        "2.0-model-comparison.ipynb",
+        "3.0-model-reach.ipynb",
+    ]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
