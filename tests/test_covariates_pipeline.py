@@ -241,3 +241,16 @@ def test_the_saved_coding_is_design_matrix_coding_and_refuses_unseen_levels():
     np.testing.assert_array_equal(coding.matrices(one, pd.Index(["e"]), "new.csv")[0], [[60.0, 1.0, 0.0]])
     with pytest.raises(CrmvalueError, match=r"new.csv: covariate 'channel' has the level 'mail' \(customer 'e'\)"):
         coding.matrices(one.assign(channel=["mail"]), pd.Index(["e"]), "new.csv")
+
+
+def test_the_run_logs_the_covariate_fits_diagnostics(runs):
+    tmp, cfg, result, _ = runs
+    client = mlflow.tracking.MlflowClient(cfg.tracking_uri)
+    plots = {a.path for a in client.list_artifacts(result.run_id, "plots")}
+    tables = {a.path for a in client.list_artifacts(result.run_id, "diagnostics")}
+    assert {"plots/period_transactions.png", "plots/tracking.png"} <= plots
+    assert not {"plots/p_alive_matrix.png", "plots/expected_purchases_matrix.png"} & plots  # one per customer
+    assert {"diagnostics/period_transactions.csv", "diagnostics/tracking.csv"} <= tables
+    tracking = pd.read_csv(client.download_artifacts(result.run_id, "diagnostics/tracking.csv", str(tmp)))
+    last = tracking.iloc[-1]  # the covariate fit tracks the simulated customers' repeat purchases to the end
+    assert last["expected_cumulative"] == pytest.approx(last["actual_cumulative"], rel=0.1)

@@ -121,6 +121,7 @@ class CovariateFit:
             self.penalizer_used_, self.boundary_ = ridge, why
             self.warning_ = f"{why}; refitted with a ridge of {ridge:g} on top of the penalizer, the first interior fit"
         self.model_, self.label, self.z_ = model, model.label, (z_purchase.to_numpy(), z_dropout.to_numpy())
+        self.customers_ = pd.Index(z_purchase.index)
         self.params_ = model.params_
         self.gamma_purchase_, self.gamma_dropout_ = model.gamma_purchase_, model.gamma_dropout_
         self.log_likelihood_ = model.log_likelihood_
@@ -146,6 +147,20 @@ class CovariateFit:
 
     def conditional_expected_number_of_purchases_up_to_time(self, t, frequency, recency, T) -> np.ndarray:
         return self.model_.expected_purchases(t, frequency, recency, T, *self.z_)
+
+    def covariates_of(self, ids) -> np.ndarray:
+        """The fitted customers ``ids``' covariates, one row each: the purchase columns, then the dropout ones."""
+        rows = self.customers_.get_indexer(pd.Index(ids))
+        if (rows < 0).any():
+            missing = pd.Index(ids)[int(np.argmax(rows < 0))]
+            raise CrmvalueError(f"{self.label}: customer {missing!r} was not among the {len(self.customers_):,} fitted")
+        return np.column_stack([self.z_[0][rows], self.z_[1][rows]]).astype(float)
+
+    def params_for(self, z: np.ndarray):
+        """The plain model's parameters of customers with covariates ``z`` (rows as :meth:`covariates_of`'s):
+        arrays, one value per row, which the plain model's formulas broadcast over."""
+        kp = len(self.gamma_purchase_)
+        return self.model_.customer_params(len(z), z[:, :kp], z[:, kp:])
 
     @property
     def n_params(self) -> int:

@@ -281,7 +281,7 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
                 result.model, frame, split, cal_end, obs_end, cfg.time_unit, period=cfg.period if discrete else None
             )
             for name, result in evaluation.candidates.items()
-            if result.model is not None and not isinstance(result.model, CovariateFit)  # population figures: none
+            if result.model is not None
         }
         if isinstance(gg.params_, GammaGammaParams):  # no spend distribution to draw for the mean-spend fallback
             diagnostics.setdefault(evaluation.winner, {})["spend_fit"] = gamma_gamma_spend_fit(

@@ -78,6 +78,7 @@ def repeat_transactions_tracking(
     customer, day = netted.customer[keep], netted.day[keep].astype(np.int64)
     starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]]) if len(customer) else np.array([], np.int64)
     first_days = day[starts]  # purchase days are sorted by customer, then day
+    first_codes = customer[starts]
     first = np.repeat(first_days, np.diff(np.r_[starts, len(day)]))
     tracked = first <= day_number(cal_end)
     if not tracked.any():
@@ -92,10 +93,22 @@ def repeat_transactions_tracking(
     repeat_offset = (day - start_day)[day > first]
     actual = np.bincount(repeat_offset // unit, minlength=n_periods)[:n_periods]
 
-    first_days = first_days[first_days <= day_number(cal_end)]
+    acquired = first_days <= day_number(cal_end)
+    first_days, first_codes = first_days[acquired], first_codes[acquired]
     cohort_offset, cohort_size = np.unique(first_days - start_day, return_counts=True)
-    age = np.maximum(period_end[:, None] - cohort_offset[None, :], 0) / unit_days
-    expected = expected_repeat_purchases(model, age) @ cohort_size
+    if is_covariate_fit(model):  # each customer has parameters of her own
+
+        def expected_by_group(params, offset: np.ndarray) -> np.ndarray:
+            age = np.maximum(period_end[:, None] - offset[None, :], 0) / unit_days
+            with np.errstate(divide="ignore", invalid="ignore"):
+                values = params.expected_purchases_unconditional(age)
+            return np.where(age > 0, values, 0.0)
+
+        ids = netted.ids[first_codes]
+        expected = covariate_sum(model, first_days - start_day, ids, expected_by_group, n_periods)
+    else:
+        age = np.maximum(period_end[:, None] - cohort_offset[None, :], 0) / unit_days
+        expected = expected_repeat_purchases(model, age) @ cohort_size
 
     table = pd.DataFrame(
         {
@@ -111,6 +124,36 @@ def repeat_transactions_tracking(
     table.attrs["customers"] = int(cohort_size.sum())
     table.attrs["period_days"] = unit
     return table
+
+
+# --------------------------------------------------------------------------- covariate fits
+
+# a covariate fit's groups of customers are evaluated this many values (groups x outputs) at a time
+GROUP_CELLS = 4_000_000
+
+
+def is_covariate_fit(model) -> bool:
+    """A purchase model with time-invariant covariates (:class:`crmvalue.evaluation.CovariateFit`): each fitted
+    customer has parameters of her own, so the population figures sum over customers, not over ages alone."""
+    return hasattr(model, "covariates_of") and hasattr(model, "params_for")
+
+
+def covariate_sum(model, keys, ids, evaluate, width: int) -> np.ndarray:
+    """``sum_i evaluate(params_i, key_i)`` over the customers ``ids`` of a covariate fit, a vector of ``width``.
+
+    ``keys`` holds one number per customer (her age, or her first day); customers with the same key and the same
+    covariates form one group, evaluated once and counted by its size, so a categorical covariate costs a few
+    groups per age. ``evaluate(params, keys)`` gets the parameters of a chunk of groups as arrays of shape (g,)
+    and their keys (g,), and returns (width, g).
+    """
+    z = model.covariates_of(ids)
+    groups, sizes = np.unique(np.column_stack([np.asarray(keys, float), z]), axis=0, return_counts=True)
+    total = np.zeros(width)
+    step = max(1, GROUP_CELLS // max(width, 1))
+    for lo in range(0, len(groups), step):
+        chunk = groups[lo : lo + step]
+        total += np.asarray(evaluate(model.params_for(chunk[:, 1:]), chunk[:, 0]), float) @ sizes[lo : lo + step]
+    return total
 
 
 # --------------------------------------------------------------------------- calibration fit
@@ -155,10 +198,17 @@ def period_transactions(model, summary: pd.DataFrame, max_frequency: int = 7) ->
         raise CrmvalueError(f"max_frequency must be at least 1, got {max_frequency}")
     frequency, T = summary_columns(summary, "frequency", "T")
     observed = np.bincount(np.minimum(frequency, max_frequency).astype(int), minlength=max_frequency + 1)
-    ages, customers = np.unique(T, return_counts=True)
     n = np.arange(max_frequency)[:, None]
-    expected = probability_of_n_purchases(model, ages[None, :], n) @ customers
-    expected = np.append(expected, customers.sum() - expected.sum())
+    if is_covariate_fit(model):  # each customer has parameters of her own
+
+        def probabilities(params, ages: np.ndarray) -> np.ndarray:
+            return params.probability_of_n_purchases(ages[None, :], n)
+
+        expected = covariate_sum(model, T, summary.index, probabilities, max_frequency)
+    else:
+        ages, customers = np.unique(T, return_counts=True)
+        expected = probability_of_n_purchases(model, ages[None, :], n) @ customers
+    expected = np.append(expected, len(T) - expected.sum())
     return pd.DataFrame(
         {"observed": observed, "expected": expected},
         index=pd.RangeIndex(0, max_frequency + 1, name="frequency"),
@@ -247,11 +297,11 @@ def fit_diagnostics(
     ``expected_purchases_matrix`` (over the holdout's length) at the calibration end, on a grid
     from :func:`matrix_grid`. ``split`` is :func:`crmvalue.features.calibration_holdout_summary`; for BG/BB
     (``period`` given) :func:`crmvalue.discrete.period_calibration_holdout_summary`, tracked per period.
-    The conditional expectations are :func:`crmvalue.evaluation.conditional_expectations`.
+    The conditional expectations are :func:`crmvalue.evaluation.conditional_expectations`. A covariate fit
+    (:func:`is_covariate_fit`; continuous time) gets the period transactions and the tracking, each customer with
+    her own parameters, and no matrices.
     """
-    duration = float(split["duration_holdout"].iloc[0])
-    max_frequency, max_recency = matrix_grid(split["frequency_cal"], split["T_cal"])
-    return {
+    tables = {
         "period_transactions": period_transactions(model, split),
         "tracking": repeat_transactions_tracking(
             transactions, model, calibration_end, observation_end, time_unit, period_days=tracking_period_days
@@ -260,6 +310,11 @@ def fit_diagnostics(
         else period_tracking(
             transactions, lambda age: expected_repeat_purchases(model, age), calibration_end, observation_end, period
         ),
-        "p_alive_matrix": p_alive_matrix(model, max_frequency, max_recency),
-        "expected_purchases_matrix": expected_purchases_matrix(model, duration, max_frequency, max_recency),
     }
+    if is_covariate_fit(model):  # the matrices are one customer's answers: a covariate fit has one per customer
+        return tables
+    duration = float(split["duration_holdout"].iloc[0])
+    max_frequency, max_recency = matrix_grid(split["frequency_cal"], split["T_cal"])
+    tables["p_alive_matrix"] = p_alive_matrix(model, max_frequency, max_recency)
+    tables["expected_purchases_matrix"] = expected_purchases_matrix(model, duration, max_frequency, max_recency)
+    return tables

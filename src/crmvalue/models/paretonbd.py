@@ -150,8 +150,9 @@ class ParetoNBDParams(PurchaseParams):
         t, n = np.broadcast_arrays(np.asarray(t, float), np.asarray(n, float))
         if t.size == 0:
             return np.zeros(t.shape)
-        largest, gap = max(alpha, beta), abs(alpha - beta)
-        second = s + 1 if alpha >= beta else r + n
+        # elementwise, so the parameters may be arrays too (a covariate fit's groups of customers)
+        largest, gap = np.maximum(alpha, beta), np.abs(np.subtract(alpha, beta))
+        second = np.where(np.greater_equal(alpha, beta), s + 1, r + n)
         c = r + s + n + 1
         i = np.arange(int(n.max()) + 1, dtype=float).reshape((-1,) + (1,) * n.ndim)
         with np.errstate(divide="ignore", invalid="ignore"):

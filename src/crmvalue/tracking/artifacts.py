@@ -74,7 +74,6 @@ def log_candidates(
                 }
             )
             mlflow.log_metrics(child)
-            # a covariate fit has no population diagnostics: only its conditional expectations
             tables = {k: v for k, v in diagnostics.get(name, {}).items() if k != "spend_fit"}
             tables["conditional_expectations"] = result.conditional_expectations
             with tempfile.TemporaryDirectory(dir=tmp) as child_tmp:
