@@ -86,6 +86,21 @@ def test_penalizer_is_applied_as_lifetimes_applies_it(donations):
     assert ours.params_.delta < PUBLISHED["delta"] - 0.1  # the penalty shrinks the largest parameter
 
 
+@pytest.mark.parametrize("ridge", [0.0, 0.1])
+def test_a_ridge_attempt_reports_the_likelihood_without_either_penalty(donations, ridge):
+    """The ridge ladder's evidence takes the user's penalty and the ridge off the attempt's log-likelihood itself,
+    so the attempt must report the likelihood alone (it once had the penalty taken off twice)."""
+    model = BetaGeoBetaBinomModel(penalizer=0.05)
+    rows = (donations.frequency, donations.recency, donations.periods)
+    objective = BetaGeoBetaBinomObjective(*rows, donations.weights, penalizer=0.05)
+    attempt = model._attempt_ridge(objective, ridge)
+    at = BetaGeoBetaBinomParams(**attempt.values)
+    assert attempt.log_likelihood == pytest.approx(at.log_likelihood(*rows, weights=donations.weights), rel=1e-12)
+    assert attempt.penalty == pytest.approx(
+        float(donations.weights.sum()) * 0.05 * sum(v**2 for v in attempt.values.values())
+    )
+
+
 @pytest.mark.parametrize("penalizer", [0.0, 0.05])
 def test_analytic_gradient_and_hessian_match_finite_differences(donations, penalizer):
     objective = BetaGeoBetaBinomObjective(

@@ -372,7 +372,8 @@ class BetaGeoBetaBinomModel(PurchaseModel):
             values=dict(zip(NAMES, phi.tolist())),
             offsets=theta,
             converged=converged,
-            log_likelihood=-objective.W * (value - ridge * float(theta @ theta)),
+            # the likelihood alone: fit_with_ridges takes the user's penalty and the ridge off it itself
+            log_likelihood=-objective.W * (value - ridge * float(theta @ theta) - objective.penalizer * (phi**2).sum()),
             covariance=covariance,
             ridge=ridge,
             failure="" if converged else solution.message,
