@@ -216,7 +216,7 @@ class GammaGammaCovariateModel:
 def own_params(params: GammaGammaParams, gamma, z) -> GammaGammaParams:
     """``params`` with ``v`` replaced by the customers' own ``v exp(gamma . z_i)`` (an array, one per row of ``z``)."""
     effect = np.asarray(z, float).reshape(np.shape(z)[0], -1) @ np.asarray(gamma, float).reshape(-1)
-    return GammaGammaParams(params.p, params.q, params.v * np.exp(effect))  # type: ignore[arg-type]
+    return GammaGammaParams(params.p, params.q, params.v * np.exp(effect))
 
 
 def simulate_spend(params: GammaGammaParams, gamma, z, frequency, seed=None) -> np.ndarray:
