@@ -240,6 +240,32 @@ def _covariate_case(name: str, repeats: int) -> dict:
     }
 
 
+def case_fit_gg_covariates(repeats: int) -> dict:
+    """Gamma-Gamma with 2 spend covariates (numeric, binary) on 1 M repeat buyers, beside the plain fit of the rows."""
+    import numpy as np
+
+    from crmvalue.models import GammaGammaModel, GammaGammaParams
+    from crmvalue.models.gamma_gamma_covariates import GammaGammaCovariateModel, simulate_spend
+
+    rng = np.random.default_rng(5)
+    n = 1_000_000
+    x = rng.integers(1, 30, n).astype(float)
+    z = np.column_stack([rng.normal(size=n), rng.integers(0, 2, n)])
+    kappa = np.array([0.3, -0.5])
+    m = np.round(simulate_spend(GammaGammaParams(6.0, 4.0, 15.0), kappa, z, x, seed=6), 2)  # to the cent
+    ours_t, ours = _timed(lambda: GammaGammaCovariateModel().fit(x, m, z), repeats)
+    plain_t, _ = _timed(lambda: GammaGammaModel().fit(x, m), repeats)
+    worst = float(np.max(np.abs(ours.gamma_ - kappa) / ours.standard_errors_.to_numpy()[3:]))
+    return {
+        "rows": f"{n:,} repeat buyers, 2 covariates",
+        "ours": ours_t,
+        "reference": None,
+        "note": f"spend covariates on Gamma-Gamma's scale v (numeric, binary); the coefficients within {worst:.1f} "
+        f"standard errors of the truth; the plain fit of the same rows takes {plain_t:.2f} s, the covariate fit "
+        f"{ours_t / plain_t:.1f}× that; lifetimes has none",
+    }
+
+
 def case_score(repeats: int) -> dict:
     import numpy as np
     import pandas as pd
@@ -270,6 +296,7 @@ def case_score(repeats: int) -> dict:
 
     ours_t, ours = _timed(lambda: model.predict(s), repeats)
     ref_t, ref = _timed(reference, repeats)
+    ours = ours[ref.columns]  # expected_revenue too, which lifetimes has no method for
     rel = float(np.nanmax(np.abs(ours.to_numpy() - ref.to_numpy()) / np.maximum(np.abs(ref.to_numpy()), 1e-12)))
     return {
         "rows": "1,000,000 customers",
@@ -377,6 +404,7 @@ CASES = {
     "covariates": ("BG/NBD fit with covariates", "—", lambda repeats: _covariate_case("bgnbd", repeats)),
     "covariates_paretonbd": ("Pareto/NBD fit with covariates", "—", lambda repeats: _covariate_case("paretonbd", 1)),
     "fit_gg": ("Gamma-Gamma fit", "lifetimes `GammaGammaFitter.fit`", case_fit_gg),
+    "fit_gg_covariates": ("Gamma-Gamma fit with spend covariates", "—", case_fit_gg_covariates),
     "score": ("scoring: p_alive, expected purchases, spend, CLV", "lifetimes' methods one after another", case_score),
     "train": ("`crmvalue train` on CDNOW master, end to end (`make train`)", "—", case_train),
     "train_no_churn": ("the same with `--no-churn` (value model and CRM analyses)", "—", case_train_no_churn),
