@@ -220,8 +220,8 @@ def test_bad_covariate_input_is_a_one_line_error_at_train(runs, crmvalue_main, c
 
 def test_the_saved_coding_is_design_matrix_coding_and_refuses_unseen_levels():
     from crmvalue.errors import CrmvalueError
+    from crmvalue.models.coding import CovariateCoding
     from crmvalue.models.covariates import design_matrix
-    from crmvalue.models.value import CovariateCoding
 
     table = pd.DataFrame(
         {"age": [30.0, 41.5, 52.0, 29.0], "channel": pd.Categorical(["web", "shop", "app", "web"])},

@@ -124,8 +124,8 @@ def test_prospective_scores_of_a_saved_model_need_no_history():
 
 
 def test_pareto_nbd_with_covariates_scores_each_customer_with_her_own_parameters():
+    from crmvalue.models.coding import CovariateCoding
     from crmvalue.models.paretonbd_covariates import ParetoNBDCovariateModel
-    from crmvalue.models.value import CovariateCoding
 
     rng = np.random.default_rng(2)
     gold = (rng.uniform(size=1500) < 0.5).astype(float)[:, None]

@@ -222,6 +222,40 @@ def test_covariates_from_an_odd_customer_table_end_as_expected(name, kind, model
         assert outcome.status == "error" and expected in outcome.error, outcome.describe()
 
 
+# (log, customer table, how a run with the table's column as Gamma-Gamma's spend covariate must end)
+SPEND_CASES = [
+    ("ordinary-n200-d365", "huge", "complete"),
+    ("ordinary-n200-d365", "tiny", "complete"),
+    ("ordinary-n200-d365", "rare_level", "complete"),
+    ("ordinary-n200-d365", "bool", "complete"),
+    ("ordinary-n200-d365", "normal+extra_ids", "complete"),
+    ("ordinary-n200-d365+newcomers", "normal", "complete"),
+    ("ordinary-n200-d365", "constant", "does not vary"),
+    ("ordinary-n200-d365", "nan", "is missing for customer 'c007'"),
+    # only the repeat buyers' spend is fitted: a column that is one value among them says nothing about spend
+    ("ordinary-n200-d365", "separating_01", "does not vary among the repeat buyers"),
+    ("few_repeaters-n100-r1-d365", "normal", "fewer than 10; fit it without spend covariates"),
+    ("one_time_buyers-n200-d365", "normal", "fewer than 10; fit it without spend covariates"),
+]
+
+
+@pytest.mark.robustness
+@pytest.mark.parametrize(("name", "kind", "expected"), SPEND_CASES)
+def test_spend_covariates_from_an_odd_customer_table_end_as_expected(name, kind, expected, tmp_path):
+    case = (
+        with_newcomers(make_case(name.removesuffix("+newcomers"))) if name.endswith("+newcomers") else make_case(name)
+    )
+    table = tmp_path / "customers.csv"
+    customer_table(case.frame, kind).to_csv(table, index=False)
+    overrides = {"data.customers": str(table), "model.covariates": {"spend": ["c"]}}
+    outcome = run_case(case, tmp_path, overrides)
+    assert outcome.status != "crash" and not outcome.problems, outcome.describe()
+    if expected == "complete":
+        assert outcome.status == "complete", outcome.describe()
+    else:
+        assert outcome.status == "error" and expected in outcome.error, outcome.describe()
+
+
 # ------------------------------------------------------------------------------------------------
 # the contractual setting on odd subscriptions tables
 

@@ -113,15 +113,17 @@ else:
 
 
 class CovariatesConfig(_Strict):
-    """Time-invariant covariates of the purchase model: columns of the customer table (``data.customers``).
-    Numeric columns are used as they are; categorical ones are one-hot coded against their first level."""
+    """Time-invariant covariates of the purchase model and of Gamma-Gamma's spend: columns of the customer table
+    (``data.customers``). Numeric columns are used as they are; categorical ones are one-hot coded against their
+    first level."""
 
     purchase: list[str] = Field([], description="customer-table columns that shift the purchase rate")
     dropout: list[str] = Field([], description="customer-table columns that shift the dropout process")
+    spend: list[str] = Field([], description="customer-table columns that shift Gamma-Gamma's spend level (scale v)")
 
     @property
     def any(self) -> bool:
-        return bool(self.purchase or self.dropout)
+        return bool(self.purchase or self.dropout or self.spend)
 
 
 class ModelConfig(_Strict):

@@ -11,9 +11,9 @@ import pandas as pd
 from crmvalue import schema
 from crmvalue.errors import CrmvalueError
 from crmvalue.models.base import PurchaseModel
+from crmvalue.models.coding import CovariateCoding, customer_rows
 from crmvalue.models.gamma_gamma import GammaGammaModel, expected_average_value
 from crmvalue.models.objective import MAX_LOG_SE, RIDGE_LADDER
-from crmvalue.models.value import CovariateCoding, customer_rows
 
 if TYPE_CHECKING:
     from crmvalue.config import ExperimentConfig
@@ -66,12 +66,18 @@ class CovariateRows:
     source: str  # the file, for errors
 
     @classmethod
-    def learn(cls, table: pd.DataFrame, ids: pd.Index, purchase, dropout, source: str) -> CovariateRows:
+    def learn(cls, table: pd.DataFrame, ids: pd.Index, purchase, dropout, source: str, spend=()) -> CovariateRows:
         """The coding learnt from the rows of the customers ``ids`` (the final fit's), every one of them checked."""
-        coding = CovariateCoding.learn(table.iloc[customer_rows(table, ids, source)], purchase, dropout, source)
-        rows = cls(coding, table, source)
-        rows.of(ids)  # a missing or bad value fails now, before any fit
-        return rows
+        rows = table.iloc[customer_rows(table, ids, source)]
+        coding = CovariateCoding.learn(rows, purchase, dropout, source, spend)
+        learnt = cls(coding, table, source)
+        coding.all_matrices(table, ids, source)  # a missing or bad value fails now, before any fit
+        return learnt
+
+    def spend_of(self, ids: pd.Index) -> pd.DataFrame:
+        """Gamma-Gamma's covariates of ``ids``, as a frame named by the coded columns."""
+        zs = self.coding.all_matrices(self.table, ids, self.source)[2]
+        return pd.DataFrame(zs, index=ids, columns=self.coding.names("spend"))
 
     def of(self, ids: pd.Index) -> tuple[pd.DataFrame, pd.DataFrame]:
         """The purchase and dropout covariates of ``ids``, as frames named by the coded columns."""
@@ -134,14 +140,7 @@ class CovariateFit:
         self.standard_errors_ = pd.Series(se, index=base + keys)
         values = np.concatenate([list(model.params_.as_dict().values()), list(self.coefficients_.values())])
         k = len(base)
-        log_se = se[:k] / values[:k]
-        self.confidence_intervals_ = pd.DataFrame(
-            {
-                "lower": np.concatenate([values[:k] * np.exp(-1.96 * log_se), values[k:] - 1.96 * se[k:]]),
-                "upper": np.concatenate([values[:k] * np.exp(1.96 * log_se), values[k:] + 1.96 * se[k:]]),
-            },
-            index=base + keys,
-        )
+        self.confidence_intervals_ = intervals(values, self.standard_errors_, k)
         self.log_param_covariance_ = np.asarray(model.covariance_)[:k, :k]
         return self
 
@@ -175,6 +174,53 @@ class CovariateFit:
         return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
 
+class SpendCovariateFit:
+    """Gamma-Gamma with spend covariates (:mod:`crmvalue.models.gamma_gamma_covariates`), fitted, under the names
+    the pipeline and the run writer read of a :class:`GammaGammaModel`: ``params_`` (the reference customer's),
+    ``coefficients_`` (``spend.<covariate>``), ``standard_errors_`` and ``confidence_intervals_`` over both,
+    ``log_param_covariance_`` (of log p, q, v), ``penalizer_used_``, ``boundary_``, ``warning_``,
+    ``frequency_spend_correlation_``, and ``log_likelihood_`` beside ``plain_log_likelihood_`` (the same buyers
+    without covariates) for the likelihood-ratio test."""
+
+    def __init__(self, penalizer: float = 0.0):
+        self.penalizer = penalizer
+
+    def fit(self, frequency, monetary_value, z: pd.DataFrame) -> SpendCovariateFit:
+        from crmvalue.models.gamma_gamma_covariates import GammaGammaCovariateModel
+
+        model = GammaGammaCovariateModel(self.penalizer).fit(frequency, monetary_value, z)
+        self.model_, self.params_, self.z_ = model, model.params_, z
+        self.penalizer_used_, self.warning_ = model.penalizer_used_, model.warning_
+        self.boundary_ = model.warning_
+        self.frequency_spend_correlation_ = model.frequency_spend_correlation_
+        self.log_likelihood_, self.plain_log_likelihood_ = model.log_likelihood_, model.plain_log_likelihood_
+        keys = [schema.covariate_key("spend", c) for c in z.columns]
+        self.coefficients_ = dict(zip(keys, map(float, model.gamma_)))
+        self.standard_errors_ = pd.Series(model.standard_errors_.to_numpy(float), index=["p", "q", "v", *keys])
+        values = np.concatenate([list(model.params_.as_dict().values()), model.gamma_])
+        self.confidence_intervals_ = intervals(values, self.standard_errors_, 3)
+        self.log_param_covariance_ = np.asarray(model.covariance_)[:3, :3]
+        return self
+
+    def expected_average_value(self, frequency, monetary_value) -> np.ndarray:
+        """E[M | x, m_x, z] of the fitted customers, in the order of ``z``."""
+        return self.model_.expected_average_value(frequency, monetary_value, self.z_.to_numpy(float))
+
+
+def intervals(values: np.ndarray, se: pd.Series, k: int) -> pd.DataFrame:
+    """95% intervals: log-normal for the first ``k`` (positive parameters, as the plain models), estimate
+    -/+ 1.96 se for the coefficients after them."""
+    s = se.to_numpy(float)
+    log_se = s[:k] / values[:k]
+    return pd.DataFrame(
+        {
+            "lower": np.concatenate([values[:k] * np.exp(-1.96 * log_se), values[k:] - 1.96 * s[k:]]),
+            "upper": np.concatenate([values[:k] * np.exp(1.96 * log_se), values[k:] + 1.96 * s[k:]]),
+        },
+        index=se.index,
+    )
+
+
 def boundary(model, z: np.ndarray) -> str | None:
     """Why a fitted covariate model is a boundary estimate, or None: a log-parameter's standard error, or a
     coefficient's times its covariate's standard deviation (the log-effect of one deviation), above
@@ -198,10 +244,22 @@ def fit_purchase_model(
     its covariate version on the customers' rows of the customer table."""
     from crmvalue.models import PURCHASE_MODELS
 
-    if covariates is None:
+    if covariates is None or not covariates.coding.purchase_process:
         return PURCHASE_MODELS[name](penalizer).fit(frequency, recency, T)
     z_purchase, z_dropout = covariates.of(pd.Index(frequency.index))
     return CovariateFit(name, penalizer).fit(frequency, recency, T, z_purchase, z_dropout)
+
+
+def fit_spend(
+    penalizer: float, frequency, monetary_value, mean_spend: float | None, covariates: CovariateRows | None = None
+) -> tuple[GammaGammaModel | SpendCovariateFit, np.ndarray]:
+    """Gamma-Gamma on one row per customer (``frequency`` indexed by customer id), with the spend covariates of
+    ``covariates`` when it has any, and each customer's expected spend per purchase."""
+    if covariates is None or not covariates.coding.spend:
+        gg = GammaGammaModel(penalizer).fit(frequency, monetary_value, mean_spend=mean_spend)
+        return gg, expected_average_value(gg.params_, frequency, monetary_value)
+    fit = SpendCovariateFit(penalizer).fit(frequency, monetary_value, covariates.spend_of(pd.Index(frequency.index)))
+    return fit, fit.expected_average_value(frequency, monetary_value)
 
 
 def check_covariate_settings(cfg: ExperimentConfig) -> None:
@@ -224,7 +282,9 @@ def covariate_rows(cfg: ExperimentConfig, attributes: pd.DataFrame | None, ids: 
         from crmvalue.data import load_customer_attributes
 
         attributes = load_customer_attributes(cfg.data.customers, cfg.data.customers_id_col)
-    return CovariateRows.learn(attributes, ids, covariates.purchase, covariates.dropout, str(cfg.data.customers))
+    return CovariateRows.learn(
+        attributes, ids, covariates.purchase, covariates.dropout, str(cfg.data.customers), covariates.spend
+    )
 
 
 def covariate_candidates(candidates: list[str]) -> list[str]:
@@ -240,15 +300,32 @@ def covariate_candidates(candidates: list[str]) -> list[str]:
     return kept
 
 
-def likelihood_ratio_test(with_covariates: CovariateFit, without: PurchaseModel) -> dict[str, float]:
-    """The likelihood-ratio test of the covariates: ``2 (LL_with - LL_without)`` against chi-square with as many
-    degrees of freedom as coefficients (the models are nested: all coefficients 0 is the plain model). Keys
-    ``statistic``, ``df``, ``p_value``."""
+def likelihood_ratio_test(with_covariates: CovariateFit | SpendCovariateFit, without: float) -> dict[str, float]:
+    """The likelihood-ratio test of the covariates: ``2 (LL_with - LL_without)`` (``without``: the same fit's
+    log-likelihood without covariates, on the same customers) against chi-square with as many degrees of freedom
+    as coefficients (the models are nested: all coefficients 0 is the plain model). Keys ``statistic``, ``df``,
+    ``p_value``."""
     from scipy.stats import chi2
 
     df = len(with_covariates.coefficients_)
-    statistic = max(2.0 * (with_covariates.log_likelihood_ - without.log_likelihood_), 0.0)  # optimiser slack
+    statistic = max(2.0 * (with_covariates.log_likelihood_ - without), 0.0)  # optimiser slack
     return {"statistic": statistic, "df": float(df), "p_value": float(chi2.sf(statistic, df))}
+
+
+def covariate_tests(purchase, gg, summary: pd.DataFrame, penalizer: float) -> dict[str, float]:
+    """The final fits' covariates tested against the same fits without them (``summary``: the final RFM rows):
+    ``final.<model>.lr_test.*`` and ``final.gamma_gamma.lr_test.*``; nothing for a fit without covariates."""
+    from crmvalue.models import PURCHASE_MODELS
+
+    metrics = {}
+    if isinstance(purchase, CovariateFit):
+        plain = PURCHASE_MODELS[purchase.name](penalizer).fit(summary["frequency"], summary["recency"], summary["T"])
+        test = likelihood_ratio_test(purchase, plain.log_likelihood_)
+        metrics.update({schema.lr_test_metric(purchase.name, k): v for k, v in test.items()})
+    if isinstance(gg, SpendCovariateFit):
+        test = likelihood_ratio_test(gg, gg.plain_log_likelihood_)
+        metrics.update({schema.lr_test_metric("gamma_gamma", k): v for k, v in test.items()})
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -269,7 +346,7 @@ class Evaluation:
     candidates: dict[str, CandidateResult]
     winner: str
     reason: str
-    gamma_gamma: GammaGammaModel | None
+    gamma_gamma: GammaGammaModel | SpendCovariateFit | None
     baseline: dict[str, float]
     holdout_customers: int
     duration: float
@@ -324,8 +401,7 @@ def evaluate_purchase_models(
     duration = float(split["duration_holdout"].iloc[0])
     actual = split["frequency_holdout"].to_numpy()
     revenue = split["revenue_holdout"]
-    gg = GammaGammaModel(gamma_gamma_penalizer).fit(x, split["monetary_value_cal"], mean_spend=mean_spend)
-    spend = expected_average_value(gg.params_, x, split["monetary_value_cal"])
+    gg, spend = fit_spend(gamma_gamma_penalizer, x, split["monetary_value_cal"], mean_spend, covariates)
 
     results: dict[str, CandidateResult] = {}
     for name in candidates:

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
 import pandas as pd
 
 from crmvalue import schema
@@ -32,18 +31,17 @@ from crmvalue.evaluation import (
     CovariateFit,
     CovariateRows,
     Evaluation,
+    SpendCovariateFit,
     check_covariate_settings,
     covariate_candidates,
     covariate_rows,
+    covariate_tests,
     evaluate_purchase_models,
     fit_purchase_model,
-    likelihood_ratio_test,
+    fit_spend,
     skipped_evaluation,
 )
-from crmvalue.features import (
-    calibration_holdout_summary,
-    mean_purchase_amount,
-)
+from crmvalue.features import calibration_holdout_summary, mean_purchase_amount
 from crmvalue.inputs import load_stage
 from crmvalue.models import (
     PURCHASE_MODELS,
@@ -108,7 +106,7 @@ class TrainedRun:
     metrics: dict[str, float]
     value_model: ValueModel
     purchase: PurchaseModel | CovariateFit
-    gamma_gamma: GammaGammaModel
+    gamma_gamma: GammaGammaModel | SpendCovariateFit
     thresholds: tuple[float, float]
     calibration_end: pd.Timestamp
     observation_end: pd.Timestamp
@@ -215,12 +213,13 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
     choice = choose_value_model(cfg, frame, evaluation, cal_end, obs_end, progress)
     metrics.update(choice.metrics)
     simulation = cfg.data.simulation
-    if isinstance(purchase, CovariateFit):  # the test of the covariates against the same model without them
-        plain = PURCHASE_MODELS[purchase.name](cfg.model.penalizer).fit(*(features.summary[c] for c in RFM))
-        metrics.update(
-            {schema.lr_test_metric(purchase.name, k): v for k, v in likelihood_ratio_test(purchase, plain).items()}
-        )
-    elif loaded.simulated and simulation.model == purchase.name and cfg.time_unit == simulation.time_unit:
+    metrics.update(covariate_tests(purchase, gg, features.summary, cfg.model.penalizer))  # with covariates only
+    if (
+        not isinstance(purchase, CovariateFit)
+        and loaded.simulated
+        and simulation.model == purchase.name
+        and cfg.time_unit == simulation.time_unit
+    ):
         # the truth is known: how far the final fit landed from it
         truth = simulation.params
         assert truth is not None  # filled in by SimulationConfig's validator
@@ -283,7 +282,8 @@ def fit_run(cfg: ExperimentConfig, data: pd.DataFrame | None, progress: Progress
             for name, result in evaluation.candidates.items()
             if result.model is not None
         }
-        if isinstance(gg.params_, GammaGammaParams):  # no spend distribution to draw for the mean-spend fallback
+        # no spend distribution to draw for the mean-spend fallback, nor one population's for spend covariates
+        if isinstance(gg, GammaGammaModel) and isinstance(gg.params_, GammaGammaParams):
             diagnostics.setdefault(evaluation.winner, {})["spend_fit"] = gamma_gamma_spend_fit(
                 gg.params_,
                 purchase_summary["frequency"],
@@ -348,7 +348,7 @@ def evaluate_stage(
 ) -> tuple[Evaluation, dict[str, float]]:
     """Fit every candidate on the calibration period and score the holdout: the run's honest metrics."""
     candidates = list(cfg.model.candidates) if cfg.model.purchase_model == "auto" else [cfg.model.purchase_model]
-    if covariates is not None:
+    if covariates is not None and covariates.coding.purchase_process:
         candidates = covariate_candidates(candidates)
     with progress.stage(
         "evaluate",
@@ -411,7 +411,7 @@ def fit_stage(
     obs_end,
     progress: Progress,
     covariates: CovariateRows | None = None,
-) -> tuple[PurchaseModel | CovariateFit, GammaGammaModel, ValueModel]:
+) -> tuple[PurchaseModel | CovariateFit, GammaGammaModel | SpendCovariateFit, ValueModel]:
     """Refit the winner and Gamma-Gamma on the whole history to the observation end: what is exported."""
     with progress.stage(
         "fit",
@@ -420,19 +420,18 @@ def fit_stage(
     ):
         x, t_x, T_ = (summary[c] for c in RFM)
         purchase = fit_purchase_model(evaluation.winner, cfg.model.penalizer, x, t_x, T_, covariates)
-        gg = GammaGammaModel(cfg.model.gamma_gamma_penalizer).fit(
-            summary["frequency"], summary["monetary_value"], mean_spend=mean_purchase_amount(frame, obs_end)
+        mean_spend = mean_purchase_amount(frame, obs_end)
+        gg, _ = fit_spend(
+            cfg.model.gamma_gamma_penalizer, summary["frequency"], summary["monetary_value"], mean_spend, covariates
         )
         for fitted in (purchase, gg):
             if fitted.warning_:
                 log.warning("final fit: %s", fitted.warning_)
-        if (
-            np.isfinite(gg.frequency_spend_correlation_)
-            and abs(gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING
-        ):
+        if abs(r := gg.frequency_spend_correlation_) > SPEND_CORRELATION_WARNING:  # NaN: undefined, no warning
             log.warning(
-                "frequency and spend are correlated (r=%.2f > %.1f): the Gamma-Gamma independence assumption is doubtful",
-                gg.frequency_spend_correlation_,
+                "frequency and spend are correlated (r=%.2f > %.1f): the Gamma-Gamma independence assumption is "
+                "doubtful",
+                r,
                 SPEND_CORRELATION_WARNING,
             )
         # with the fits' covariances: the export's intervals come from them, and crmvalue predict
@@ -440,9 +439,11 @@ def fit_stage(
         value_model = ValueModel(
             purchase.params_, gg.params_, cfg.purchase_unit, cfg.horizon_days, cfg.clv.months, cfg.clv.discount_rate
         ).with_covariances(purchase.log_param_covariance_, gg.log_param_covariance_)
-        if isinstance(purchase, CovariateFit):
-            assert covariates is not None  # a covariate fit comes from the covariates
+        if covariates is not None:
             value_model = value_model.with_covariates(
-                covariates.coding, purchase.gamma_purchase_, purchase.gamma_dropout_
+                covariates.coding,
+                purchase.gamma_purchase_ if isinstance(purchase, CovariateFit) else (),
+                purchase.gamma_dropout_ if isinstance(purchase, CovariateFit) else (),
+                gg.model_.gamma_ if isinstance(gg, SpendCovariateFit) else (),
             )
     return purchase, gg, value_model

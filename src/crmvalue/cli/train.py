@@ -108,6 +108,12 @@ def train(
         help="COL[,COL...]: customer-table (--customers) columns as covariates of both the purchase and the dropout "
         "process (model.covariates sets them per process)",
     ),
+    spend_covariates: str | None = typer.Option(
+        None,
+        "--spend-covariates",
+        help="COL[,COL...]: customer-table (--customers) columns that shift Gamma-Gamma's spend level "
+        "(model.covariates.spend)",
+    ),
     period: str | None = typer.Option(
         None,
         "--period",
@@ -188,6 +194,7 @@ def train(
             "model.penalizer": penalizer,
             "model.covariates.purchase": _columns(covariates),
             "model.covariates.dropout": _columns(covariates),
+            "model.covariates.spend": _columns(spend_covariates),
             "period": period,
             "setting": setting,
             "subscriptions.start_col": start_col,
@@ -226,12 +233,19 @@ def train(
         ),
         "quadrants       " + ", ".join(f"{k} {v:,}" for k, v in q.items()),
     ]
-    lr = f"final.{result.value_model.purchase.name}.lr_test."
-    if lr + "p_value" in m:  # a fit with covariates, tested against the same model without them
+    tests = {
+        label: f"final.{model}.lr_test."
+        for model, label in ((result.value_model.purchase.name, "purchase model"), ("gamma_gamma", "Gamma-Gamma"))
+        if f"final.{model}.lr_test.p_value" in m  # a fit with covariates, tested against the same fit without them
+    }
+    if tests:
         lines.insert(
             3,
             f"covariates      {result.value_model.covariates}: likelihood-ratio test against no covariates "
-            f"chi2 {m[lr + 'statistic']:.1f} on {m[lr + 'df']:.0f} df, p = {m[lr + 'p_value']:.3g}",
+            + "; ".join(
+                f"{label} chi2 {m[lr + 'statistic']:.1f} on {m[lr + 'df']:.0f} df, p = {m[lr + 'p_value']:.3g}"
+                for label, lr in tests.items()
+            ),
         )
     if result.value_choice is not None and cfg.model.value_model != "btyd":
         lines.insert(3, f"value model     {result.value_choice.live}: {result.value_choice.reason}")

@@ -112,7 +112,8 @@ class GammaGammaCovariateModel:
     Attributes after :meth:`fit`: ``params_`` (the reference customer's ``p, q, v``), ``gamma_`` (the coefficients),
     ``coefficient_names_``, ``log_likelihood_``, ``standard_errors_`` (``p, q, v``, then ``spend:<name>``),
     ``covariance_`` (of ``theta``), ``n_customers_``, ``penalizer_used_`` (the ridge a boundary fit needed, else 0),
-    ``warning_``. A covariate column of extreme magnitude is fitted divided by a power of two near its largest
+    ``warning_``, ``plain_log_likelihood_`` (the plain fit on the same buyers, where the fit starts) and
+    ``frequency_spend_correlation_``. A covariate column of extreme magnitude is fitted divided by a power of two near its largest
     value, as in :class:`crmvalue.models.covariates.CovariateModel`.
     """
 
@@ -163,6 +164,9 @@ class GammaGammaCovariateModel:
         theta = solution.theta
         covariance = np.linalg.inv(solution.hessian) / objective.W
         self.log_likelihood_ = float(objective.rows(theta, derivatives=False) @ w)
+        # the same buyers without covariates (the start), for the likelihood-ratio test
+        self.plain_log_likelihood_ = float(objective.rows(objective.centre, derivatives=False) @ w)
+        self.frequency_spend_correlation_ = plain.frequency_spend_correlation_
         scale = np.concatenate([np.ones(3), sizes])
         theta, covariance = theta / scale, covariance / np.outer(scale, scale)  # kappa in the covariates' own units
         self.params_ = GammaGammaParams(*map(float, np.exp(theta[:3])))

@@ -9,7 +9,7 @@ parameters, from her row of the customer table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -18,8 +18,8 @@ from crmvalue.discrete import DAYS_PER_PERIOD, ModelUnit
 from crmvalue.errors import CrmvalueError
 from crmvalue.features import DAYS_PER_UNIT, SUMMARY_COLUMNS
 from crmvalue.models.base import PurchaseParams
-from crmvalue.models.covariates import design_matrix
-from crmvalue.models.gamma_gamma import SpendParams, expected_average_value, spend_params_from_dict
+from crmvalue.models.coding import CovariateCoding
+from crmvalue.models.gamma_gamma import GammaGammaParams, SpendParams, expected_average_value, spend_params_from_dict
 
 # lifetimes' month in each time unit (utils._customer_lifetime_value: 30 days, 4.345 weeks)
 MONTH_LENGTH = {"days": 30.0, "weeks": 4.345} | {p: DAYS_PER_PERIOD["month"] / d for p, d in DAYS_PER_PERIOD.items()}
@@ -147,111 +147,6 @@ def _first_occurrences(key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse, first
 
 
-def customer_rows(table: pd.DataFrame, ids: pd.Index, source: str) -> np.ndarray:
-    """The row positions of the customers ``ids`` in ``table``; one missing: a one-line error naming the first."""
-    where = table.index.get_indexer(ids)
-    if (where < 0).any():
-        first = ids[int(np.argmax(where < 0))]
-        raise CrmvalueError(
-            f"{source}: customer {first!r} of the transactions is not in the customer table "
-            f"({int((where < 0).sum())} in all), which holds the covariates; add them"
-        )
-    return where
-
-
-@dataclass(frozen=True)
-class CovariateCoding:
-    """How customer-table columns become the covariate matrices, fixed at training so that ``predict`` codes a new
-    table identically (:func:`crmvalue.models.covariates.design_matrix`'s coding): a numeric column as it is, a
-    categorical one as a 0/1 indicator per level but the first of ``levels[column]`` (the reference). Saved with
-    the model; a level the training data did not have is an error at scoring."""
-
-    purchase: tuple[str, ...]
-    dropout: tuple[str, ...]
-    levels: dict[str, tuple] = field(default_factory=dict)  # categorical column -> its levels, the reference first
-
-    @classmethod
-    def learn(cls, table: pd.DataFrame, purchase, dropout, source: str) -> CovariateCoding:
-        """The coding of ``table`` (the fitted customers' rows), after ``design_matrix``'s checks (missing values,
-        a column that does not vary, dependent columns): a one-line :class:`CrmvalueError` naming ``source``."""
-        for columns in (purchase, dropout):
-            design_matrix(table, list(columns), source)
-        levels = {}
-        for column in dict.fromkeys([*purchase, *dropout]):
-            values = table[column]
-            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-                observed = [v.item() if isinstance(v, np.generic) else v for v in pd.unique(values.to_numpy(object))]
-                try:
-                    levels[column] = tuple(sorted(observed))
-                except TypeError:  # mixed types: compare as text, as design_matrix does
-                    levels[column] = tuple(sorted(observed, key=str))
-        return cls(tuple(purchase), tuple(dropout), levels)
-
-    def __str__(self) -> str:
-        return f"purchase: {', '.join(self.purchase) or 'none'}; dropout: {', '.join(self.dropout) or 'none'}"
-
-    def names(self, role: str) -> list[str]:
-        """The coded columns of ``role`` (purchase or dropout): ``age``, ``channel[web]``, ..."""
-        columns = self.purchase if role == "purchase" else self.dropout
-        return [n for c in columns for n in ([f"{c}[{v}]" for v in self.levels[c][1:]] if c in self.levels else [c])]
-
-    def matrices(self, table: pd.DataFrame | None, ids: pd.Index, source: str) -> tuple[np.ndarray, np.ndarray]:
-        """The purchase and dropout covariates of the customers ``ids`` from ``table`` (indexed by customer id).
-        A customer not in the table, a missing value, an unseen level: a one-line error naming ``source``,
-        the column and the first customer."""
-        if table is None:
-            raise CrmvalueError(f"the model uses covariates of the customer table ({self}): pass it (--customers)")
-        absent = [c for c in dict.fromkeys([*self.purchase, *self.dropout]) if c not in table.columns]
-        if absent:
-            raise CrmvalueError(
-                f"{source}: no covariate column {absent[0]!r}; the model was trained with the covariates "
-                f"{', '.join(dict.fromkeys([*self.purchase, *self.dropout]))}"
-            )
-        where = customer_rows(table, ids, source)
-        coded = {c: self._code(table[c].iloc[where], c, source) for c in dict.fromkeys([*self.purchase, *self.dropout])}
-
-        def stack(columns: tuple[str, ...]) -> np.ndarray:
-            return np.column_stack([coded[c] for c in columns]) if columns else np.zeros((len(ids), 0))
-
-        return stack(self.purchase), stack(self.dropout)
-
-    def _code(self, values: pd.Series, column: str, source: str) -> np.ndarray:
-        bad = values.isna().to_numpy()
-        if bad.any():
-            raise CrmvalueError(
-                f"{source}: covariate {column!r} is missing for customer {values.index[int(np.argmax(bad))]!r} "
-                f"({int(bad.sum())} rows in all); fill it in"
-            )
-        if column not in self.levels:
-            if not pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype):
-                raise CrmvalueError(f"{source}: covariate {column!r} is not numeric, as it was in training")
-            numbers = values.to_numpy(float)
-            if not np.isfinite(numbers).all():
-                first = values.index[int(np.argmax(~np.isfinite(numbers)))]
-                raise CrmvalueError(f"{source}: covariate {column!r} is not finite for customer {first!r}")
-            return numbers[:, None]
-        levels = self.levels[column]
-        codes = pd.Index(levels, dtype=object).get_indexer(values.to_numpy(object))
-        if (codes < 0).any():
-            at = int(np.argmax(codes < 0))
-            raise CrmvalueError(
-                f"{source}: covariate {column!r} has the level {values.iloc[at]!r} (customer {values.index[at]!r}) "
-                f"that the model was not trained with; it knows {', '.join(map(repr, levels))}"
-            )
-        return (codes[:, None] == np.arange(1, len(levels))).astype(float)
-
-    def to_dict(self) -> dict:
-        return {
-            "purchase": list(self.purchase),
-            "dropout": list(self.dropout),
-            "levels": {k: list(v) for k, v in self.levels.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict) -> CovariateCoding:
-        return cls(tuple(data["purchase"]), tuple(data["dropout"]), {k: tuple(v) for k, v in data["levels"].items()})
-
-
 @dataclass(frozen=True)
 class ValueModel:
     """Fitted purchase-model (BG/NBD, MBG/NBD or Pareto/NBD) and Gamma-Gamma parameters, with the horizons used to score.
@@ -281,6 +176,7 @@ class ValueModel:
     covariates: CovariateCoding | None = None
     gamma_purchase: tuple[float, ...] = ()
     gamma_dropout: tuple[float, ...] = ()
+    gamma_spend: tuple[float, ...] = ()  # Gamma-Gamma's, on log v (crmvalue.models.gamma_gamma_covariates)
 
     def with_covariances(self, purchase_log_covariance, spend_log_covariance) -> ValueModel:
         """This model carrying the fits' log-parameter covariances (square arrays; None leaves one unknown)."""
@@ -290,12 +186,24 @@ class ValueModel:
             spend_log_covariance=_square(spend_log_covariance, self.gamma_gamma.as_dict(), "spend"),
         )
 
-    def with_covariates(self, coding: CovariateCoding, gamma_purchase, gamma_dropout) -> ValueModel:
+    def with_covariates(self, coding: CovariateCoding, gamma_purchase, gamma_dropout, gamma_spend=()) -> ValueModel:
         """This model scoring with covariates coded by ``coding`` and these coefficients."""
-        gp, gd = (tuple(float(v) for v in np.ravel(g)) for g in (gamma_purchase, gamma_dropout))
-        if (len(gp), len(gd)) != (len(coding.names("purchase")), len(coding.names("dropout"))):
-            raise CrmvalueError(f"{len(gp)} + {len(gd)} coefficients do not fit the covariates of {coding}")
-        return replace(self, covariates=coding, gamma_purchase=gp, gamma_dropout=gd)
+        gp, gd, gs = (tuple(float(v) for v in np.ravel(g)) for g in (gamma_purchase, gamma_dropout, gamma_spend))
+        if (len(gp), len(gd), len(gs)) != tuple(len(coding.names(r)) for r in ("purchase", "dropout", "spend")):
+            raise CrmvalueError(f"{len(gp)} + {len(gd)} + {len(gs)} coefficients do not fit the covariates of {coding}")
+        if gs and not isinstance(self.gamma_gamma, GammaGammaParams):
+            raise CrmvalueError("spend covariates need a fitted Gamma-Gamma, not the mean-spend fallback")
+        return replace(self, covariates=coding, gamma_purchase=gp, gamma_dropout=gd, gamma_spend=gs)
+
+    def spend_params(self, zs: np.ndarray) -> SpendParams:
+        """Gamma-Gamma's parameters of customers with coded spend covariates ``zs`` (n x k_s): ``v`` per customer;
+        without spend covariates, the one fit's."""
+        if not self.gamma_spend:
+            return self.gamma_gamma
+        from crmvalue.models.gamma_gamma_covariates import own_params
+
+        assert isinstance(self.gamma_gamma, GammaGammaParams)  # with_covariates refuses the fallback
+        return own_params(self.gamma_gamma, np.array(self.gamma_spend), zs)
 
     @property
     def horizon(self) -> float:
@@ -325,17 +233,20 @@ class ValueModel:
         x = summary["frequency"].to_numpy(float)
         t_x = summary["recency"].to_numpy(float)
         T_ = summary["T"].to_numpy(float)
-        spend = expected_average_value(self.gamma_gamma, x, summary["monetary_value"].to_numpy(float))
+        zs = np.zeros((len(x), 0))
         params = self.purchase
-        if self.covariates is None:
+        if self.covariates is None or not self.covariates.purchase_process:
             ux, ut, uT, inverse = unique_patterns(x, t_x, T_)
+            if self.covariates is not None:
+                zs = self.covariates.all_matrices(customers, summary.index, source)[2]
         else:  # patterns of history and covariates: categorical covariates still compress
-            zp, zd = self.covariates.matrices(customers, summary.index, source)
+            zp, zd, zs = self.covariates.all_matrices(customers, summary.index, source)
             columns, inverse = unique_rows([x, t_x, T_, *zp.T, *zd.T])
             ux, ut, uT = columns[:3]
             k = zp.shape[1]
             rows = np.column_stack(columns[3:]) if len(columns) > 3 else np.zeros((len(ux), 0))
             params = self.customer_params(rows[:, :k], rows[:, k:])
+        spend = expected_average_value(self.spend_params(zs), x, summary["monetary_value"].to_numpy(float))
         discounted = discounted_purchases(params, ux, ut, uT, self.clv_months, self.discount_rate, self.time_unit)
         purchases = params.expected_purchases(self.horizon, ux, ut, uT)[inverse]
         frame = pd.DataFrame(
@@ -362,10 +273,13 @@ class ValueModel:
         discounted monthly sum for the CLV, at the population mean spend (Gamma-Gamma's ``p v / (q - 1)``, or
         the mean-spend fallback). With covariates, each customer's own parameters from ``customers``."""
         n = len(ids)
-        params = self.purchase
+        params, zs = self.purchase, np.zeros((n, 0))
         if self.covariates is not None:
-            params = self.customer_params(*self.covariates.matrices(customers, ids, source))
-        spend = expected_average_value(self.gamma_gamma, np.zeros(n), np.zeros(n))  # x = 0: the population mean
+            zp, zd, zs = self.covariates.all_matrices(customers, ids, source)
+            if self.covariates.purchase_process:
+                params = self.customer_params(zp, zd)
+        # x = 0: the population mean spend (with spend covariates, of the customer's own v)
+        spend = np.broadcast_to(expected_average_value(self.spend_params(zs), np.zeros(n), np.zeros(n)), (n,))
         purchases = np.broadcast_to(params.expected_purchases_unconditional(self.horizon), (n,)).astype(float)
         discounted = discounted_unconditional_purchases(params, n, self.clv_months, self.discount_rate, self.time_unit)
         frame = pd.DataFrame(
@@ -398,11 +312,14 @@ class ValueModel:
             if getattr(self, key) is not None:  # JSON keeps every float exactly: predict draws what train drew
                 data[key] = [list(row) for row in getattr(self, key)]
         if self.covariates is not None:
-            data["covariates"] = {
+            saved: dict = {
                 **self.covariates.to_dict(),
                 "gamma_purchase": list(self.gamma_purchase),
                 "gamma_dropout": list(self.gamma_dropout),
             }
+            if self.gamma_spend:  # a model without spend covariates keeps its file as before
+                saved["gamma_spend"] = list(self.gamma_spend)
+            data["covariates"] = saved
         return data
 
     @classmethod
@@ -419,7 +336,10 @@ class ValueModel:
         if "covariates" in data:
             saved = data["covariates"]
             model = model.with_covariates(
-                CovariateCoding.from_dict(saved), saved["gamma_purchase"], saved["gamma_dropout"]
+                CovariateCoding.from_dict(saved),
+                saved["gamma_purchase"],
+                saved["gamma_dropout"],
+                saved.get("gamma_spend", ()),
             )
         return model
 

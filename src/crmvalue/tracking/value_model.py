@@ -49,8 +49,7 @@ def __getattr__(name: str):
 
 def covariate_columns(model: ValueModel) -> list[str]:
     """The customer-table columns a model with covariates scores from (none without)."""
-    coding = model.covariates
-    return [] if coding is None else list(dict.fromkeys([*coding.purchase, *coding.dropout]))
+    return [] if model.covariates is None else model.covariates.columns
 
 
 def log_value_model(

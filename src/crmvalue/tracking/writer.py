@@ -138,9 +138,11 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
         params = flatten(resolved, "config.")
         params[schema.PURCHASE_MODEL_PARAM] = purchase.name
         params.update({schema.model_param(purchase.name, k): repr(v) for k, v in purchase.params_.as_dict().items()})
-        # with covariates, their coefficients: <model>.purchase.<covariate>, <model>.dropout.<covariate>
+        # with covariates, their coefficients: <model>.purchase.<covariate>, <model>.dropout.<covariate>,
+        # gamma_gamma.spend.<covariate>
         params.update({schema.model_param(purchase.name, k): repr(v) for k, v in coefficients(purchase).items()})
         params.update({schema.model_param("gamma_gamma", k): repr(v) for k, v in gg.params_.as_dict().items()})
+        params.update({schema.model_param("gamma_gamma", k): repr(v) for k, v in coefficients(gg).items()})
         # the fallback ridge of a boundary fit (0.0: an interior optimum; see the README's "Boundary fits")
         params[schema.model_param(purchase.name, "penalizer_used")] = repr(purchase.penalizer_used_)
         params[schema.model_param("gamma_gamma", "penalizer_used")] = repr(gg.penalizer_used_)
@@ -266,7 +268,8 @@ def log_run(run: TrainedRun) -> tuple[str, str, dict[str, int]]:
 
 
 def coefficients(model) -> dict[str, float]:
-    """A covariate fit's coefficients by name (``purchase.<covariate>``, ...); a plain model has none."""
+    """A covariate fit's coefficients by name (``purchase.<covariate>``, ``spend.<covariate>``, ...); a plain
+    model has none."""
     return dict(getattr(model, "coefficients_", {}))
 
 
