@@ -10,7 +10,7 @@ import pandas as pd
 
 from crmvalue import schema
 from crmvalue.errors import CrmvalueError
-from crmvalue.models.base import PurchaseModel
+from crmvalue.models.base import InformationCriteria, PurchaseModel
 from crmvalue.models.coding import CovariateCoding, customer_rows
 from crmvalue.models.gamma_gamma import GammaGammaModel, expected_average_value
 from crmvalue.models.objective import MAX_LOG_SE, RIDGE_LADDER
@@ -88,7 +88,7 @@ class CovariateRows:
         )
 
 
-class CovariateFit:
+class CovariateFit(InformationCriteria):
     """A purchase model with time-invariant covariates (:mod:`crmvalue.models.covariate_models`), fitted, under the
     names the evaluation and the run writer read of a :class:`PurchaseModel`: ``params_`` (the reference customer,
     every covariate 0), ``coefficients_`` (``purchase.<covariate>``, ``dropout.<covariate>``: :func:`schema.covariate_key`),
@@ -164,14 +164,6 @@ class CovariateFit:
     @property
     def n_params(self) -> int:
         return int(self.model_.n_params)
-
-    @property
-    def aic_(self) -> float:
-        return 2 * self.n_params - 2 * self.log_likelihood_
-
-    @property
-    def bic_(self) -> float:
-        return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
 
 class SpendCovariateFit:

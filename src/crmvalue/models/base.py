@@ -111,7 +111,26 @@ def negative_binomial_log_pmf(n, r, alpha, t):
     return gammaln(r + n) - gammaln(r) - gammaln(n + 1) + r * np.log(alpha / (alpha + t)) + xlogy(n, t / (alpha + t))
 
 
-class PurchaseModel:
+class InformationCriteria:
+    """AIC and BIC of a fitted model with ``n_params``, ``log_likelihood_`` and ``n_customers_``."""
+
+    log_likelihood_: float
+    n_customers_: int
+
+    @property
+    def n_params(self) -> int:  # pragma: no cover - every model says
+        raise NotImplementedError
+
+    @property
+    def aic_(self) -> float:
+        return 2 * self.n_params - 2 * self.log_likelihood_
+
+    @property
+    def bic_(self) -> float:
+        return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
+
+
+class PurchaseModel(InformationCriteria):
     """Fits on the unique (frequency, recency, T) rows, weighted by their counts: with a lifetimes
     fitter by default, or with the model's own optimiser of the same objective (BG/NBD, MBG/NBD).
 
@@ -299,14 +318,6 @@ class PurchaseModel:
     @property
     def n_params(self) -> int:
         return len(self.params_.as_dict())
-
-    @property
-    def aic_(self) -> float:
-        return 2 * self.n_params - 2 * self.log_likelihood_
-
-    @property
-    def bic_(self) -> float:
-        return self.n_params * np.log(self.n_customers_) - 2 * self.log_likelihood_
 
 
 def _numerical_log_likelihood_hessian(params: PurchaseParams, rows: pd.DataFrame, step: float = 1e-4) -> np.ndarray:
