@@ -232,16 +232,19 @@ def revenue_cost_method(
     customer, amount = bought.customer, bought.amount
     if len(customer) == 0:
         raise CrmvalueError("revenue-cost method: no purchase days up to the observation end")
+    # one value per purchase day (50 M on the largest inputs): the narrowest integers that hold a year of the
+    # data, and no per-day array more than the cell and its first-of-year flag need
     period, year_ends = year_of_data(bought.day, end)
+    period = period.astype(np.int16)  # years back from the end: a few dozen
     starts = np.flatnonzero(np.r_[True, customer[1:] != customer[:-1]])
     per_customer = np.diff(np.r_[starts, len(customer)])
     acquired_in = period[starts]  # each customer's cohort: the year of the data of the first purchase
-    cohort = np.repeat(acquired_in, per_customer)
-    age = cohort - period  # years since acquisition of each purchase day
+    age = np.repeat(acquired_in, per_customer) - period  # years since acquisition of each purchase day
     width = int(acquired_in.max()) + 1  # the oldest cohort has years 0..width-1 measured
-    cell = cohort * width + age
-    key = np.repeat(np.arange(len(starts)), per_customer) * width + age  # sorted: by customer, then day
-    first_of_year = np.r_[True, key[1:] != key[:-1]]
+    cell = np.repeat(acquired_in.astype(np.int32) * width, per_customer) + age
+    # days are sorted by customer, then day: a customer's first day in a year of age starts a new run
+    first_of_year = np.r_[True, (customer[1:] != customer[:-1]) | (age[1:] != age[:-1])]
+    del age
     count = np.bincount(cell[first_of_year], minlength=width * width).reshape(width, width).astype(float)
     orders = np.bincount(cell, minlength=width * width).reshape(width, width).astype(float)
     revenue = np.bincount(cell, weights=amount, minlength=width * width).reshape(width, width)
