@@ -47,8 +47,10 @@ def _period_ordinals(days, period: str) -> np.ndarray:
 @dataclass(frozen=True)
 class CustomerPeriods:
     """What the retention table and the cohort matrix are built from, for one period length and end:
-    each purchase day's ``period`` and ``amount``, and the sorted distinct (``customer`` code, ``ordinal``)
-    pairs. Build it once with :func:`customer_periods` and pass it to both instead of the transactions."""
+    per period with a purchase day (``period`` ordinal), its purchase days ``orders`` and their ``amount``,
+    and the sorted distinct (``customer`` code, ``ordinal``) pairs as int32. Build it once with
+    :func:`customer_periods` and pass it to both instead of the transactions. Nothing in it is per purchase
+    day, so it stays small beside tens of millions of transactions."""
 
     days: pd.DataFrame
     customer: np.ndarray
@@ -76,23 +78,32 @@ def _periods_of(
 def _customer_periods(
     transactions: pd.DataFrame | CustomerDays, period: str, observation_end
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-    """Purchase days (``period``, ``amount``), and the sorted distinct (customer code, period) pairs."""
+    """Per period (``period``, ``orders``, ``amount``) and the sorted distinct (customer code, period) pairs."""
     netted = netted_days(transactions)
     keep = netted.purchase
     if observation_end is not None:
         keep &= netted.day <= day_number(pd.Timestamp(observation_end).normalize())
-    code = netted.customer[keep].astype(np.int64)
     ordinal = _period_ordinals(netted.day[keep], period)
-    days = pd.DataFrame({"period": ordinal, "amount": netted.amount[keep]})
-    if len(days) == 0:
-        return days, code, ordinal
+    if len(ordinal) == 0:
+        empty = np.zeros(0, np.int32)
+        return pd.DataFrame({"period": empty, "orders": empty, "amount": np.zeros(0)}), empty, empty
+    low = int(ordinal.min())
+    position = ordinal - low
+    width = int(position.max()) + 1
+    days = pd.DataFrame(
+        {
+            "period": np.arange(low, low + width),
+            "orders": np.bincount(position, minlength=width),
+            "amount": np.bincount(position, weights=netted.amount[keep], minlength=width),
+        }
+    )
     # one int64 key per (customer, period); the days are sorted by customer, then day, so the keys are
     # sorted already and the distinct pairs are where the key changes (no sort of tens of millions of rows)
-    low = ordinal.min()
-    width = np.int64(ordinal.max() - low + 1)
-    key = code * width + (ordinal - low)
+    key = netted.customer[keep].astype(np.int64) * width + position
+    del position, ordinal
     pairs = key[np.r_[True, key[1:] != key[:-1]]]
-    return days, pairs // width, pairs % width + low
+    del key
+    return days, (pairs // width).astype(np.int32), (pairs % width + low).astype(np.int32)
 
 
 def retention_table(
@@ -124,8 +135,9 @@ def retention_table(
     first_pair = np.r_[True, customer[1:] != customer[:-1]]
     new = np.bincount(position[first_pair], minlength=size)
     previous = np.r_[0, active[:-1]]
-    orders = np.bincount(days["period"].to_numpy() - periods[0], minlength=size)
-    revenue = np.bincount(days["period"].to_numpy() - periods[0], weights=days["amount"].to_numpy(), minlength=size)
+    at = days["period"].to_numpy() - periods[0]
+    orders = np.bincount(at, weights=days["orders"].to_numpy(), minlength=size).astype(np.int64)
+    revenue = np.bincount(at, weights=days["amount"].to_numpy(), minlength=size)
     table = pd.DataFrame(
         {
             "active_customers": active,
