@@ -133,7 +133,10 @@ def cpm_groups(measures: pd.DataFrame, cfg: CpmConfig | None = None) -> pd.DataF
 def cpm_table(measures: pd.DataFrame, groups: pd.DataFrame) -> pd.DataFrame:
     """Per CPM group 1-10 (empty ones too): customers, share, sales and its share, mean orders
     and mean inactivity."""
-    frame = measures.join(groups[["cpm_group"]], how="inner")
+    if groups.index.equals(measures.index):  # the usual case: no join, so no hash table of millions of ids is built
+        frame = measures.assign(cpm_group=groups["cpm_group"].to_numpy())
+    else:
+        frame = measures.join(groups[["cpm_group"]], how="inner")
     grouped = frame.groupby("cpm_group")
     table = pd.DataFrame(
         {
